@@ -1,0 +1,119 @@
+/**
+ * Tokens of the policy language.
+ *
+ * The order of `allTokens` matters: chevrotain tries patterns in order and takes the
+ * first that matches (not the longest), so literals that start like other tokens come
+ * first:
+ *   1. trivia (white space, newlines, comments);
+ *   2. strings and regex literals (they may contain anything);
+ *   3. e-mail addresses, then rate literals (`3600/h`, `10MB/min`) before numbers, so the
+ *      `/` of a rate is never read as the start of a regex;
+ *   4. domain names (`yahoo.com`, `*.yahoodns.net`, `[*.]gmail.com`, `163.com`) before
+ *      numbers and keywords: a domain has a dot and a last label that starts with a letter;
+ *   5. paths (`stdlib/retry`), growth factors (`x1.4`), numbers with optional units;
+ *   6. keywords (each with `longer_alt: Identifier`, so `rate-limit` is one identifier);
+ *   7. identifiers, then punctuation.
+ */
+import { createToken, Lexer, type TokenType } from 'chevrotain';
+
+export const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r]+/, group: Lexer.SKIPPED });
+/** Newlines end statements, like `;`. */
+export const Newline = createToken({ name: 'Newline', pattern: /\n/, line_breaks: true });
+/** `# …` to the end of the line; kept in a group so `fmt` can put comments back. */
+export const Comment = createToken({ name: 'Comment', pattern: /#[^\n]*/, group: 'comments' });
+
+export const StringLit = createToken({ name: 'StringLit', pattern: /"(?:[^"\\\n]|\\.)*"/ });
+/** `/…/flags`: a JavaScript regular expression on one line; `\/` escapes a slash. */
+export const RegexLit = createToken({
+  name: 'RegexLit',
+  pattern: /\/(?![*/\s])(?:[^/\\\n[]|\\.|\[(?:[^\]\\\n]|\\.)*\])+\/[a-z]*/,
+});
+
+export const EmailLit = createToken({ name: 'EmailLit', pattern: /[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*/ });
+/** `3600/h`, `20/s`, `10MB/min`, `50/day`: a count or size over a time unit, one token. */
+export const RateLit = createToken({ name: 'RateLit', pattern: /\d[\d.]*[A-Za-z]*\/[A-Za-z]+/ });
+/** A domain or domain pattern: `yahoo.com`, `*.yahoodns.net`, `[*.]gmail.com`. */
+export const DomainLit = createToken({
+  name: 'DomainLit',
+  pattern: /(?:\*\.|\[\*\.\])?(?:[A-Za-z0-9_-]+\.)+[A-Za-z][A-Za-z0-9-]*\.?/,
+});
+/** A `use` path with at least one slash: `stdlib/retry`, `./common`, `../shared/limits`. */
+export const PathLit = createToken({ name: 'PathLit', pattern: /(?:\.\.?\/)+[\w.-]+(?:\/[\w.-]+)*|[A-Za-z_][\w-]*(?:\/[\w.-]+)+/ });
+/** A growth factor: `x1.4`. */
+export const FactorLit = createToken({ name: 'FactorLit', pattern: /x\d+(?:\.\d+)?(?![\w.])/ });
+/**
+ * A number with an optional unit or shape: `10`, `30m`, `2d`, `10MB`, `10%`, `4xx`,
+ * `5.7.1`, `2026.11.2`, `192.0.2.10`, `2026-11-20`. What it means depends on where it
+ * stands; the CST→AST step checks it (missing or wrong units are diagnostics there).
+ */
+export const NumberLit = createToken({ name: 'NumberLit', pattern: /\d[\w.%:-]*/ });
+
+/**
+ * Every keyword is also a `Word`, so places that take a free name (a category, a phase,
+ * a scope) can accept keywords and identifiers alike; the AST builder checks the spelling.
+ */
+export const Word = createToken({ name: 'Word', pattern: Lexer.NA });
+export const Identifier = createToken({ name: 'Identifier', pattern: /[A-Za-z_][A-Za-z0-9_-]*/, categories: [Word] });
+
+const keywords: TokenType[] = [];
+function keyword(word: string): TokenType {
+  const name = 'Kw' + word.split('-').map((p) => p[0]!.toUpperCase() + p.slice(1)).join('');
+  const token = createToken({ name, pattern: new RegExp(word), longer_alt: Identifier, categories: [Word] });
+  keywords.push(token);
+  return token;
+}
+
+export const KwPolicy = keyword('policy');
+export const KwVersion = keyword('version');
+export const KwUse = keyword('use');
+export const KwDefault = keyword('default');
+export const KwProvider = keyword('provider');
+export const KwDomain = keyword('domain');
+export const KwGlobal = keyword('global');
+export const KwMatch = keyword('match');
+export const KwMx = keyword('mx');
+export const KwOn = keyword('on');
+export const KwReply = keyword('reply');
+export const KwWhen = keyword('when');
+export const KwIn = keyword('in');
+export const KwPhase = keyword('phase');
+export const KwExample = keyword('example');
+export const KwRules = keyword('rules');
+export const KwRetry = keyword('retry');
+export const KwWarmup = keyword('warmup');
+export const KwSource = keyword('source');
+export const KwPool = keyword('pool');
+export const KwTenant = keyword('tenant');
+export const KwTest = keyword('test');
+
+export const LCurly = createToken({ name: 'LCurly', pattern: /\{/ });
+export const RCurly = createToken({ name: 'RCurly', pattern: /\}/ });
+export const Semicolon = createToken({ name: 'Semicolon', pattern: /;/ });
+export const Comma = createToken({ name: 'Comma', pattern: /,/ });
+export const Colon = createToken({ name: 'Colon', pattern: /:/ });
+
+/** All tokens in matching order (see the file comment for why this order). */
+export const allTokens: TokenType[] = [
+  WhiteSpace,
+  Newline,
+  Comment,
+  StringLit,
+  RegexLit,
+  EmailLit,
+  RateLit,
+  DomainLit,
+  PathLit,
+  FactorLit,
+  NumberLit,
+  Word,
+  ...keywords,
+  Identifier,
+  LCurly,
+  RCurly,
+  Semicolon,
+  Comma,
+  Colon,
+];
+
+/** The one lexer instance (chevrotain lexers are stateless between `tokenize` calls). */
+export const policyLexer = new Lexer(allTokens, { ensureOptimizations: false, positionTracking: 'full' });

@@ -1,0 +1,16 @@
+// Bundles the CLI into dist/ so `npx petrel` starts fast without a TypeScript loader.
+// Runs from `npm ci` (prepare) and before the tests.
+import { build } from 'esbuild';
+
+await build({
+  entryPoints: { petrel: 'cli/main.ts' },
+  outdir: 'dist',
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+  logLevel: 'warning',
+});
