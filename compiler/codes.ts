@@ -25,7 +25,7 @@ export const CODES = {
   // Resolution (compiler/resolve.ts)
   RES001: { name: 'unknown-name', severity: 'error', summary: 'A name refers to nothing defined in this file or the files it uses.' },
   RES002: { name: 'duplicate-definition', severity: 'error', summary: 'Two definitions of the same kind share one name, or a second `default`/`global` block.' },
-  RES003: { name: 'import-cycle', severity: 'error', summary: '`use` statements form a cycle.' },
+  RES003: { name: 'import-cycle', severity: 'error', summary: '`use` statements, or rule sets that include each other, form a cycle.' },
   RES004: { name: 'import-not-found', severity: 'error', summary: 'A `use` names a file that does not exist.' },
   RES005: { name: 'not-imported', severity: 'error', summary: 'A name is defined in a file that this file does not `use`.' },
   // Validation (compiler/validate.ts)

@@ -5,7 +5,7 @@
  * returns. Nothing here reads files, the clock or the environment: source text and the
  * tool version come in through `RenderOptions`.
  */
-import type { Diagnostic, Severity, Span } from '../grammar/diagnostic.ts';
+import type { Diagnostic, Severity, Span } from '../grammar/index.ts';
 import { CODES, type CodeInfo } from './codes.ts';
 
 /**

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import AjvDraft04 from 'ajv-draft-04';
 import addFormatsModule from 'ajv-formats';
 import { describe, it, expect } from 'vitest';
-import { fileSpan, type Diagnostic, type Span } from '../../grammar/diagnostic.ts';
+import { fileSpan, type Diagnostic, type Span } from '../../grammar/index.ts';
 import { CODES } from '../../compiler/codes.ts';
 import { OUTPUT_FORMATS, renderDiagnostics, type RenderOptions } from '../../compiler/render.ts';
 

@@ -1,0 +1,83 @@
+/**
+ * What every subcommand shares: exit codes, argument parsing that rejects unknown
+ * options by name, finding `.policy` files under the paths given, and the disk host the
+ * compiler reads through.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { SourceHost } from '../compiler/index.ts';
+
+export const EXIT = { ok: 0, internal: 1, usage: 2, policy: 3 } as const;
+
+/** Where a command writes; tests pass buffers, the binary passes process streams. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  cwd: string;
+}
+
+/** A usage error: printed with the command's help hint, exit 2. */
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** Parses `argv` for one command; unknown options and bad values become UsageErrors. */
+export function parseCommandArgs<O extends Options>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^Unknown option '(.*)'.*$/s, 'unknown option `$1`'));
+  }
+}
+
+/** Every `.policy` file named or under a named directory, sorted, as absolute paths. */
+export function findPolicyFiles(paths: string[], cwd: string): string[] {
+  const found = new Set<string>();
+  const walk = (abs: string) => {
+    for (const entry of readdirSync(abs, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      if (entry.name.startsWith('.') || entry.name === 'node_modules') continue;
+      const child = path.join(abs, entry.name);
+      if (entry.isDirectory()) walk(child);
+      else if (entry.isFile() && entry.name.endsWith('.policy')) found.add(child);
+    }
+  };
+  for (const p of paths) {
+    const abs = path.resolve(cwd, p);
+    let stat;
+    try {
+      stat = statSync(abs);
+    } catch {
+      throw new UsageError(`no such file or directory: \`${p}\``);
+    }
+    if (stat.isDirectory()) walk(abs);
+    else found.add(abs);
+  }
+  return [...found];
+}
+
+/** The compiler's view of the disk. Reads are cached: `use` checks existence before reading. */
+export function diskHost(cwd: string): SourceHost {
+  const cache = new Map<string, string | undefined>();
+  return {
+    cwd,
+    readFile(absolutePath) {
+      if (!cache.has(absolutePath)) {
+        let text: string | undefined;
+        try {
+          text = readFileSync(absolutePath, 'utf8');
+        } catch {
+          text = undefined;
+        }
+        cache.set(absolutePath, text);
+      }
+      return cache.get(absolutePath);
+    },
+  };
+}
+
+/** The set name when `--name` is not given: the first path's base name (`policies`). */
+export function defaultSetName(paths: string[], cwd: string): string {
+  const first = path.resolve(cwd, paths[0] ?? '.');
+  return path.basename(first).replace(/\.policy$/, '') || 'policy';
+}

@@ -1,0 +1,302 @@
+/**
+ * Pure helpers shared by the reference interpreter and every compiled artifact.
+ *
+ * `emit` bundles this file into each artifact with esbuild, so the artifact has no
+ * runtime dependency on the compiler, and the interpreter imports it directly: the two
+ * can only disagree where their specialised code (routing, rule dispatch) differs, which
+ * is exactly what the conformance property test checks.
+ *
+ * INVARIANT: no imports except types, no module state, no I/O.
+ */
+import type { Category, Disposition } from '../grammar/ast.ts';
+import type { EffectiveSettings, Reaction } from '../runtime/abi.ts';
+import type { IRLimits, IRMatcher, IRRetryCurve, IRRule, IRSettings, IRSource, IRTenant, IRWarmupPlan } from './ir.ts';
+
+/** The parts of an SMTP reply that rules and fallbacks look at. */
+export interface ParsedReply {
+  /** The three-digit code, or 0 when the text does not start with one. */
+  code: number;
+  /** The code as text (`'421'`), or `''`. */
+  codeText: string;
+  /** Enhanced status code (RFC 3463) parts, or null. */
+  status: [number, number, number] | null;
+  /** The whole reply as given. */
+  text: string;
+}
+
+const REPLY_HEAD = /^([2-5]\d\d)(?:[ -]|$)(?:\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d))?/;
+
+/** Reads the code and enhanced status code from the first line of a reply. */
+export function parseReply(text: string): ParsedReply {
+  const m = REPLY_HEAD.exec(text);
+  if (!m) return { code: 0, codeText: '', status: null, text };
+  const status: [number, number, number] | null = m[2] ? [Number(m[2]), Number(m[3]), Number(m[4])] : null;
+  return { code: Number(m[1]), codeText: m[1]!, status, text };
+}
+
+/** The category of a reply that no rule classified: by enhanced status code, then by text. */
+export function fallbackCategory(reply: ParsedReply): Category | 'success' {
+  const cls = reply.code ? Math.floor(reply.code / 100) : 0;
+  if (cls === 2 || cls === 3) return 'success';
+  if (reply.status) {
+    if (reply.status[1] === 7) {
+      // X.7.x covers spam blocks, relay denials and plain policy alike: the text decides.
+      const byText = categoryByText(reply.text);
+      return byText === 'spam-related' || byText === 'relaying-issues' || byText === 'virus-related' ? byText : 'policy-related';
+    }
+    const byStatus = categoryByStatus(reply.status[1], reply.status[2]);
+    if (byStatus !== 'other') return byStatus;
+  }
+  return categoryByText(reply.text);
+}
+
+/**
+ * RFC 3463 subject and detail → PowerMTA category (stdlib rules refine this by text).
+ */
+function categoryByStatus(subject: number, detail: number): Category {
+  switch (subject) {
+    case 1:
+      if (detail === 2 || detail === 10) return 'bad-domain';
+      if (detail === 7 || detail === 8) return 'invalid-sender';
+      if (detail === 6) return 'inactive-mailbox';
+      return 'bad-mailbox';
+    case 2:
+      if (detail === 1) return 'inactive-mailbox';
+      if (detail === 2) return 'quota-issues';
+      if (detail === 3) return 'content-related';
+      return 'other';
+    case 3:
+      if (detail === 1) return 'quota-issues';
+      if (detail === 4) return 'content-related';
+      return 'other';
+    case 4:
+      if (detail === 1) return 'no-answer-from-host';
+      if (detail === 2) return 'bad-connection';
+      if (detail === 3 || detail === 4 || detail === 6) return 'routing-errors';
+      if (detail === 7) return 'message-expired';
+      return 'other';
+    case 5:
+      return 'protocol-errors';
+    case 6:
+      return 'content-related';
+    case 7:
+      return 'policy-related';
+    default:
+      return 'other';
+  }
+}
+
+const TEXT_CATEGORIES: [RegExp, Category][] = [
+  [/virus|malware|infected/i, 'virus-related'],
+  [/spam|blocklist|blacklist|block list|black list|spamhaus|junk|\bRBL\b|reputation/i, 'spam-related'],
+  [/relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed)|not permitted to relay|unable to relay/i, 'relaying-issues'],
+  [/quota|mailbox (?:is )?full|insufficient (?:storage|space)|over ?quota/i, 'quota-issues'],
+  [/(?:user|mailbox|recipient|address)\b[^\n]*\b(?:unknown|not found|does not exist|doesn't exist|no such|invalid|unavailable)|no such (?:user|mailbox|recipient)|unknown (?:user|recipient|mailbox)/i, 'bad-mailbox'],
+  [/(?:domain|host)\b[^\n]*\b(?:not found|does not exist|unknown)|no mx|unrouteable|unroutable/i, 'bad-domain'],
+  [/inactive|disabled|suspended|deactivated/i, 'inactive-mailbox'],
+  [/timed? ?out|connection (?:refused|reset|dropped|closed)|lost connection/i, 'bad-connection'],
+  [/expired|too long in queue/i, 'message-expired'],
+  [/sender (?:address )?(?:rejected|invalid|denied)|invalid sender|spf|dkim|dmarc|authenticat/i, 'policy-related'],
+  [/message (?:size|too (?:big|large))|content|attachment/i, 'content-related'],
+  [/policy|rate limit|too many|deferred|temporarily (?:rejected|deferred)|try again later|throttl/i, 'policy-related'],
+  [/syntax|command not recognized|unrecognized command|protocol/i, 'protocol-errors'],
+];
+
+function categoryByText(text: string): Category {
+  for (const [pattern, category] of TEXT_CATEGORIES) if (pattern.test(text)) return category;
+  return 'other';
+}
+
+/** Disposition when no rule states one: 5xx hard, everything else that failed soft; `null` for success. */
+export function fallbackDisposition(reply: ParsedReply): Disposition | null {
+  const cls = reply.code ? Math.floor(reply.code / 100) : 0;
+  if (cls === 2 || cls === 3) return null;
+  return cls === 5 ? 'hard' : 'soft';
+}
+
+/** Whether a rule's matcher matches a reply in a phase (`undefined` phase: phase conditions are ignored). */
+export function matcherMatches(matcher: IRMatcher, reply: ParsedReply, phase: string | undefined, regexes: readonly RegExp[]): boolean {
+  if (phase !== undefined && matcher.phases.length > 0 && !(matcher.phases as string[]).includes(phase)) return false;
+  if (matcher.codes.length > 0 && !matcher.codes.some((prefix) => reply.codeText.startsWith(prefix) && reply.codeText !== '')) return false;
+  if (matcher.statuses.length > 0) {
+    const status = reply.status;
+    if (!status) return false;
+    if (!matcher.statuses.some(([c, s, d]) => c === status[0] && (s === null || s === status[1]) && (d === null || d === status[2]))) return false;
+  }
+  if (matcher.texts.length > 0) {
+    let regexIndex = 0;
+    let any = false;
+    for (const t of matcher.texts) {
+      if (t.kind === 'regex') {
+        if (regexes[regexIndex++]!.test(reply.text)) any = true;
+      } else if (reply.text.toLowerCase().includes(t.text.toLowerCase())) any = true;
+    }
+    if (!any) return false;
+  }
+  return true;
+}
+
+/** The compiled regexes of a matcher's text matchers, in order (for `matcherMatches`). */
+export function matcherRegexes(matcher: IRMatcher): RegExp[] {
+  return matcher.texts.flatMap((t) => (t.kind === 'regex' ? [new RegExp(t.source, t.flags)] : []));
+}
+
+/**
+ * The delay before retry number `attempt` (1-based: the retry after the first failed
+ * attempt is 1), in milliseconds, or `null` to give up: no step left, the attempt limit
+ * reached, or the delays so far already pass `expireSeconds` (the route's expiry).
+ */
+export function curveDelay(curve: IRRetryCurve, attempt: number, expireSeconds: number | null = curve.expireSeconds): number | null {
+  if (!Number.isInteger(attempt) || attempt < 1) return null;
+  if (curve.attempts !== null && attempt >= curve.attempts) return null;
+  let total = 0;
+  let delay = 0;
+  for (let n = 1; n <= attempt; n++) {
+    const d = stepSeconds(curve, n);
+    if (d === null) return null;
+    delay = d;
+    total += d;
+    if (expireSeconds !== null && total > expireSeconds) return null;
+    // Past the explicit steps a repeat curve is linear: skip ahead instead of looping.
+    if (n > curve.steps.length && curve.repeat !== null && n < attempt) {
+      const remaining = attempt - n;
+      total += remaining * curve.repeat;
+      if (expireSeconds !== null && total > expireSeconds) return null;
+      return curve.repeat * 1000;
+    }
+    if (n > curve.steps.length && curve.exponential !== null && curve.exponential.capSeconds !== null && d >= curve.exponential.capSeconds && n < attempt) {
+      const remaining = attempt - n;
+      total += remaining * d;
+      if (expireSeconds !== null && total > expireSeconds) return null;
+      return d * 1000;
+    }
+  }
+  return delay * 1000;
+}
+
+function stepSeconds(curve: IRRetryCurve, n: number): number | null {
+  if (n <= curve.steps.length) return curve.steps[n - 1]!;
+  if (curve.repeat !== null) return curve.repeat;
+  const e = curve.exponential;
+  if (e !== null) {
+    const k = n - curve.steps.length - 1;
+    const raw = e.initialSeconds * Math.pow(e.factor, k);
+    return e.capSeconds !== null ? Math.min(raw, e.capSeconds) : raw;
+  }
+  return null;
+}
+
+/** Messages a plan allows on day `ageDays` (0 = the first day), or Infinity once the ramp is complete. */
+export function planLimit(plan: IRWarmupPlan, ageDays: number): number {
+  if (!Number.isFinite(ageDays) || ageDays < 0) return plan.kind === 'schedule' ? (plan.perDay[0] ?? Infinity) : Math.floor(plan.startPerDay);
+  const day = Math.floor(ageDays);
+  if (plan.kind === 'schedule') return day < plan.perDay.length ? plan.perDay[day]! : Infinity;
+  const value = Math.floor(plan.startPerDay * Math.pow(plan.factor, day));
+  if (plan.capPerDay !== null && value >= plan.capPerDay) return Infinity;
+  return Number.isFinite(value) ? value : Infinity;
+}
+
+/** A domain pattern as routing sees it (the IR's, without `loc`). */
+export interface RoutePattern {
+  kind: 'exact' | 'subdomains' | 'self-and-subdomains';
+  domain: string;
+}
+
+/** Lowercase, without a final dot: the form every routing table uses. */
+export function normalizeDomain(domain: string): string {
+  const lower = domain.toLowerCase();
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}
+
+/**
+ * How specific a pattern's match on `domain` is, or -1 for no match. An exact match
+ * beats any wildcard; among wildcards the longer suffix wins.
+ */
+export function patternSpecificity(pattern: RoutePattern, domain: string): number {
+  const p = pattern.domain;
+  if (pattern.kind !== 'subdomains' && domain === p) return Number.MAX_SAFE_INTEGER;
+  if (pattern.kind !== 'exact' && domain.length > p.length && domain.endsWith(p) && domain[domain.length - p.length - 1] === '.') return p.length;
+  return -1;
+}
+
+/** The parts of the IR that `composeSettings` reads (the emitted module embeds just these). */
+export interface SettingsTables {
+  global: IRLimits;
+  sources: Record<string, IRSource>;
+  tenants: Record<string, IRTenant>;
+  warmups: Record<string, { overflowPool: string | null }>;
+  retryCurves: Record<string, { jitter: number }>;
+}
+
+const stripLoc = <T extends { loc: unknown }>(list: readonly T[]): Omit<T, 'loc'>[] =>
+  list.map(({ loc: _loc, ...rest }) => rest as Omit<T, 'loc'>);
+
+/**
+ * Effective settings of a route for a source and tenant: the route's merged settings
+ * plus the global limits and the source's and tenant's own limits. Limit lists are
+ * ordered widest first: global, source, tenant, destination, destination/source,
+ * destination/tenant.
+ */
+export function composeSettings(routeId: string, base: IRSettings, tables: SettingsTables, sourceName?: string, tenantName?: string): EffectiveSettings {
+  const source = sourceName !== undefined ? tables.sources[sourceName] : undefined;
+  const tenant = tenantName !== undefined ? tables.tenants[tenantName] : undefined;
+  const parts: IRLimits[] = [tables.global];
+  if (source) parts.push(source.limits);
+  if (tenant) parts.push(tenant.limits);
+  const order: Record<string, number> = { global: 0, source: 1, tenant: 2, destination: 3, 'destination/source': 4, 'destination/tenant': 5 };
+  const join = <T extends { scope: string; loc: unknown }>(pick: (l: IRLimits) => T[], own: T[]) =>
+    stripLoc([...parts.flatMap(pick), ...own].sort((a, b) => order[a.scope]! - order[b.scope]!));
+  return {
+    route: routeId,
+    connections: join((l) => l.connections, base.connections),
+    connectRate: join((l) => l.connectRate, base.connectRate),
+    messageRate: join((l) => l.messageRate, base.messageRate),
+    dataRate: join((l) => l.dataRate, base.dataRate),
+    messagesPerConnection: base.messagesPerConnection,
+    recipientsPerTransaction: base.recipientsPerTransaction,
+    tls: base.tls,
+    retry: base.retry,
+    retryJitter: tables.retryCurves[base.retry]?.jitter ?? 0,
+    expireSeconds: base.expireSeconds,
+    source: source
+      ? {
+          name: source.name,
+          address: source.address,
+          ehlo: source.ehlo,
+          warmup: source.warmup ? { ramp: source.warmup.ramp, since: source.warmup.since, overflowPool: tables.warmups[source.warmup.ramp]?.overflowPool ?? null } : null,
+        }
+      : null,
+    tenant: tenant ? { name: tenant.name, pool: tenant.pool } : null,
+  } as EffectiveSettings;
+}
+
+/** The reaction a matching rule gives to a reply (fallbacks fill what the rule leaves open). */
+export function ruleReaction(rule: IRRule, reply: ParsedReply): Reaction {
+  const reaction: Reaction = {
+    category: rule.category ?? fallbackCategory(reply),
+    disposition: rule.disposition ?? fallbackDisposition(reply),
+    actions: rule.actions as Reaction['actions'],
+    rule: { file: rule.loc.file, line: rule.loc.line },
+  };
+  if (rule.trigger) reaction.trigger = { count: rule.trigger.count, withinSeconds: rule.trigger.withinSeconds, id: rule.id };
+  return reaction;
+}
+
+/** The reaction when no rule matches. */
+export function fallbackReaction(reply: ParsedReply): Reaction {
+  return { category: fallbackCategory(reply), disposition: fallbackDisposition(reply), actions: [] };
+}
+
+/**
+ * `retryDelay` given the route's reaction to the reply (if any): a hard failure never
+ * retries, a rule's `retry after T` wins, otherwise the curve decides, capped by the
+ * route's expiry.
+ */
+export function retryDelayFor(reaction: Reaction | undefined, curve: IRRetryCurve | undefined, attempt: number, expireSeconds: number): number | null {
+  if (reaction) {
+    if (reaction.disposition === 'hard') return null;
+    for (const a of reaction.actions) if (a.type === 'retry' && a.afterSeconds !== null) return a.afterSeconds * 1000;
+  }
+  if (!curve) return null;
+  return curveDelay(curve, attempt, expireSeconds);
+}

@@ -1,0 +1,122 @@
+/**
+ * The compiler: a table of named, timed stages run in order.
+ *
+ *   load → resolve → validate → lower → optimize → emit → bundle
+ *
+ * The checking stages (load to lower) always all run, so one `petrel check` reports
+ * every problem in a file; code generation (optimize, emit, bundle) runs only when they
+ * found no error. Only `load` reads files, through the injected `SourceHost`.
+ */
+import { createHash } from 'node:crypto';
+import { hasErrors, type Diagnostic } from '../grammar/index.ts';
+import { ABI_VERSION, type ArtifactManifest, type ArtifactMeta } from '../runtime/abi.ts';
+import { bundle, emit } from './emit.ts';
+import type { IR } from './ir.ts';
+import { load, type SourceHost, type SourceSet } from './load.ts';
+import { lower } from './lower.ts';
+import { optimize, type EmitPlan } from './optimize.ts';
+import { packageRoot, stdlibDir } from './paths.ts';
+import { resolve, type Program } from './resolve.ts';
+import { validate } from './validate.ts';
+
+export { CODES, codeInfo, type CodeInfo, type DiagnosticCode } from './codes.ts';
+export { interpret } from './interpret.ts';
+export type * from './ir.ts';
+export { IR_VERSION } from './ir.ts';
+export { displayPath, type SourceHost, type SourceSet } from './load.ts';
+export { OUTPUT_FORMATS, renderDiagnostics, type OutputFormat, type RenderOptions } from './render.ts';
+export { packageRoot, stdlibDir } from './paths.ts';
+
+/** The compiler's version, part of every artifact hash. */
+export const COMPILER_VERSION = '0.1.0';
+
+/** Most diagnostics reported from one run; the rest are counted. */
+export const ERROR_LIMIT = 500;
+
+export interface CompileOptions {
+  /** Policy files to compile (absolute, or relative to `host.cwd`). */
+  inputs: readonly string[];
+  host: SourceHost;
+  /** The set's name in the manifest; default: derived by the caller. */
+  name: string;
+  /** Stop after the checking stages (`petrel check`). */
+  checkOnly?: boolean;
+  /** Where `use stdlib/…` resolves; default: the package's stdlib. */
+  stdlibDir?: string;
+}
+
+/** How long a stage took and what it found. */
+export interface StageTiming {
+  stage: string;
+  ms: number;
+  diagnostics: number;
+}
+
+export interface CompileResult {
+  diagnostics: Diagnostic[];
+  /** Texts of every file read, by display path (for rendering snippets). */
+  sources: Map<string, string>;
+  stages: StageTiming[];
+  ir?: IR;
+  /** Present when the build got through every stage. */
+  artifact?: { module: string; moduleFile: string; manifest: ArtifactManifest };
+}
+
+/** Runs the pipeline. Never throws on bad policies: problems come back as diagnostics. */
+export async function compile(options: CompileOptions): Promise<CompileResult> {
+  const diagnostics: Diagnostic[] = [];
+  const stages: StageTiming[] = [];
+  const timed = async <T>(stage: string, run: () => T | Promise<T>, found: (value: T) => Diagnostic[]): Promise<T> => {
+    const start = performance.now();
+    const value = await run();
+    const own = found(value);
+    diagnostics.push(...own);
+    stages.push({ stage, ms: performance.now() - start, diagnostics: own.length });
+    return value;
+  };
+
+  const set: SourceSet = await timed('load', () => load(options.inputs, options.host, options.stdlibDir ?? stdlibDir()), (s) => s.diagnostics);
+  const sources = new Map(set.files.map((f) => [f.path, f.text]));
+  const { program } = await timed('resolve', () => resolve(set), (r) => r.diagnostics);
+  await timed('validate', () => validate(program), (d) => d);
+  const { ir } = await timed('lower', () => lower(program, options.name), (r) => r.diagnostics);
+  ir.files = set.files.map((f) => ({ path: f.path, name: f.ast.header?.name.text ?? '', version: f.ast.header?.version.text ?? '', sha256: sha256(f.text) }));
+
+  const result: CompileResult = { diagnostics: limit(sortDiagnostics(diagnostics)), sources, stages, ir };
+  if (hasErrors(diagnostics) || options.checkOnly) return result;
+
+  const hash = setHash(ir);
+  const meta: ArtifactMeta = { name: ir.name, version: ir.version, hash, abi: ABI_VERSION };
+  const plan: EmitPlan = await timed('optimize', () => optimize(ir), () => []);
+  const source = await timed('emit', () => emit(ir, plan, meta), () => []);
+  const module = await timed('bundle', () => bundle(source, packageRoot()), () => []);
+  const moduleFile = `policy-${hash.slice(0, 16)}.mjs`;
+  result.artifact = {
+    module,
+    moduleFile,
+    manifest: { name: ir.name, version: ir.version, hash, abi: ABI_VERSION, module: moduleFile, sources: ir.files, compiler: { name: 'petrel', version: COMPILER_VERSION } },
+  };
+  return result;
+}
+
+/** Content hash of a set: the compiler version and every file's path and text hash, in path order. */
+function setHash(ir: IR): string {
+  const h = createHash('sha256');
+  h.update(`petrel ${COMPILER_VERSION} abi ${ABI_VERSION}\n`);
+  for (const f of [...ir.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) h.update(`${f.path}\0${f.sha256}\n`);
+  return h.digest('hex');
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
+  return [...list].sort((a, b) => (a.span.file < b.span.file ? -1 : a.span.file > b.span.file ? 1 : a.span.offset - b.span.offset || a.code.localeCompare(b.code)));
+}
+
+function limit(list: Diagnostic[]): Diagnostic[] {
+  return list.length <= ERROR_LIMIT ? list : list.slice(0, ERROR_LIMIT);
+}
+
+export type { Program };

@@ -1,0 +1,314 @@
+/**
+ * Resolution: one symbol table for the whole set, duplicate definitions, `use` cycles,
+ * and every name reference checked against what the referring file can see (itself and
+ * what it uses, transitively).
+ */
+import {
+  CATEGORIES,
+  didYouMean,
+  type Destination,
+  type Diagnostic,
+  type GlobalBlock,
+  type Name,
+  type PoolDef,
+  type ReplyRule,
+  type RetryCurve,
+  type RuleSet,
+  type RuleSetRef,
+  type Setting,
+  type SourceDef,
+  type Span,
+  type TenantDef,
+  type TestBlock,
+  type WarmupRamp,
+} from '../grammar/index.ts';
+import type { LoadedFile, SourceSet } from './load.ts';
+
+/** A definition and the file it is in. */
+export interface Def<T> {
+  node: T;
+  file: string;
+}
+
+/** The resolved set: every definition by kind and name. */
+export interface Program {
+  files: LoadedFile[];
+  default: Def<Destination> | null;
+  global: Def<GlobalBlock> | null;
+  providers: Map<string, Def<Destination>>;
+  /** `domain` blocks by their first domain (the route id is `domain:` + that). */
+  domainBlocks: Map<string, Def<Destination>>;
+  ruleSets: Map<string, Def<RuleSet>>;
+  retryCurves: Map<string, Def<RetryCurve>>;
+  warmups: Map<string, Def<WarmupRamp>>;
+  sources: Map<string, Def<SourceDef>>;
+  pools: Map<string, Def<PoolDef>>;
+  tenants: Map<string, Def<TenantDef>>;
+  tests: Def<TestBlock>[];
+}
+
+type Kind = 'provider' | 'rule set' | 'retry curve' | 'warmup ramp' | 'source' | 'pool' | 'tenant';
+
+/** Builds the symbol table and checks every reference. */
+export function resolve(set: SourceSet): { program: Program; diagnostics: Diagnostic[] } {
+  const diagnostics: Diagnostic[] = [];
+  const program: Program = {
+    files: set.files,
+    default: null,
+    global: null,
+    providers: new Map(),
+    domainBlocks: new Map(),
+    ruleSets: new Map(),
+    retryCurves: new Map(),
+    warmups: new Map(),
+    sources: new Map(),
+    pools: new Map(),
+    tenants: new Map(),
+    tests: [],
+  };
+
+  const duplicate = (what: string, span: Span, first: Span) =>
+    diagnostics.push({ code: 'RES002', severity: 'error', message: `${what} is defined twice`, span, labels: [{ span: first, message: 'first defined here' }] });
+
+  function define<T extends { name: Name; span: Span }>(table: Map<string, Def<T>>, kind: Kind, node: T, file: string): void {
+    const existing = table.get(node.name.text);
+    if (existing) duplicate(`${kind} \`${node.name.text}\``, node.name.span, existing.node.name.span);
+    else table.set(node.name.text, { node, file });
+  }
+
+  const domainOwner = new Map<string, Def<Destination>>();
+  for (const file of set.files) {
+    for (const item of file.ast.items) {
+      switch (item.kind) {
+        case 'destination':
+          if (item.type === 'default') {
+            if (program.default) duplicate('`default`', item.name.span, program.default.node.name.span);
+            else program.default = { node: item, file: file.path };
+          } else if (item.type === 'provider') define(program.providers, 'provider', item, file.path);
+          else {
+            let clash = false;
+            for (const d of item.domains) {
+              const key = `${d.kind}:${d.domain}`;
+              const owner = domainOwner.get(key);
+              if (owner) {
+                duplicate(`a \`domain\` block for \`${d.domain}\``, d.span, owner.node.domains.find((o) => `${o.kind}:${o.domain}` === key)!.span);
+                clash = true;
+              }
+            }
+            if (clash) break;
+            for (const d of item.domains) domainOwner.set(`${d.kind}:${d.domain}`, { node: item, file: file.path });
+            program.domainBlocks.set(item.name.text, { node: item, file: file.path });
+          }
+          break;
+        case 'global':
+          if (program.global) duplicate('`global`', item.span, program.global.node.span);
+          else program.global = { node: item, file: file.path };
+          break;
+        case 'rule-set':
+          define(program.ruleSets, 'rule set', item, file.path);
+          break;
+        case 'retry-curve':
+          define(program.retryCurves, 'retry curve', item, file.path);
+          break;
+        case 'warmup':
+          define(program.warmups, 'warmup ramp', item, file.path);
+          break;
+        case 'source':
+          define(program.sources, 'source', item, file.path);
+          break;
+        case 'pool':
+          define(program.pools, 'pool', item, file.path);
+          break;
+        case 'tenant':
+          define(program.tenants, 'tenant', item, file.path);
+          break;
+        case 'test':
+          program.tests.push({ node: item, file: file.path });
+          break;
+      }
+    }
+  }
+
+  checkUseCycles(set.files, diagnostics);
+  const visible = visibleFiles(set.files);
+
+  /** Checks one reference; reports RES001 (unknown) or RES005 (defined in a file not used). */
+  function ref<T>(table: Map<string, Def<T>>, kind: Kind, name: Name, fromFile: string, code = 'RES001'): Def<T> | undefined {
+    const def = table.get(name.text);
+    if (!def) {
+      const help = didYouMean(name.text, table.keys());
+      diagnostics.push({ code, severity: 'error', message: `unknown ${kind} \`${name.text}\``, span: name.span, ...(help ? { help } : table.size === 0 ? {} : { help: `defined ${kind}s: ${[...table.keys()].slice(0, 8).map((k) => `\`${k}\``).join(', ')}` }) });
+      return undefined;
+    }
+    if (!visible.get(fromFile)?.has(def.file)) {
+      diagnostics.push({ code: 'RES005', severity: 'error', message: `${kind} \`${name.text}\` is defined in \`${def.file}\`, which this file does not use`, span: name.span, help: `add \`use ${useHint(def.file)}\` at the top of the file` });
+      return undefined;
+    }
+    return def;
+  }
+
+  const category = (name: Name, code = 'RES001') => {
+    if (!(CATEGORIES as readonly string[]).includes(name.text)) {
+      const help = didYouMean(name.text, CATEGORIES) ?? 'see the bounce categories in docs/language.md';
+      diagnostics.push({ code, severity: 'error', message: `unknown bounce category \`${name.text}\``, span: name.span, help });
+    }
+  };
+
+  const settings = (list: Setting[], file: string) => {
+    for (const s of list) if (s.kind === 'retry' && 'text' in s.curve) ref(program.retryCurves, 'retry curve', s.curve, file);
+  };
+
+  const rules = (list: (ReplyRule | RuleSetRef)[], file: string) => {
+    for (const r of list) {
+      if (r.kind === 'rules-ref') {
+        ref(program.ruleSets, 'rule set', r.name, file);
+        continue;
+      }
+      for (const a of r.actions) {
+        if (a.kind === 'bounce' || a.kind === 'classify') category(a.category);
+        if (a.kind === 'reroute') ref(program.pools, 'pool', a.pool, file);
+        if (a.kind === 'backoff') settings(a.overrides, file);
+      }
+    }
+  };
+
+  for (const file of set.files) {
+    for (const item of file.ast.items) {
+      switch (item.kind) {
+        case 'destination':
+          settings(item.settings, file.path);
+          rules(item.rules, file.path);
+          break;
+        case 'rule-set':
+          rules(item.rules, file.path);
+          break;
+        case 'warmup':
+          for (const o of item.overrides) if (o.targetType === 'provider') ref(program.providers, 'provider', o.target, file.path);
+          if (item.overflow) ref(program.pools, 'pool', item.overflow, file.path);
+          break;
+        case 'source':
+          if (item.warmup) ref(program.warmups, 'warmup ramp', item.warmup.ramp, file.path);
+          break;
+        case 'pool':
+          for (const s of item.sources) ref(program.sources, 'source', s, file.path);
+          break;
+        case 'tenant':
+          if (item.pool) ref(program.pools, 'pool', item.pool, file.path);
+          break;
+        case 'test':
+          checkTest(item, file.path);
+          break;
+      }
+    }
+  }
+  checkRuleSetCycles(program, diagnostics);
+
+  function checkTest(test: TestBlock, file: string): void {
+    // Tests may name anything in the set: they test the set as built, not one file.
+    const known = <T>(table: Map<string, Def<T>>, kind: Kind, name: Name) => {
+      if (!table.has(name.text)) {
+        const help = didYouMean(name.text, table.keys());
+        diagnostics.push({ code: 'TEST001', severity: 'error', message: `test names unknown ${kind} \`${name.text}\``, span: name.span, ...(help ? { help } : {}) });
+      }
+    };
+    void file;
+    for (const step of test.steps) {
+      if (step.kind === 'deliver') {
+        if (step.source) known(program.sources, 'source', step.source);
+        if (step.tenant) known(program.tenants, 'tenant', step.tenant);
+      } else if (step.kind === 'expect') {
+        const e = step.expectation;
+        if (e.what === 'category' || e.what === 'bounce') category(e.category, 'TEST001');
+        if (e.what === 'reroute') known(program.pools, 'pool', e.pool);
+        if (e.what === 'warmup') known(program.warmups, 'warmup ramp', e.ramp);
+        if (e.what === 'route') {
+          const routes = ['default', ...[...program.providers.keys()].map((p) => `provider:${p}`), ...[...program.domainBlocks.keys()].map((d) => `domain:${d}`)];
+          if (!routes.includes(e.route.text)) {
+            const help = didYouMean(e.route.text, routes) ?? 'routes are `default`, `provider:NAME` and `domain:DOMAIN`';
+            diagnostics.push({ code: 'TEST001', severity: 'error', message: `test expects unknown route \`${e.route.text}\``, span: e.route.span, help });
+          }
+        }
+      }
+    }
+    if (!test.steps.some((s) => s.kind === 'deliver')) {
+      diagnostics.push({ code: 'TEST002', severity: 'error', message: `test \`${test.name.text}\` has no \`deliver\` step`, span: test.name.span, help: 'start the test with `deliver to someone@example.com`' });
+    } else if (!test.steps.some((s) => s.kind === 'expect')) {
+      diagnostics.push({ code: 'TEST002', severity: 'error', message: `test \`${test.name.text}\` expects nothing`, span: test.name.span, help: 'add an `expect` line, for example `expect category bad-mailbox`' });
+    }
+  }
+
+  return { program, diagnostics };
+}
+
+function useHint(file: string): string {
+  const i = file.lastIndexOf('stdlib/');
+  const base = i >= 0 ? file.slice(i) : `./${file}`;
+  return base.replace(/\.policy$/, '');
+}
+
+/** For each file (display path), the files whose definitions it may name: itself and what it uses, transitively. */
+function visibleFiles(files: LoadedFile[]): Map<string, Set<string>> {
+  const usesOf = new Map(files.map((f) => [f.path, f.uses.flatMap((u) => (u.path ? [u.path] : []))]));
+  const out = new Map<string, Set<string>>();
+  for (const f of files) {
+    const seen = new Set<string>([f.path]);
+    const stack = [...(usesOf.get(f.path) ?? [])];
+    while (stack.length) {
+      const next = stack.pop()!;
+      if (seen.has(next)) continue;
+      seen.add(next);
+      stack.push(...(usesOf.get(next) ?? []));
+    }
+    out.set(f.path, seen);
+  }
+  return out;
+}
+
+function checkUseCycles(files: LoadedFile[], diagnostics: Diagnostic[]): void {
+  const byPath = new Map(files.map((f) => [f.path, f]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const stack: string[] = [];
+  const reported = new Set<string>();
+  const visit = (file: LoadedFile) => {
+    state.set(file.path, 'visiting');
+    stack.push(file.path);
+    for (const u of file.uses) {
+      if (!u.path) continue;
+      const s = state.get(u.path);
+      if (s === 'visiting') {
+        const cycle = [...stack.slice(stack.indexOf(u.path)), u.path];
+        const key = [...cycle].sort().join('|');
+        if (!reported.has(key)) {
+          reported.add(key);
+          diagnostics.push({ code: 'RES003', severity: 'error', message: `\`use\` cycle: ${cycle.map((p) => `\`${p}\``).join(' → ')}`, span: u.use.span, help: 'move what both files need into a third file that both use' });
+        }
+      } else if (s === undefined) {
+        const target = byPath.get(u.path);
+        if (target) visit(target);
+      }
+    }
+    stack.pop();
+    state.set(file.path, 'done');
+  };
+  for (const f of files) if (!state.has(f.path)) visit(f);
+}
+
+function checkRuleSetCycles(program: Program, diagnostics: Diagnostic[]): void {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, path: string[]) => {
+    const def = program.ruleSets.get(name);
+    if (!def) return;
+    state.set(name, 'visiting');
+    const here = [...path, name];
+    for (const r of def.node.rules) {
+      if (r.kind !== 'rules-ref') continue;
+      const s = state.get(r.name.text);
+      if (s === 'visiting') {
+        const cycle = [...here.slice(here.indexOf(r.name.text)), r.name.text];
+        diagnostics.push({ code: 'RES003', severity: 'error', message: `rule sets include each other: ${cycle.map((p) => `\`${p}\``).join(' → ')}`, span: r.span });
+      } else if (s === undefined) visit(r.name.text, here);
+    }
+    state.set(name, 'done');
+  };
+  for (const name of program.ruleSets.keys()) if (!state.has(name)) visit(name, []);
+}
