@@ -21,8 +21,10 @@ export interface LoadedFile {
   absolutePath: string;
   text: string;
   ast: PolicyFile;
-  /** Each `use` of the file and the file it names (display path), or null when missing. */
+  /** Each `use` of the file and the absolute path of the file it names, or null when missing. */
   uses: { use: Use; path: string | null }[];
+  /** Given as input (named, or found under a named directory), not only pulled in by `use`. */
+  input: boolean;
 }
 
 export interface SourceSet {
@@ -54,11 +56,15 @@ export function load(inputs: readonly string[], host: SourceHost, stdlibDir: str
   const files: LoadedFile[] = [];
   const queue = inputs.map((p) => path.resolve(host.cwd, p));
 
-  function add(absolutePath: string, text: string): LoadedFile {
-    const shown = displayPath(host.cwd, absolutePath);
+  const inputCount = queue.length;
+  function add(absolutePath: string, text: string, input: boolean): LoadedFile {
+    // Stdlib files outside the working directory get a stable name, so artifacts built
+    // from an installed package do not embed where it happens to be installed.
+    const inStdlib = absolutePath.startsWith(stdlibDir + path.sep);
+    const shown = inStdlib && displayPath(host.cwd, absolutePath) === absolutePath ? `petrel:stdlib/${path.relative(stdlibDir, absolutePath).split(path.sep).join('/')}` : displayPath(host.cwd, absolutePath);
     const parsed = parse(text, shown);
     diagnostics.push(...parsed.diagnostics);
-    const file: LoadedFile = { path: shown, absolutePath, text, ast: parsed.ast, uses: [] };
+    const file: LoadedFile = { path: shown, absolutePath, text, ast: parsed.ast, uses: [], input };
     byPath.set(absolutePath, file);
     files.push(file);
     return file;
@@ -73,7 +79,7 @@ export function load(inputs: readonly string[], host: SourceHost, stdlibDir: str
       diagnostics.push({ code: 'RES004', severity: 'error', message: `cannot read \`${displayPath(host.cwd, absolutePath)}\``, span: { file: displayPath(host.cwd, absolutePath), line: 1, column: 1, endLine: 1, endColumn: 1, offset: 0, endOffset: 0 } });
       continue;
     }
-    const file = add(absolutePath, text);
+    const file = add(absolutePath, text, i < inputCount);
     for (const use of file.ast.uses) {
       const target = resolveUse(use.path, absolutePath, stdlibDir);
       const known = byPath.has(target) || queue.includes(target);
@@ -83,8 +89,8 @@ export function load(inputs: readonly string[], host: SourceHost, stdlibDir: str
         diagnostics.push({ code: 'RES004', severity: 'error', message: `\`use ${use.path}\`: no file \`${displayPath(host.cwd, target)}\``, span: use.span, help: use.path.startsWith('stdlib/') ? 'see docs/language.md for the stdlib files' : 'paths are relative to the file that has the `use`' });
         continue;
       }
-      file.uses.push({ use, path: displayPath(host.cwd, target) });
       if (!known) queue.push(target);
+      file.uses.push({ use, path: target });
     }
   }
   return { files, diagnostics };

@@ -384,9 +384,9 @@ function lowerPlan(plan: WarmupPlan): IRWarmupPlan {
   return { kind: 'growth', startPerDay: perDay(plan.start), factor: plan.factor.value, capPerDay: plan.cap ? perDay(plan.cap) : null };
 }
 
-/** The highest version among the files' headers, comparing numeric parts. */
+/** The highest version among the input files' headers (not files only pulled in by `use`), comparing numeric parts. */
 function setVersion(program: Program): string {
-  const versions = program.files.flatMap((f) => (f.ast.header ? [f.ast.header.version.text] : []));
+  const versions = program.files.flatMap((f) => (f.input && f.ast.header ? [f.ast.header.version.text] : []));
   return versions.reduce((best, v) => (compareVersions(v, best) > 0 ? v : best), '0');
 }
 

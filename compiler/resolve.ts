@@ -248,7 +248,8 @@ function useHint(file: string): string {
 
 /** For each file (display path), the files whose definitions it may name: itself and what it uses, transitively. */
 function visibleFiles(files: LoadedFile[]): Map<string, Set<string>> {
-  const usesOf = new Map(files.map((f) => [f.path, f.uses.flatMap((u) => (u.path ? [u.path] : []))]));
+  const shown = new Map(files.map((f) => [f.absolutePath, f.path]));
+  const usesOf = new Map(files.map((f) => [f.path, f.uses.flatMap((u) => (u.path && shown.has(u.path) ? [shown.get(u.path)!] : []))]));
   const out = new Map<string, Set<string>>();
   for (const f of files) {
     const seen = new Set<string>([f.path]);
@@ -265,18 +266,18 @@ function visibleFiles(files: LoadedFile[]): Map<string, Set<string>> {
 }
 
 function checkUseCycles(files: LoadedFile[], diagnostics: Diagnostic[]): void {
-  const byPath = new Map(files.map((f) => [f.path, f]));
+  const byPath = new Map(files.map((f) => [f.absolutePath, f]));
   const state = new Map<string, 'visiting' | 'done'>();
   const stack: string[] = [];
   const reported = new Set<string>();
   const visit = (file: LoadedFile) => {
-    state.set(file.path, 'visiting');
-    stack.push(file.path);
+    state.set(file.absolutePath, 'visiting');
+    stack.push(file.absolutePath);
     for (const u of file.uses) {
       if (!u.path) continue;
       const s = state.get(u.path);
       if (s === 'visiting') {
-        const cycle = [...stack.slice(stack.indexOf(u.path)), u.path];
+        const cycle = [...stack.slice(stack.indexOf(u.path)), u.path].map((p) => byPath.get(p)!.path);
         const key = [...cycle].sort().join('|');
         if (!reported.has(key)) {
           reported.add(key);
@@ -288,9 +289,9 @@ function checkUseCycles(files: LoadedFile[], diagnostics: Diagnostic[]): void {
       }
     }
     stack.pop();
-    state.set(file.path, 'done');
+    state.set(file.absolutePath, 'done');
   };
-  for (const f of files) if (!state.has(f.path)) visit(f);
+  for (const f of files) if (!state.has(f.absolutePath)) visit(f);
 }
 
 function checkRuleSetCycles(program: Program, diagnostics: Diagnostic[]): void {
