@@ -27,7 +27,7 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O) 
   try {
     return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message.replace(/^Unknown option '(.*)'.*$/s, 'unknown option `$1`'));
+    throw new UsageError((e as Error).message.replace(/^Unknown option '([^']*)'.*$/s, 'unknown option `$1`'));
   }
 }
 

@@ -177,7 +177,7 @@ class Reader {
     const span = this.span(tok);
     if (tok.tokenType.name !== 'NumberLit') this.fail('PARSE002', `expected ${what} (a duration such as \`30m\`), found \`${tok.image}\``, span);
     if (/^\d+(\.\d+)?$/.test(tok.image)) {
-      this.fail('PARSE003', `missing time unit in ${what} \`${tok.image}\``, span, `write \`${tok.image}s\`, \`${tok.image}m\`, \`${tok.image}h\` or \`${tok.image}d\``);
+      this.fail('PARSE003', `missing time unit in ${what}: \`${tok.image}\``, span, `write \`${tok.image}s\`, \`${tok.image}m\`, \`${tok.image}h\` or \`${tok.image}d\``);
     }
     const parts = [...tok.image.matchAll(/(\d+(?:\.\d+)?)([A-Za-z%]+)/g)];
     if (parts.map((p) => p[0]).join('') !== tok.image) this.fail('PARSE005', `\`${tok.image}\` is not a duration`, span, 'write a number and a unit, for example `90s`, `30m`, `1h30m` or `2d`');
@@ -199,7 +199,7 @@ class Reader {
     const span = this.span(tok);
     if (tok.tokenType.name !== 'RateLit') {
       if (tok.tokenType.name === 'NumberLit' && /^\d+(\.\d+)?[A-Za-z]*$/.test(tok.image)) {
-        this.fail('PARSE003', `missing time unit in ${what} \`${tok.image}\``, span, `write it per time unit, for example \`${tok.image}/h\``);
+        this.fail('PARSE003', `missing time unit in ${what}: \`${tok.image}\``, span, `write it per time unit, for example \`${tok.image}/h\``);
       }
       this.fail('PARSE002', `expected ${what} (a rate such as ${example}), found \`${tok.image}\``, span);
     }
@@ -211,7 +211,7 @@ class Reader {
     let count = Number(num);
     if (size) {
       const bytes = SIZE_BYTES[(countUnit || '').toLowerCase()];
-      if (!countUnit) this.fail('PARSE003', `missing size unit in ${what} \`${tok.image}\``, span, `write \`${num}KB/${timeUnit}\` or \`${num}MB/${timeUnit}\``);
+      if (!countUnit) this.fail('PARSE003', `missing size unit in ${what}: \`${tok.image}\``, span, `write \`${num}KB/${timeUnit}\` or \`${num}MB/${timeUnit}\``);
       if (bytes === undefined) this.fail('PARSE004', `\`${countUnit}\` is not a size unit in \`${tok.image}\``, span, 'use `B`, `KB`, `MB` or `GB`');
       count *= bytes;
     } else if (countUnit) {
@@ -225,7 +225,7 @@ class Reader {
     const span = this.span(tok);
     const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(tok.image);
     if (!m) this.fail('PARSE005', `expected ${what} as a percentage such as \`10%\`, found \`${tok.image}\``, span);
-    if (!m[2]) this.fail('PARSE003', `missing \`%\` in ${what} \`${tok.image}\``, span, `write \`${tok.image}%\``);
+    if (!m[2]) this.fail('PARSE003', `missing \`%\` in ${what}: \`${tok.image}\``, span, `write \`${tok.image}%\``);
     return { value: Number(m[1]) / 100, span };
   }
 
