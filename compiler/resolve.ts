@@ -230,7 +230,12 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
         }
       }
     }
-    if (!test.steps.some((s) => s.kind === 'deliver')) {
+    const firstDeliver = test.steps.findIndex((s) => s.kind === 'deliver');
+    const early = test.steps.slice(0, firstDeliver === -1 ? 0 : firstDeliver).find((s) => s.kind !== 'wait');
+    if (early) {
+      diagnostics.push({ code: 'TEST002', severity: 'error', message: `\`${early.kind}\` before \`deliver\` in test \`${test.name.text}\``, span: early.span, help: 'start the test with `deliver to someone@example.com`' });
+    }
+    if (firstDeliver === -1) {
       diagnostics.push({ code: 'TEST002', severity: 'error', message: `test \`${test.name.text}\` has no \`deliver\` step`, span: test.name.span, help: 'start the test with `deliver to someone@example.com`' });
     } else if (!test.steps.some((s) => s.kind === 'expect')) {
       diagnostics.push({ code: 'TEST002', severity: 'error', message: `test \`${test.name.text}\` expects nothing`, span: test.name.span, help: 'add an `expect` line, for example `expect category bad-mailbox`' });

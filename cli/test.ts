@@ -1,0 +1,95 @@
+/** `petrel test`: run the `test` blocks against the compiled artifact. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { COMPILER_VERSION, compile, renderDiagnostics } from '../compiler/index.ts';
+import { runTests, type TestResult } from '../compiler/run-tests.ts';
+import type { PolicyArtifact } from '../runtime/abi.ts';
+import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
+
+export const TEST_HELP = `usage: petrel test [options] <paths…>
+
+Build the policy files and run every \`test\` block against the compiled artifact (the
+module the runtime loads), with the runtime's reaction state machine on a simulated clock.
+
+options:
+  --format <human|json|junit>  output format (default: human)
+  --filter <text>              run only tests whose name contains <text>
+  -h, --help                   show this help
+
+exit codes: 0 all tests pass, 2 usage error, 3 a test failed or the policies have errors
+`;
+
+const FORMATS = ['human', 'json', 'junit'] as const;
+
+export async function testCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, { format: { type: 'string' }, filter: { type: 'string' } });
+  if (values.help) {
+    io.out(TEST_HELP);
+    return EXIT.ok;
+  }
+  const format = (values.format ?? 'human') as (typeof FORMATS)[number];
+  if (!FORMATS.includes(format)) throw new UsageError(`unknown format \`${values.format}\`; use one of ${FORMATS.join(', ')}`);
+  if (positionals.length === 0) throw new UsageError('name at least one policy file or directory');
+  const result = await compile({ inputs: findPolicyFiles(positionals, io.cwd), host: diskHost(io.cwd), name: defaultSetName(positionals, io.cwd) });
+  if (!result.artifact) {
+    io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
+    return EXIT.policy;
+  }
+  const artifact = await importArtifact(result.artifact.module, result.artifact.moduleFile);
+  const tests = result.ir!.tests.filter((t) => values.filter === undefined || t.name.includes(values.filter));
+  const results = runTests(tests, artifact);
+  io.out(format === 'json' ? JSON.stringify(results, null, 2) + '\n' : format === 'junit' ? junit(results) : human(results));
+  return results.every((r) => r.passed) ? EXIT.ok : EXIT.policy;
+}
+
+async function importArtifact(module: string, file: string): Promise<PolicyArtifact> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'petrel-test-'));
+  try {
+    writeFileSync(path.join(dir, file), module);
+    return (await import(pathToFileURL(path.join(dir, file)).href)).default as PolicyArtifact;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function human(results: TestResult[]): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    lines.push(`${r.passed ? 'PASS' : 'FAIL'} ${r.loc.file}:${r.loc.line} ${r.name}`);
+    for (const f of r.failures) {
+      lines.push(`  ${f.loc.file}:${f.loc.line}: expect ${f.expectation}`);
+      lines.push(`    expected: ${f.expected}`);
+      lines.push(`    actual:   ${f.actual}`);
+    }
+  }
+  const failed = results.filter((r) => !r.passed).length;
+  lines.push('', `tests: ${results.length - failed} passed, ${failed} failed`);
+  return lines.join('\n') + '\n';
+}
+
+const xml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+function junit(results: TestResult[]): string {
+  const byFile = new Map<string, TestResult[]>();
+  for (const r of results) byFile.set(r.loc.file, [...(byFile.get(r.loc.file) ?? []), r]);
+  const out = ['<?xml version="1.0" encoding="UTF-8"?>', `<testsuites name="petrel" tests="${results.length}" failures="${results.filter((r) => !r.passed).length}">`];
+  for (const [file, list] of byFile) {
+    out.push(`  <testsuite name="${xml(file)}" tests="${list.length}" failures="${list.filter((r) => !r.passed).length}">`);
+    for (const r of list) {
+      const open = `    <testcase name="${xml(r.name)}" classname="${xml(file)}" file="${xml(file)}" line="${r.loc.line}"`;
+      if (r.passed) out.push(`${open}/>`);
+      else {
+        out.push(`${open}>`);
+        for (const f of r.failures) {
+          out.push(`      <failure message="${xml(`${f.loc.file}:${f.loc.line}: expect ${f.expectation}: expected ${f.expected}, got ${f.actual}`)}" type="expectation">${xml(`expected: ${f.expected}\nactual:   ${f.actual}`)}</failure>`);
+        }
+        out.push('    </testcase>');
+      }
+    }
+    out.push('  </testsuite>');
+  }
+  out.push('</testsuites>');
+  return out.join('\n') + '\n';
+}

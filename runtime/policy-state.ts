@@ -1,0 +1,166 @@
+/**
+ * The reaction state machine: what the artifact's answers do over time. The artifact is
+ * pure; this is where `when N in T` triggers count, backoffs and suspensions start and
+ * end, and sources get disabled. `petrel test` drives it with a simulated clock, and the
+ * delivery runtime drives it with the real one, so policy tests exercise the code that
+ * delivers mail.
+ *
+ * No module state and no clock of its own: every function takes the state and `now`
+ * (milliseconds) explicitly.
+ */
+import type { Action, BackoffOverrides, EffectiveSettings, Reaction } from './abi.ts';
+
+/** Where a reply was seen: the queue (route, source) and the tenant of the message. */
+export interface ReplyContext {
+  route: string;
+  source?: string | undefined;
+  tenant?: string | undefined;
+}
+
+/** A backoff in force on one queue (route × source). */
+export interface ActiveBackoff {
+  since: number;
+  until: number;
+  durationSeconds: number;
+  overrides: BackoffOverrides;
+  /** Where the rule that started it is. */
+  rule: { file: string; line: number } | null;
+  reason: string;
+}
+
+export interface ActiveSuspension {
+  target: 'destination' | 'source' | 'tenant';
+  since: number;
+  until: number;
+  rule: { file: string; line: number } | null;
+  reason: string;
+}
+
+/** All reaction state; build one with `createPolicyState`. */
+export interface PolicyState {
+  /** Timestamps of recent matches of triggered rules, by `route|source|rule`. */
+  triggerHits: Map<string, number[]>;
+  /** By `route|source`. */
+  backoffs: Map<string, ActiveBackoff>;
+  /** By `route` (destination), `route|source` (source) or `route|tenant` (tenant), prefixed with the target. */
+  suspensions: Map<string, ActiveSuspension>;
+  /** Sources disabled for a route, by `route|source`, until re-enabled by an operator. */
+  disabled: Map<string, { since: number; rule: { file: string; line: number } | null; reason: string }>;
+}
+
+export function createPolicyState(): PolicyState {
+  return { triggerHits: new Map(), backoffs: new Map(), suspensions: new Map(), disabled: new Map() };
+}
+
+const queueKey = (c: ReplyContext) => `${c.route}|${c.source ?? ''}`;
+const suspensionKey = (target: ActiveSuspension['target'], c: ReplyContext) =>
+  target === 'destination' ? `destination|${c.route}` : target === 'source' ? `source|${c.route}|${c.source ?? ''}` : `tenant|${c.route}|${c.tenant ?? ''}`;
+
+/** What applying a reaction did. */
+export interface Applied {
+  /** False when the rule has a trigger whose count was not reached yet. */
+  fired: boolean;
+  /** The actions that took effect (empty when not fired). */
+  actions: readonly Action[];
+}
+
+/**
+ * Records a reaction to a reply seen at `now`. Without a trigger its actions take effect
+ * at once; with `when N in T` they take effect on the Nth match within T, counted per
+ * queue and rule, and the count starts again after firing.
+ */
+export function applyReaction(state: PolicyState, context: ReplyContext, reaction: Reaction, replyText: string, now: number): Applied {
+  if (reaction.trigger) {
+    const key = `${queueKey(context)}|${reaction.trigger.id}`;
+    const windowStart = now - reaction.trigger.withinSeconds * 1000;
+    const hits = (state.triggerHits.get(key) ?? []).filter((t) => t > windowStart);
+    hits.push(now);
+    if (hits.length < reaction.trigger.count) {
+      state.triggerHits.set(key, hits);
+      return { fired: false, actions: [] };
+    }
+    state.triggerHits.delete(key);
+  }
+  const rule = reaction.rule ?? null;
+  const reason = replyText.split('\n')[0]!.slice(0, 200);
+  for (const action of reaction.actions) {
+    switch (action.type) {
+      case 'backoff': {
+        const until = now + action.durationSeconds * 1000;
+        const current = state.backoffs.get(queueKey(context));
+        // A new trigger while backing off extends the backoff; it never shortens it.
+        if (!current || current.until < until) {
+          state.backoffs.set(queueKey(context), { since: current && current.until > now ? current.since : now, until, durationSeconds: action.durationSeconds, overrides: action.overrides, rule, reason });
+        }
+        break;
+      }
+      case 'suspend': {
+        const key = suspensionKey(action.target, context);
+        const until = now + action.durationSeconds * 1000;
+        const current = state.suspensions.get(key);
+        if (!current || current.until < until) state.suspensions.set(key, { target: action.target, since: now, until, rule, reason });
+        break;
+      }
+      case 'disable-source':
+        if (!state.disabled.has(queueKey(context))) state.disabled.set(queueKey(context), { since: now, rule, reason });
+        break;
+      default:
+        // bounce, retry, skip-mx, reroute act on the message, not on queue state.
+        break;
+    }
+  }
+  return { fired: true, actions: reaction.actions };
+}
+
+/** The backoff in force on a queue at `now`, if any (expired ones are dropped). */
+export function activeBackoff(state: PolicyState, context: ReplyContext, now: number): ActiveBackoff | undefined {
+  const b = state.backoffs.get(queueKey(context));
+  if (b && b.until <= now) {
+    state.backoffs.delete(queueKey(context));
+    return undefined;
+  }
+  return b;
+}
+
+/** The suspensions that stop this context's traffic at `now` (destination, source, tenant). */
+export function activeSuspensions(state: PolicyState, context: ReplyContext, now: number): ActiveSuspension[] {
+  const out: ActiveSuspension[] = [];
+  for (const target of ['destination', 'source', 'tenant'] as const) {
+    if (target === 'tenant' && context.tenant === undefined) continue;
+    const key = suspensionKey(target, context);
+    const s = state.suspensions.get(key);
+    if (!s) continue;
+    if (s.until <= now) state.suspensions.delete(key);
+    else out.push(s);
+  }
+  return out;
+}
+
+/** Whether the source is disabled for this route. */
+export function isDisabled(state: PolicyState, context: ReplyContext): boolean {
+  return state.disabled.has(queueKey(context));
+}
+
+/** An operator's re-enable of a source for a route. */
+export function enableSource(state: PolicyState, context: ReplyContext): boolean {
+  return state.disabled.delete(queueKey(context));
+}
+
+/** Settings while a backoff lasts: each overridden limit list replaces the same-scope entries; scalars replace. */
+export function settingsUnderBackoff(settings: EffectiveSettings, overrides: BackoffOverrides | undefined): EffectiveSettings {
+  if (!overrides) return settings;
+  const merge = <T extends { scope: string }>(base: readonly T[], over: readonly T[] | undefined): readonly T[] =>
+    over ? [...base.filter((b) => !over.some((o) => o.scope === b.scope)), ...over] : base;
+  return {
+    ...settings,
+    connections: merge(settings.connections, overrides.connections),
+    connectRate: merge(settings.connectRate, overrides.connectRate),
+    messageRate: merge(settings.messageRate, overrides.messageRate),
+    dataRate: merge(settings.dataRate, overrides.dataRate),
+    messagesPerConnection: overrides.messagesPerConnection ?? settings.messagesPerConnection,
+    recipientsPerTransaction: overrides.recipientsPerTransaction ?? settings.recipientsPerTransaction,
+    tls: overrides.tls ?? settings.tls,
+    retry: overrides.retry ?? settings.retry,
+    expireSeconds: overrides.expireSeconds ?? settings.expireSeconds,
+  };
+}
