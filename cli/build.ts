@@ -1,7 +1,7 @@
 /** `petrel build`: compile a policy set into a manifest and a bundled ES module. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { COMPILER_VERSION, compile, renderDiagnostics } from '../compiler/index.ts';
+import { COMPILER_VERSION, compile, OUTPUT_FORMATS, renderDiagnostics, type OutputFormat } from '../compiler/index.ts';
 import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const BUILD_HELP = `usage: petrel build [options] <paths…> --out DIR
@@ -26,7 +26,8 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   }
   if (!values.out) throw new UsageError('`--out DIR` is required');
   if (positionals.length === 0) throw new UsageError('name at least one policy file or directory');
-  const format = (values.format ?? 'human') as 'human';
+  const format = (values.format ?? 'human') as OutputFormat;
+  if (!OUTPUT_FORMATS.includes(format)) throw new UsageError(`unknown format \`${values.format}\`; use one of ${OUTPUT_FORMATS.join(', ')}`);
   const inputs = findPolicyFiles(positionals, io.cwd);
   const result = await compile({ inputs, host: diskHost(io.cwd), name: values.name ?? defaultSetName(positionals, io.cwd) });
   const rendered = renderDiagnostics(result.diagnostics, format, { sources: result.sources, toolVersion: COMPILER_VERSION });

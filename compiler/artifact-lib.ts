@@ -288,14 +288,20 @@ export function fallbackReaction(reply: ParsedReply): Reaction {
 }
 
 /**
- * `retryDelay` given the route's reaction to the reply (if any): a hard failure never
- * retries, a rule's `retry after T` wins, otherwise the curve decides, capped by the
- * route's expiry.
+ * `retryDelay` given the route's reaction to the reply (if any): a success or a bounce
+ * (stated, or a hard failure) never retries; a rule's `retry after T` wins while the
+ * curve's attempt limit allows; otherwise the curve decides, capped by the route's expiry.
  */
 export function retryDelayFor(reaction: Reaction | undefined, curve: IRRetryCurve | undefined, attempt: number, expireSeconds: number): number | null {
   if (reaction) {
-    if (reaction.disposition === 'hard') return null;
-    for (const a of reaction.actions) if (a.type === 'retry' && a.afterSeconds !== null) return a.afterSeconds * 1000;
+    if (reaction.category === 'success' || reaction.disposition === 'hard') return null;
+    for (const a of reaction.actions) if (a.type === 'bounce') return null;
+    for (const a of reaction.actions) {
+      if (a.type === 'retry' && a.afterSeconds !== null) {
+        if (!Number.isInteger(attempt) || attempt < 1 || (curve && curve.attempts !== null && attempt >= curve.attempts)) return null;
+        return a.afterSeconds * 1000;
+      }
+    }
   }
   if (!curve) return null;
   return curveDelay(curve, attempt, expireSeconds);

@@ -30,7 +30,7 @@ export { packageRoot, stdlibDir } from './paths.ts';
 /** The compiler's version, part of every artifact hash. */
 export const COMPILER_VERSION = '0.1.0';
 
-/** Most diagnostics reported from one run; the rest are counted. */
+/** Most diagnostics reported from one run; past it, the rest are dropped and one note says how many. */
 export const ERROR_LIMIT = 500;
 
 export interface CompileOptions {
@@ -116,7 +116,9 @@ function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
 }
 
 function limit(list: Diagnostic[]): Diagnostic[] {
-  return list.length <= ERROR_LIMIT ? list : list.slice(0, ERROR_LIMIT);
+  if (list.length <= ERROR_LIMIT) return list;
+  const last = list[ERROR_LIMIT - 1]!;
+  return [...list.slice(0, ERROR_LIMIT), { ...last, code: last.code, message: `${list.length - ERROR_LIMIT} more problems not shown`, labels: [], help: 'fix these first and run again' }];
 }
 
 export type { Program };

@@ -224,9 +224,7 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
   const defaultSettings = defaultDest ? applySettings(builtinSettings(defaultLoc), defaultDest) : builtinSettings(defaultLoc);
   const defaultRules = defaultDest ? expandRules(defaultDest.rules, program) : [];
   const routes: IRRoute[] = [{ id: 'default', loc: defaultLoc, domains: [], mx: [], settings: finalExpire(defaultSettings, retryCurves), rules: defaultRules.map(ruleId) }];
-  // Report VAL002 once, on the block that sets `retry` or `expire`, not on every route that inherits them.
-  const setsTiming = (d: Destination) => d.settings.some((x) => x.kind === 'retry' || x.kind === 'expire');
-  if (defaultDest) checkExpire(routes[0]!, retryCurves, diagnostics, program);
+  if (defaultDest) checkExpire(routes[0]!, defaultDest, defaultSettings, retryCurves, diagnostics);
 
   const providerRoutes = new Map<string, IRRoute>();
   /** Provider settings before `finalExpire`, for domain blocks to inherit from. */
@@ -244,27 +242,28 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
     };
     providerRoutes.set(providerName, route);
     providerBase.set(route.id, route.settings);
+    checkExpire(route, dest, route.settings, retryCurves, diagnostics);
     route.settings = finalExpire(route.settings, retryCurves);
     routes.push(route);
-    if (setsTiming(dest)) checkExpire(route, retryCurves, diagnostics, program);
   }
   for (const [first, def] of [...program.domainBlocks].sort(([a], [b]) => a.localeCompare(b))) {
     const dest = def.node;
     // A domain block refines the provider that would otherwise route its (first) domain.
-    const parent = providerFor(first, [...providerRoutes.values()]);
+    const parent = providerFor(dest.domains[0]!.domain, [...providerRoutes.values()]);
     const base = parent ? providerBase.get(parent.id)! : defaultSettings;
     const parentRules = parent ? program.providers.get(parent.id.slice('provider:'.length))! : null;
     const inherited = [...(parentRules ? expandRules(parentRules.node.rules, program) : []), ...defaultRules];
+    const merged = applySettings(base, dest);
     const route: IRRoute = {
       id: `domain:${first}`,
       loc: loc(dest.span),
       domains: dest.domains.map(lowerPattern),
       mx: [],
-      settings: finalExpire(applySettings(base, dest), retryCurves),
+      settings: finalExpire(merged, retryCurves),
       rules: [...expandRules(dest.rules, program), ...inherited].map(ruleId),
     };
+    checkExpire(route, dest, merged, retryCurves, diagnostics);
     routes.push(route);
-    if (setsTiming(dest)) checkExpire(route, retryCurves, diagnostics, program);
   }
 
 
@@ -279,7 +278,15 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
   for (const [rampName, def] of [...program.warmups].sort(([a], [b]) => a.localeCompare(b))) {
     const ramp = def.node;
     const byRoute: Record<string, IRWarmupPlan> = {};
-    for (const o of ramp.overrides) if (o.plan) byRoute[routeOf(o.target.text, o.targetType)] = lowerPlan(o.plan);
+    for (const o of ramp.overrides) {
+      const routeId = routeOf(o.target.text, o.targetType);
+      if (routeId === 'default') {
+        // Without this, the plan would silently apply to every domain no provider claims.
+        diagnostics.push({ code: 'RES001', severity: 'error', message: `warmup \`for domain ${o.target.text}\`: no provider or domain block claims \`${o.target.text}\``, span: o.target.span, help: 'name a domain that a `provider` or `domain` block matches, or use `for provider NAME`' });
+        continue;
+      }
+      if (o.plan) byRoute[routeId] = lowerPlan(o.plan);
+    }
     warmups[rampName] = { name: rampName, loc: loc(ramp.span), plan: ramp.plan ? lowerPlan(ramp.plan) : null, routes: sortKeys(byRoute), overflowPool: ramp.overflow?.text ?? null };
   }
 
@@ -483,31 +490,23 @@ function settingValue(s: Setting): unknown {
   }
 }
 
-/** VAL002: a route whose messages expire before their first retry. */
-function checkExpire(route: IRRoute, curves: Record<string, IRRetryCurve>, diagnostics: Diagnostic[], program: Program): void {
-  const curve = curves[route.settings.retry];
+/**
+ * VAL002: messages that expire before their first retry. Reported once, on the block
+ * whose own `expire` or `retry` causes it (routes that merely inherit both are skipped),
+ * and only for an expiry a block states: a curve's own `expire` is checked with the curve.
+ */
+function checkExpire(route: IRRoute, dest: Destination, merged: IRSettings, curves: Record<string, IRRetryCurve>, diagnostics: Diagnostic[]): void {
+  if (merged.expireSeconds === EXPIRE_UNSET) return;
+  const own = dest.settings.find((x) => x.kind === 'expire') ?? dest.settings.find((x) => x.kind === 'retry');
+  if (!own) return;
+  const curve = curves[merged.retry];
   const first = curve ? (curve.steps[0] ?? curve.repeat ?? curve.exponential?.initialSeconds ?? null) : null;
-  if (first === null || route.settings.expireSeconds > first) return;
-  const at = spanOfLoc(program, route.loc);
-  if (!at) return;
+  if (first === null || merged.expireSeconds > first) return;
   diagnostics.push({
     code: 'VAL002',
     severity: 'error',
-    message: `\`${route.id}\` expires messages after ${route.settings.expireSeconds}s, before the first retry of \`${route.settings.retry}\` at ${first}s`,
-    span: at,
+    message: `\`${route.id}\` expires messages after ${merged.expireSeconds}s, before the first retry of \`${merged.retry}\` at ${first}s`,
+    span: own.span,
     help: 'raise `expire` or shorten the first retry delay',
   });
-}
-
-/** The full span of the statement at `l`, found again in the file's text, for diagnostics raised after lowering. */
-function spanOfLoc(program: Program, l: Loc): Span | undefined {
-  const file = program.files.find((f) => f.path === l.file);
-  if (!file) return undefined;
-  const lines = file.text.split('\n');
-  let offset = 0;
-  for (let i = 0; i < l.line - 1; i++) offset += lines[i]!.length + 1;
-  offset += l.column - 1;
-  const lineText = lines[l.line - 1] ?? '';
-  const endColumn = Math.max(l.column, lineText.replace(/\s*(#.*)?$/, '').length);
-  return { file: l.file, line: l.line, column: l.column, endLine: l.line, endColumn, offset, endOffset: offset + (endColumn - l.column) + 1 };
 }

@@ -22,6 +22,7 @@ import {
   type TestBlock,
   type WarmupRamp,
 } from '../grammar/index.ts';
+import path from 'node:path';
 import type { LoadedFile, SourceSet } from './load.ts';
 
 /** A definition and the file it is in. */
@@ -70,13 +71,20 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
   const duplicate = (what: string, span: Span, first: Span) =>
     diagnostics.push({ code: 'RES002', severity: 'error', message: `${what} is defined twice`, span, labels: [{ span: first, message: 'first defined here' }] });
 
+  const inputs = new Set(set.files.filter((f) => f.input).map((f) => f.path));
   function define<T extends { name: Name; span: Span }>(table: Map<string, Def<T>>, kind: Kind, node: T, file: string): void {
     const existing = table.get(node.name.text);
-    if (existing) duplicate(`${kind} \`${node.name.text}\``, node.name.span, existing.node.name.span);
-    else table.set(node.name.text, { node, file });
+    if (!existing) {
+      table.set(node.name.text, { node, file });
+      return;
+    }
+    // Report where the user can fix it: in their own file rather than in a file they only `use` (the stdlib).
+    const [here, first] = inputs.has(existing.file) && !inputs.has(file) ? [existing.node, node] : [node, existing.node];
+    duplicate(`${kind} \`${node.name.text}\``, here.name.span, first.name.span);
   }
 
-  const domainOwner = new Map<string, Def<Destination>>();
+  /** Which `domain` block claims each domain (`=d`) and each domain's subdomains (`*.d`). */
+  const domainClaims = new Map<string, { block: Destination; span: Span }>();
   for (const file of set.files) {
     for (const item of file.ast.items) {
       switch (item.kind) {
@@ -86,18 +94,18 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
             else program.default = { node: item, file: file.path };
           } else if (item.type === 'provider') define(program.providers, 'provider', item, file.path);
           else {
-            let clash = false;
             for (const d of item.domains) {
-              const key = `${d.kind}:${d.domain}`;
-              const owner = domainOwner.get(key);
-              if (owner) {
-                duplicate(`a \`domain\` block for \`${d.domain}\``, d.span, owner.node.domains.find((o) => `${o.kind}:${o.domain}` === key)!.span);
-                clash = true;
+              const keys = [...(d.kind !== 'subdomains' ? [`=${d.domain}`] : []), ...(d.kind !== 'exact' ? [`*.${d.domain}`] : [])];
+              for (const key of keys) {
+                const owner = domainClaims.get(key);
+                if (owner && owner.block !== item) {
+                  const what = key.startsWith('=') ? `\`${d.domain}\`` : `subdomains of \`${d.domain}\``;
+                  diagnostics.push({ code: 'VAL008', severity: 'error', message: `${what} is claimed by two \`domain\` blocks`, span: d.span, labels: [{ span: owner.span, message: 'also claimed here' }], help: 'merge the blocks, or make their domains disjoint' });
+                } else if (!owner) domainClaims.set(key, { block: item, span: d.span });
               }
             }
-            if (clash) break;
-            for (const d of item.domains) domainOwner.set(`${d.kind}:${d.domain}`, { node: item, file: file.path });
-            program.domainBlocks.set(item.name.text, { node: item, file: file.path });
+            if (program.domainBlocks.has(item.name.text)) duplicate(`a \`domain\` block for \`${item.name.text}\``, item.name.span, program.domainBlocks.get(item.name.text)!.node.name.span);
+            else program.domainBlocks.set(item.name.text, { node: item, file: file.path });
           }
           break;
         case 'global':
@@ -141,16 +149,17 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
       return undefined;
     }
     if (!visible.get(fromFile)?.has(def.file)) {
-      diagnostics.push({ code: 'RES005', severity: 'error', message: `${kind} \`${name.text}\` is defined in \`${def.file}\`, which this file does not use`, span: name.span, help: `add \`use ${useHint(def.file)}\` at the top of the file` });
+      diagnostics.push({ code: 'RES005', severity: 'error', message: `${kind} \`${name.text}\` is defined in \`${def.file}\`, which this file does not use`, span: name.span, help: `add \`use ${useHint(def.file, fromFile)}\` at the top of the file` });
       return undefined;
     }
     return def;
   }
 
-  const category = (name: Name, code = 'RES001') => {
-    if (!(CATEGORIES as readonly string[]).includes(name.text)) {
-      const help = didYouMean(name.text, CATEGORIES) ?? 'see the bounce categories in docs/language.md';
-      diagnostics.push({ code, severity: 'error', message: `unknown bounce category \`${name.text}\``, span: name.span, help });
+  const category = (name: Name, inTest = false) => {
+    const known: readonly string[] = inTest ? [...CATEGORIES, 'success'] : CATEGORIES;
+    if (!known.includes(name.text)) {
+      const help = didYouMean(name.text, known) ?? 'see the bounce categories in docs/language.md';
+      diagnostics.push({ code: inTest ? 'TEST001' : 'RES001', severity: 'error', message: `${inTest ? 'test names ' : ''}unknown bounce category \`${name.text}\``, span: name.span, help });
     }
   };
 
@@ -218,7 +227,8 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
         if (step.tenant) known(program.tenants, 'tenant', step.tenant);
       } else if (step.kind === 'expect') {
         const e = step.expectation;
-        if (e.what === 'category' || e.what === 'bounce') category(e.category, 'TEST001');
+        if (e.what === 'category') category(e.category, true);
+        if (e.what === 'bounce') category(e.category, true);
         if (e.what === 'reroute') known(program.pools, 'pool', e.pool);
         if (e.what === 'warmup') known(program.warmups, 'warmup ramp', e.ramp);
         if (e.what === 'route') {
@@ -245,10 +255,14 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
   return { program, diagnostics };
 }
 
-function useHint(file: string): string {
+/** The `use` path that names `file` from `fromFile` (both display paths). */
+function useHint(file: string, fromFile: string): string {
   const i = file.lastIndexOf('stdlib/');
-  const base = i >= 0 ? file.slice(i) : `./${file}`;
-  return base.replace(/\.policy$/, '');
+  if (i >= 0 && (file.startsWith('petrel:') || !path.isAbsolute(file))) {
+    if (file.startsWith('petrel:') || file.startsWith('stdlib/')) return file.slice(i).replace(/\.policy$/, '');
+  }
+  const rel = path.posix.relative(path.posix.dirname(fromFile), file).replace(/\.policy$/, '');
+  return rel.startsWith('.') ? rel : `./${rel}`;
 }
 
 /** For each file (display path), the files whose definitions it may name: itself and what it uses, transitively. */

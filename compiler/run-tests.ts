@@ -10,7 +10,7 @@
  * - `expect …` checks the last reaction, the queue's state now, retry delays, warmup
  *   limits or effective settings (under a backoff, its overrides apply).
  */
-import type { EffectiveSettings, PolicyArtifact, Reaction } from '../runtime/abi.ts';
+import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../runtime/abi.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type ReplyContext } from '../runtime/policy-state.ts';
 import type { IRExpectation, IRTest, Loc } from './ir.ts';
 
@@ -44,7 +44,7 @@ function runTest(test: IRTest, artifact: PolicyArtifact): TestResult {
   const state = createPolicyState();
   let now = EPOCH;
   let context: ReplyContext | undefined;
-  let last: { reaction: Reaction; text: string } | undefined;
+  let last: { reaction: Reaction; text: string; fired: readonly Action[] } | undefined;
   let failedAttempts = 0;
   const failures: TestFailure[] = [];
   let checks = 0;
@@ -62,9 +62,9 @@ function runTest(test: IRTest, artifact: PolicyArtifact): TestResult {
         const ctx = context!;
         for (let i = 0; i < step.times; i++) {
           const reaction = artifact.react(ctx.route, step.text, step.phase ?? undefined);
-          applyReaction(state, ctx, reaction, step.text, now);
+          const applied = applyReaction(state, ctx, reaction, step.text, now);
           if (reaction.category !== 'success') failedAttempts++;
-          last = { reaction, text: step.text };
+          last = { reaction, text: step.text, fired: applied.actions };
         }
         break;
       }
@@ -86,7 +86,7 @@ interface Situation {
   artifact: PolicyArtifact;
   state: ReturnType<typeof createPolicyState>;
   context: ReplyContext;
-  last: { reaction: Reaction; text: string } | undefined;
+  last: { reaction: Reaction; text: string; fired: readonly Action[] } | undefined;
   now: number;
   failedAttempts: number;
 }
@@ -146,12 +146,13 @@ function check(e: IRExpectation, s: Situation): { expected: string; actual: stri
     }
     case 'skip-mx': {
       if (!reaction) return noReply;
-      const has = reaction.actions.some((a) => a.type === 'skip-mx');
+      // Only actions that took effect: a rule's `when N in T` may not have fired yet.
+      const has = s.last!.fired.some((a) => a.type === 'skip-mx');
       return has === !e.none ? undefined : { expected: e.none ? 'no skip-mx' : 'skip-mx', actual: has ? 'skip-mx' : 'no skip-mx' };
     }
     case 'reroute': {
       if (!reaction) return noReply;
-      const to = reaction.actions.find((a) => a.type === 'reroute');
+      const to = s.last!.fired.find((a) => a.type === 'reroute');
       return to && to.type === 'reroute' && to.pool === e.pool ? undefined : { expected: `reroute pool ${e.pool}`, actual: to && to.type === 'reroute' ? `reroute pool ${to.pool}` : 'no reroute' };
     }
     case 'retry': {

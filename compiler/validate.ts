@@ -5,9 +5,9 @@
  * providers that claim one domain or match nothing, warmups that go down.
  */
 import { checkSync } from 'recheck';
-import type { Destination, Diagnostic, ReplyRule, RuleSetRef, Setting, Span, WarmupPlan } from '../grammar/index.ts';
+import { PHASES, type Destination, type Diagnostic, type ReplyRule, type RuleSetRef, type Setting, type Span, type WarmupPlan } from '../grammar/index.ts';
 import { matcherMatches, matcherRegexes, parseReply } from './artifact-lib.ts';
-import { toIRMatcher } from './lower.ts';
+import { expandRules, toIRMatcher } from './lower.ts';
 import type { Program } from './resolve.ts';
 
 /** Regex flags a rule may use: `g` and `y` make `test` stateful, so they are refused. */
@@ -29,10 +29,13 @@ export function validate(program: Program): Diagnostic[] {
   function checkSettings(settings: Setting[], block: 'destination' | 'global' | 'source' | 'tenant' | 'backoff', blockName: string): void {
     const seen = new Map<string, Setting>();
     for (const s of settings) {
-      const scope = 'scope' in s ? (s.scope ?? '') : '';
+      // In destination and backoff blocks no scope means `per destination`: the same limiter.
+      const isLimit = s.kind === 'connections' || s.kind === 'connect-rate' || s.kind === 'rate' || s.kind === 'data-rate';
+      const written = isLimit ? s.scope : undefined;
+      const scope = written ?? (isLimit && (block === 'destination' || block === 'backoff') ? 'destination' : '');
       const key = `${s.kind}/${scope}`;
       const prior = seen.get(key);
-      if (prior) error('VAL012', `\`${s.kind}\`${scope ? ` per ${scope}` : ''} is set twice in ${blockName}`, s.span, undefined, [{ span: prior.span, message: 'first set here' }]);
+      if (prior) error('VAL012', `\`${s.kind}\`${scope && scope !== 'global' ? ` per ${scope}` : ''} is set twice in ${blockName}`, s.span, undefined, [{ span: prior.span, message: 'first set here' }]);
       else seen.set(key, s);
       if ('scope' in s && s.scope && s.scopeSpan) {
         const allowed = block === 'destination' || block === 'backoff' ? s.scope !== 'global' : block === 'global' ? s.scope === 'global' : false;
@@ -109,13 +112,18 @@ export function validate(program: Program): Diagnostic[] {
       try {
         new RegExp(t.source, t.flags);
       } catch (e) {
-        error('VAL003', `invalid regex: ${(e as Error).message.replace(/^Invalid regular expression: /, '').toLowerCase()}`, t.span);
+        // V8 says "Invalid regular expression: /(TS01/: Unterminated group"; keep the pattern as written.
+        const reason = (e as Error).message.split(': ').pop() ?? 'invalid';
+        error('VAL003', `invalid regex \`/${t.source}/${t.flags}\`: ${reason[0]!.toLowerCase()}${reason.slice(1)}`, t.span);
         ok = false;
         continue;
       }
       const verdict = redos(t.source, t.flags);
       if (verdict.vulnerable) {
-        error('VAL004', `regex can backtrack catastrophically (${verdict.kind} time)${verdict.attack ? ` on text like \`${verdict.attack}\`` : ''}`, t.span, 'remove nested or overlapping repetition such as `(a+)+` or `(a|a)*`');
+        error('VAL004', `regex can backtrack catastrophically (${verdict.kind} time)${verdict.attack ? ` on text like ${verdict.attack}` : ''}`, t.span, 'remove nested or overlapping repetition such as `(a+)+` or `(a|a)*`');
+        ok = false;
+      } else if (verdict.kind === 'timeout') {
+        error('VAL004', 'could not prove in time that this regex cannot backtrack catastrophically', t.span, 'simplify it: fewer nested or overlapping repetitions');
         ok = false;
       }
     }
@@ -123,10 +131,27 @@ export function validate(program: Program): Diagnostic[] {
   }
 
   /** Examples, shadowing and contradictions for one block's own rules, in order. */
+  /** A rule's compiled matcher, or undefined when one of its regexes is invalid (reported elsewhere). */
+  const compiled = (rule: ReplyRule): { matcher: ReturnType<typeof toIRMatcher>; regexes: RegExp[] } | undefined => {
+    try {
+      const matcher = toIRMatcher(rule.matcher);
+      return { matcher, regexes: matcherRegexes(matcher) };
+    } catch {
+      return undefined;
+    }
+  };
+
   function checkRules(list: (ReplyRule | RuleSetRef)[]): void {
-    const earlier: { rule: ReplyRule; regexes: RegExp[] }[] = [];
+    const earlier: { rule: ReplyRule; matcher: ReturnType<typeof toIRMatcher>; regexes: RegExp[] }[] = [];
     for (const item of list) {
-      if (item.kind !== 'rule') continue;
+      if (item.kind !== 'rule') {
+        // Rules included from a set come first at this point: they can shadow the block's later rules.
+        for (const rule of expandRules([item], program)) {
+          const c = compiled(rule);
+          if (c) earlier.push({ rule, ...c });
+        }
+        continue;
+      }
       const rule = item;
       for (const a of rule.actions) {
         if (a.kind === 'backoff') {
@@ -161,13 +186,15 @@ export function validate(program: Program): Diagnostic[] {
           error('VAL005', 'rule does not match its own example', example.span, explainMiss(rule, reply, phase));
           continue;
         }
-        const by = earlier.find((e) => matcherMatches(toIRMatcher(e.rule.matcher), reply, phase, e.regexes));
+        // The phases this example stands for: its own, else the rule's, else every phase.
+        const phases = example.phase ? [example.phase] : rule.matcher.phases.length ? rule.matcher.phases : PHASES;
+        const by = earlier.find((e) => phases.every((p) => matcherMatches(e.matcher, reply, p, e.regexes)));
         shadowedBy.push(by?.rule);
       }
       if (rule.examples.length > 0 && shadowedBy.length === rule.examples.length && shadowedBy.every((r) => r !== undefined)) {
         error('VAL006', 'rule can never fire: an earlier rule catches every one of its examples', rule.headSpan, 'move this rule above the earlier one, or narrow the earlier rule', [{ span: shadowedBy[0]!.headSpan, message: 'this earlier rule matches first' }]);
       }
-      earlier.push({ rule, regexes });
+      earlier.push({ rule, matcher, regexes });
     }
   }
 
@@ -233,17 +260,25 @@ export function validate(program: Program): Diagnostic[] {
   return diagnostics;
 }
 
+/**
+ * recheck's verdict. The time limit only guards against a pathological analysis; an
+ * analysis that runs out of time is reported (VAL004), never taken as safe, and is not
+ * remembered, so a loaded machine cannot turn an unsafe regex into a passing one.
+ */
 function redos(source: string, flags: string): { vulnerable: boolean; kind: string; attack?: string } {
   const key = `${flags}/${source}`;
-  let verdict = redosVerdicts.get(key);
-  if (!verdict) {
-    const result = checkSync(source, flags, { timeout: 2000 });
-    verdict =
-      result.status === 'vulnerable'
-        ? { vulnerable: true, kind: result.complexity.type, ...(result.attack?.pattern ? { attack: result.attack.string.slice(0, 40) } : {}) }
-        : { vulnerable: false, kind: result.status };
-    redosVerdicts.set(key, verdict);
-  }
+  const known = redosVerdicts.get(key);
+  if (known) return known;
+  const result = checkSync(source, flags, { timeout: 10_000, randomSeed: 0 });
+  let verdict: { vulnerable: boolean; kind: string; attack?: string };
+  if (result.status === 'vulnerable') {
+    // Attack strings hold control characters; show them escaped, and short.
+    const attack = result.attack?.string ? JSON.stringify(result.attack.string.length > 24 ? result.attack.string.slice(0, 24) + '…' : result.attack.string) : undefined;
+    verdict = { vulnerable: true, kind: result.complexity.type, ...(attack ? { attack } : {}) };
+  } else if (result.status === 'unknown' && result.error.kind === 'timeout') {
+    return { vulnerable: false, kind: 'timeout' };
+  } else verdict = { vulnerable: false, kind: result.status };
+  redosVerdicts.set(key, verdict);
   return verdict;
 }
 

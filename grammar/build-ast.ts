@@ -155,6 +155,7 @@ class Reader {
 
   string(what: string): { text: string; span: Span } {
     const tok = this.next(what);
+    if (tok.tokenType.name === 'UnterminatedString') this.fail('PARSE001', 'unterminated string', this.span(tok), 'close the string with `"` on the same line');
     if (tok.tokenType.name !== 'StringLit') this.fail('PARSE002', `expected ${what} in double quotes, found \`${tok.image}\``, this.span(tok));
     return { text: unquote(tok.image), span: this.span(tok) };
   }
@@ -198,9 +199,9 @@ class Reader {
     const tok = this.next(`${what} (a rate such as ${example})`);
     const span = this.span(tok);
     if (tok.tokenType.name !== 'RateLit') {
-      if (tok.tokenType.name === 'NumberLit' && /^\d+(\.\d+)?[A-Za-z]*$/.test(tok.image)) {
-        this.fail('PARSE003', `missing time unit in ${what}: \`${tok.image}\``, span, `write it per time unit, for example \`${tok.image}/h\``);
-      }
+      const bare = tok.tokenType.name === 'NumberLit' ? /^(\d+(?:\.\d+)?)([A-Za-z]*)$/.exec(tok.image) : null;
+      if (bare && !bare[2]) this.fail('PARSE003', `missing time unit in ${what}: \`${tok.image}\``, span, `write it per time unit, for example \`${tok.image}/h\``);
+      if (bare) this.fail('PARSE004', `\`${tok.image}\` is not a rate`, span, `write a count per time unit, for example \`${bare[1]}/${RATE_UNITS.includes(bare[2]!) ? bare[2] : 'h'}\``);
       this.fail('PARSE002', `expected ${what} (a rate such as ${example}), found \`${tok.image}\``, span);
     }
     const [, num, countUnit, timeUnit] = /^(\d+(?:\.\d+)?)([A-Za-z]*)\/([A-Za-z]+)$/.exec(tok.image) ?? [];
@@ -266,6 +267,11 @@ function unquote(image: string): string {
   return image.slice(1, -1).replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c === 't' ? '\t' : c));
 }
 
+/** A pattern as canonical text: `yahoo.com`, `*.yahoo.com` or `[*.]yahoo.com`. */
+export function patternText(p: Pick<A.DomainPattern, 'kind' | 'domain'>): string {
+  return p.kind === 'exact' ? p.domain : p.kind === 'subdomains' ? `*.${p.domain}` : `[*.]${p.domain}`;
+}
+
 /** Reads `yahoo.com`, `*.yahoo.com` or `[*.]yahoo.com` into a pattern (lowercase, no final dot). */
 export function parseDomainPattern(text: string, span: Span): A.DomainPattern {
   const lower = text.toLowerCase().replace(/\.$/, '');
@@ -286,7 +292,7 @@ const TENANT_KEYWORDS = ['pool', ...LIMIT_KEYWORDS];
 const TEST_KEYWORDS = ['deliver', 'reply', 'wait', 'expect'];
 
 /** Builds the AST of one file from its CST; statement-level problems become diagnostics. */
-export function buildAst(cst: CstNode, file: string, text: string, comments: A.Comment[]): { ast: A.PolicyFile; diagnostics: Diagnostic[] } {
+export function buildAst(cst: CstNode, file: string, text: string, comments: A.Comment[]): { ast: A.PolicyFile; diagnostics: Diagnostic[]; sawHeader: boolean } {
   const diagnostics: Diagnostic[] = [];
   const statements = cstToStatements(cst, file);
   const ast: A.PolicyFile = {
@@ -401,8 +407,11 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
     each(stmts, (r, s) => {
       const keyword = r.peekText()!;
       if (!CURVE_KEYWORDS.includes(keyword)) unknownStatement(r, 'a retry curve', CURVE_KEYWORDS);
-      r.next('a retry setting');
+      const head = r.next('a retry setting');
       noBlock(r, s);
+      const field = keyword === 'after' ? 'steps' : keyword === 'then' ? 'repeat' : keyword;
+      if (field !== 'steps' && body[field as keyof A.RetryCurveBody] !== undefined) r.fail('VAL012', `\`${keyword}\` is set twice in this retry curve`, r.span(head));
+      if (field === 'steps' && body.steps.length > 0) r.fail('VAL012', '`after` is set twice in this retry curve', r.span(head), 'list every delay in one `after` line');
       switch (keyword) {
         case 'after':
           body.steps.push(...r.list(() => r.duration('a retry delay')));
@@ -477,6 +486,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
       }
       if (tok.image === 'when') {
         const when = r.next('`when`');
+        if (trigger) r.fail('VAL012', 'a rule has one `when` trigger', r.span(when));
         const count = r.integer('the number of replies');
         r.expectWord('in', 'in `when N in DURATION`');
         const within = r.duration('the trigger window');
@@ -496,13 +506,15 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         matcher.texts.push({ kind: 'regex', source: tok.image.slice(1, last), flags: tok.image.slice(last + 1), span });
       } else if (type === 'StringLit') {
         matcher.texts.push({ kind: 'substring', text: unquote(tok.image), span });
+      } else if (type === 'UnterminatedString') {
+        r.fail('PARSE001', 'unterminated string', span, 'close the string with `"` on the same line');
       } else if (/^[2-5](\d\d|\dx|xx)$/.test(tok.image)) {
         matcher.codes.push({ prefix: tok.image.replace(/x+$/, ''), span });
       } else if (/^[245]\.(\d{1,3}|x)\.(\d{1,3}|x)$/.test(tok.image)) {
         const [cls, subject, detail] = tok.image.split('.');
         const part = (p: string): number | null => (p === 'x' ? null : Number(p));
         matcher.statuses.push({ parts: [Number(cls), part(subject!), part(detail!)], text: tok.image, span });
-      } else if (type === 'NumberLit' || type === 'DomainLit') {
+      } else if (type === 'NumberLit' || type === 'DomainLit' || type === 'StatusLit') {
         r.fail('PARSE005', `\`${tok.image}\` is neither a reply code (\`421\`, \`4xx\`) nor an enhanced status code (\`5.7.1\`, \`4.7.x\`)`, span);
       } else {
         r.fail('PARSE002', `unexpected \`${tok.image}\` in \`on reply\`; expected a code, an enhanced status, a regex, a string, \`phase\` or \`when\``, span);
@@ -603,12 +615,13 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
       ramp.plan = readWarmupPlan(r, keyword, head);
     } else if (keyword === 'overflow') {
       noBlock(r, s);
+      if (ramp.overflow) r.fail('VAL012', 'this ramp already has an `overflow` pool', r.span(head));
       r.expectWord('pool', 'after `overflow`');
       ramp.overflow = r.name('a pool name');
     } else {
       const targetType = r.choice(['provider', 'domain'] as const, '`provider` or `domain` after `for`');
       const targetTok = r.next('a provider name or a domain');
-      const target = { text: targetTok.image.toLowerCase(), span: r.span(targetTok) };
+      const target = { text: targetType.value === 'domain' ? targetTok.image.toLowerCase() : targetTok.image, span: r.span(targetTok) };
       r.end();
       const plans = each(requireBlock(r, s, '`for`'), (rr, ss) => {
         const kw = rr.peekText()!;
@@ -618,6 +631,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         rr.end();
         return plan;
       });
+      if (plans.length > 1) diagnostics.push({ code: 'VAL012', severity: 'error', message: 'a `for` block has one plan (`schedule` or `start`)', span: plans[1]!.span });
       ramp.overrides.push({ target, targetType: targetType.value, ...(plans[0] ? { plan: plans[0] } : {}), span: s.span });
       return true;
     }
@@ -641,6 +655,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
           const option = r.choice(['mx', 'source', 'tenant'] as const, '`mx`, `source` or `tenant`');
           if (option.value === 'mx') deliver.mx = r.list(() => {
             const p = r.domainPattern('an MX host');
+            if (p.kind !== 'exact') r.fail('PARSE005', 'an MX host in a test is a host name, not a pattern', p.span, `write a host such as \`mx1.${p.domain}\``);
             return { text: p.domain, span: p.span };
           });
           else deliver[option.value] = r.name(`a ${option.value} name`);
@@ -748,6 +763,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
   }
 
   let first = true;
+  let sawHeader = false;
   each(statements, (r, s) => {
     const keyword = r.peekText()!;
     const isFirst = first;
@@ -756,7 +772,10 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
     const head = r.next('a definition');
     switch (keyword) {
       case 'policy': {
-        if (!isFirst || ast.header) r.fail('PARSE006', 'the `policy` header must be the first statement, and only one', s.span);
+        const again = sawHeader;
+        sawHeader = true;
+        if (again) r.fail('PARSE006', 'a file has only one `policy` header', s.span);
+        if (!isFirst) diagnostics.push({ code: 'PARSE006', severity: 'error', message: 'the `policy` header must be the first statement', span: s.span, help: 'move it to the top of the file' });
         const name = r.name('the policy name');
         r.expectWord('version', 'after the policy name');
         const versionTok = r.next('a version such as `2026.11.2`');
@@ -781,7 +800,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         if (keyword === 'provider') dest.name = r.name('a provider name');
         if (keyword === 'domain') {
           dest.domains = r.list(() => r.domainPattern('a domain'));
-          dest.name = { text: dest.domains[0]!.domain, span: dest.domains[0]!.span };
+          dest.name = { text: patternText(dest.domains[0]!), span: dest.domains[0]!.span };
         }
         r.end();
         readDestinationBody(dest, requireBlock(r, s, `\`${keyword}\``));
@@ -825,11 +844,12 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
           if (kw !== 'address' && kw !== 'ehlo' && kw !== 'warmup') return false;
           const h = rr.next(kw);
           noBlock(rr, ss);
+          if (source[kw as 'address' | 'ehlo' | 'warmup'] !== undefined) rr.fail('VAL012', `\`${kw}\` is set twice in source \`${source.name.text}\``, rr.span(h));
           if (kw === 'warmup') {
             const ramp = rr.name('a warmup ramp');
             rr.expectWord('since', 'after the ramp name');
             const sinceTok = rr.next('a date such as `2026-11-20`');
-            if (!/^\d{4}-\d{2}-\d{2}$/.test(sinceTok.image) || Number.isNaN(Date.parse(sinceTok.image + 'T00:00:00Z'))) {
+            if (!isCalendarDate(sinceTok.image)) {
               rr.fail('PARSE005', `\`${sinceTok.image}\` is not a date`, rr.span(sinceTok), 'write the date as YYYY-MM-DD, for example `2026-11-20`');
             }
             source.warmup = { ramp, since: { text: sinceTok.image, span: rr.span(sinceTok) }, span: rr.spanFrom(h) };
@@ -862,8 +882,9 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         r.end();
         tenant.settings = readLimitsBlock(requireBlock(r, s, '`tenant`'), 'a tenant block', TENANT_KEYWORDS, (rr, ss, kw) => {
           if (kw !== 'pool') return false;
-          rr.next('pool');
+          const h = rr.next('pool');
           noBlock(rr, ss);
+          if (tenant.pool) rr.fail('VAL012', `\`pool\` is set twice in tenant \`${tenant.name.text}\``, rr.span(h));
           tenant.pool = rr.name('a pool name');
           rr.end();
           return true;
@@ -881,7 +902,14 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
     }
     return undefined;
   });
-  return { ast, diagnostics };
+  return { ast, diagnostics, sawHeader };
+}
+
+/** `YYYY-MM-DD` naming a day that exists (`2026-02-30` does not). */
+function isCalendarDate(text: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+  const date = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === text;
 }
 
 function isIpAddress(text: string): boolean {

@@ -11,7 +11,7 @@ import { policyLexer } from './tokens.ts';
 
 export * from './ast.ts';
 export * from './diagnostic.ts';
-export { parseDomainPattern } from './build-ast.ts';
+export { parseDomainPattern, patternText } from './build-ast.ts';
 export { closest, didYouMean, editDistance } from './suggest.ts';
 
 /** The result of parsing one file. */
@@ -48,7 +48,7 @@ export function parse(text: string, file: string): ParseResult {
   const comments = (lexed.groups['comments'] ?? []).map((tok) => ({ text: tok.image, span: tokenSpan(file, tok) }));
   const built = buildAst(cst, file, text, comments);
   diagnostics.push(...built.diagnostics);
-  if (!built.ast.header && text.trim() !== '') {
+  if (!built.sawHeader && text.trim() !== '') {
     diagnostics.push({ code: 'PARSE006', severity: 'error', message: 'missing `policy` header', span: { file, line: 1, column: 1, endLine: 1, endColumn: 1, offset: 0, endOffset: 0 }, help: 'start the file with `policy NAME version VERSION`, for example `policy yahoo version 2026.11.1`' });
   }
   diagnostics.sort((a, b) => a.span.offset - b.span.offset);

@@ -56,6 +56,8 @@ class PolicyCstParser extends CstParser {
     this.OR([
       { ALT: () => this.CONSUME(t.Word) },
       { ALT: () => this.CONSUME(t.StringLit) },
+      { ALT: () => this.CONSUME(t.UnterminatedString) },
+      { ALT: () => this.CONSUME(t.StatusLit) },
       { ALT: () => this.CONSUME(t.RegexLit) },
       { ALT: () => this.CONSUME(t.EmailLit) },
       { ALT: () => this.CONSUME(t.RateLit) },

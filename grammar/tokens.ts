@@ -6,7 +6,7 @@
  * first:
  *   1. trivia (white space, newlines, comments);
  *   2. strings and regex literals (they may contain anything);
- *   3. e-mail addresses, then rate literals (`3600/h`, `10MB/min`) before numbers, so the
+ *   3. e-mail addresses, enhanced status codes (`5.x.1` would start a domain), then rate literals (`3600/h`, `10MB/min`) before numbers, so the
  *      `/` of a rate is never read as the start of a regex;
  *   4. domain names (`yahoo.com`, `*.yahoodns.net`, `[*.]gmail.com`, `163.com`) before
  *      numbers and keywords: a domain has a dot and a last label that starts with a letter;
@@ -23,6 +23,8 @@ export const Newline = createToken({ name: 'Newline', pattern: /\n/, line_breaks
 export const Comment = createToken({ name: 'Comment', pattern: /#[^\n]*/, group: 'comments' });
 
 export const StringLit = createToken({ name: 'StringLit', pattern: /"(?:[^"\\\n]|\\.)*"/ });
+/** A string with no closing quote on its line: one token, so the rest of the line is not read as code. */
+export const UnterminatedString = createToken({ name: 'UnterminatedString', pattern: /"(?:[^"\\\n]|\\.)*/ });
 /** `/…/flags`: a JavaScript regular expression on one line; `\/` escapes a slash. */
 export const RegexLit = createToken({
   name: 'RegexLit',
@@ -30,6 +32,8 @@ export const RegexLit = createToken({
 });
 
 export const EmailLit = createToken({ name: 'EmailLit', pattern: /[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*/ });
+/** An enhanced status code or pattern: `5.7.1`, `4.7.x`, `5.x.1`. Before domains, which `5.x.1` would otherwise start. */
+export const StatusLit = createToken({ name: 'StatusLit', pattern: /[245]\.(?:\d{1,3}|x)\.(?:\d{1,3}|x)(?![\w.])/ });
 /** `3600/h`, `20/s`, `10MB/min`, `50/day`: a count or size over a time unit, one token. */
 export const RateLit = createToken({ name: 'RateLit', pattern: /\d[\d.]*[A-Za-z]*\/[A-Za-z]+/ });
 /** A domain or domain pattern: `yahoo.com`, `*.yahoodns.net`, `[*.]gmail.com`. */
@@ -98,8 +102,10 @@ export const allTokens: TokenType[] = [
   Newline,
   Comment,
   StringLit,
+  UnterminatedString,
   RegexLit,
   EmailLit,
+  StatusLit,
   RateLit,
   DomainLit,
   PathLit,

@@ -169,8 +169,14 @@ function fallbackReaction(reply) {
 }
 function retryDelayFor(reaction, curve, attempt, expireSeconds) {
   if (reaction) {
-    if (reaction.disposition === "hard") return null;
-    for (const a of reaction.actions) if (a.type === "retry" && a.afterSeconds !== null) return a.afterSeconds * 1e3;
+    if (reaction.category === "success" || reaction.disposition === "hard") return null;
+    for (const a of reaction.actions) if (a.type === "bounce") return null;
+    for (const a of reaction.actions) {
+      if (a.type === "retry" && a.afterSeconds !== null) {
+        if (!Number.isInteger(attempt) || attempt < 1 || curve && curve.attempts !== null && attempt >= curve.attempts) return null;
+        return a.afterSeconds * 1e3;
+      }
+    }
   }
   if (!curve) return null;
   return curveDelay(curve, attempt, expireSeconds);
