@@ -651,8 +651,11 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         const toTok = r.next('a recipient address');
         if (toTok.tokenType.name !== 'EmailLit') r.fail('PARSE005', `expected a recipient address such as \`someone@example.com\`, found \`${toTok.image}\``, r.span(toTok));
         const deliver: Extract<A.TestStep, { kind: 'deliver' }> = { kind: 'deliver', to: { text: toTok.image, span: r.span(toTok) }, mx: [], span: s.span };
+        const seen = new Set<string>();
         while (!r.done) {
           const option = r.choice(['mx', 'source', 'tenant'] as const, '`mx`, `source` or `tenant`');
+          if (seen.has(option.value)) r.fail('VAL012', `\`${option.value}\` is given twice`, option.span);
+          seen.add(option.value);
           if (option.value === 'mx') deliver.mx = r.list(() => {
             const p = r.domainPattern('an MX host');
             if (p.kind !== 'exact') r.fail('PARSE005', 'an MX host in a test is a host name, not a pattern', p.span, `write a host such as \`mx1.${p.domain}\``);
@@ -665,16 +668,22 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
       }
       case 'reply': {
         const text = r.string('the reply text');
-        let times = 1;
+        let times: number | undefined;
         let phase: A.Phase | undefined;
         while (!r.done) {
-          if (r.accept('phase')) phase = r.choice(PHASES, 'an SMTP phase').value;
-          else {
-            times = r.integer('how many times').value;
+          const at = r.peek()!;
+          if (r.accept('phase')) {
+            if (phase) r.fail('VAL012', '`phase` is given twice', r.span(at));
+            phase = r.choice(PHASES, 'an SMTP phase').value;
+          } else {
+            if (times !== undefined) r.fail('VAL012', 'the count is given twice', r.span(at));
+            const count = r.integer('how many times');
+            if (count.value < 1) r.fail('VAL001', 'a reply is given at least once', count.span);
+            times = count.value;
             r.expectWord('times', 'after the count');
           }
         }
-        step = { kind: 'reply', text: text.text, times, ...(phase ? { phase } : {}), span: r.spanFrom(head) };
+        step = { kind: 'reply', text: text.text, times: times ?? 1, ...(phase ? { phase } : {}), span: r.spanFrom(head) };
         break;
       }
       case 'wait':

@@ -36,7 +36,7 @@ export function format(file: A.PolicyFile, text: string): string {
   const root: Node = { ...newNode('', file.span, fileStatements(file, src)), isFile: true };
   for (const comment of file.comments) place(comment, root, src);
   const out: string[] = [];
-  printBlock(root, 0, out, true);
+  printBlock(root, 0, out, src, true);
   return out.length === 0 ? '' : out.join('\n') + '\n';
 }
 
@@ -45,8 +45,9 @@ interface Node {
   head: string;
   /**
    * Where the statement stood in the source; comments and blank lines are placed by it.
-   * For a few statements whose keyword the AST does not keep a span for (`then every`,
-   * `overflow pool`), this is the span of their value, which is on the same line.
+   * For statements whose keyword the AST keeps no span for (`then every`, `jitter`,
+   * `overflow pool`, `address`, …), this is the span of their value, on the same line:
+   * nothing, not even a comment, can stand between the keyword and the value.
    */
   span: Span;
   /** Present for statements printed with a `{ … }` block, even an empty one. */
@@ -78,9 +79,37 @@ function inSourceOrder(nodes: Node[]): Node[] {
 /** The source text and its tokens, to copy literals as written and to find `{`. */
 class Source {
   private readonly tokens: IToken[];
+  /** The offset at which each line starts. */
+  private readonly lineStarts: number[] = [0];
 
   constructor(readonly text: string) {
     this.tokens = policyLexer.tokenize(text).tokens.filter((tok) => tok.tokenType.name !== 'Newline');
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) this.lineStarts.push(i + 1);
+  }
+
+  /**
+   * The 1-based line a span starts on. Lines are counted here from offsets, where only
+   * `\n` ends a line, as it does for the parser (a `\r` is white space): the lexer's own
+   * line numbers count a `\r\n` twice.
+   */
+  firstLine(span: Span): number {
+    return this.lineAt(span.offset);
+  }
+
+  /** The 1-based line a span ends on. */
+  lastLine(span: Span): number {
+    return this.lineAt(Math.max(span.offset, span.endOffset - 1));
+  }
+
+  private lineAt(offset: number): number {
+    let lo = 0;
+    let hi = this.lineStarts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.lineStarts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo + 1;
   }
 
   /** The text a span covers, as written. */
@@ -135,7 +164,7 @@ class Source {
     while (i < this.tokens.length && this.tokens[i]!.tokenType.name !== 'LCurly') i++;
     const tok = this.tokens[i];
     if (!tok || tok.startOffset >= span.endOffset) throw new Error(`format: no block in the statement at offset ${span.offset}`);
-    return { offset: tok.startOffset, line: tok.startLine ?? 1 };
+    return { offset: tok.startOffset, line: this.lineAt(tok.startOffset) };
   }
 
   /** Whether the statement at `span` was written with a `{ … }` block (its span then ends with `}`). */
@@ -159,7 +188,7 @@ function fileStatements(file: A.PolicyFile, src: Source): Node[] {
     nodes.push({ ...newNode(`use ${path}`, use.span), isUse: true });
   }
   for (const item of file.items) nodes.push(itemStatement(item, src));
-  return inSourceOrder(nodes);
+  return nodes;
 }
 
 function itemStatement(item: A.TopItem, src: Source): Node {
@@ -246,8 +275,8 @@ function settingHead(setting: A.Setting, src: Source): string {
 
 function curveStatements(body: A.RetryCurveBody, src: Source): Node[] {
   const raw = (span: Span) => src.raw(span);
-  // Several `after` lines are one list in the AST; the source's lines are rebuilt from the commas.
-  const nodes = groupByCommas(body.steps, src).map((steps) => newNode(`after ${steps.map((s) => raw(s.span)).join(', ')}`, cover(steps)));
+  const nodes: Node[] = [];
+  if (body.steps.length) nodes.push(newNode(`after ${body.steps.map((s) => raw(s.span)).join(', ')}`, cover(body.steps)));
   if (body.repeat) nodes.push(newNode(`then every ${raw(body.repeat.span)}`, body.repeat.span));
   if (body.exponential) {
     const e = body.exponential;
@@ -407,11 +436,12 @@ function place(comment: A.Comment, owner: Node, src: Source): void {
   const before = children.filter((n) => n.span.endOffset <= at);
   const prev = before[before.length - 1];
   // INVARIANT: a comment runs to the end of its line, so a line has at most one, and at most one statement ends on it before the comment.
-  if (prev && prev.span.endLine === comment.span.line) {
+  const line = src.firstLine(comment.span);
+  if (prev && src.lastLine(prev.span) === line) {
     prev.trailing = comment;
     return;
   }
-  if (!prev && !owner.isFile && src.openBrace(owner.span).line === comment.span.line) {
+  if (!prev && !owner.isFile && src.openBrace(owner.span).line === line) {
     owner.headTrailing = comment;
     return;
   }
@@ -427,12 +457,12 @@ function place(comment: A.Comment, owner: Node, src: Source): void {
  * Prints the statements of `block` (and the comments before its `}`), one blank line
  * kept wherever the source had at least one between two printed lines.
  */
-function printBlock(block: Node, depth: number, out: string[], topLevel: boolean): void {
+function printBlock(block: Node, depth: number, out: string[], src: Source, topLevel: boolean): void {
   const indent = '  '.repeat(depth);
   // The source line on which the last printed thing ended; undefined at the start of a block.
   let lastLine: number | undefined;
-  const blankBefore = (line: number, forced: boolean): void => {
-    if (lastLine !== undefined && (forced || line - lastLine > 1)) out.push('');
+  const blankBefore = (span: Span, forced: boolean): void => {
+    if (lastLine !== undefined && (forced || src.firstLine(span) - lastLine > 1)) out.push('');
   };
   const comment = (c: A.Comment): string => c.text.trimEnd();
 
@@ -442,26 +472,48 @@ function printBlock(block: Node, depth: number, out: string[], topLevel: boolean
     // Top-level definitions always stand apart; only consecutive `use` lines may touch.
     let forced = topLevel && prev !== undefined && !(prev.isUse && node.isUse);
     for (const c of node.leading) {
-      blankBefore(c.span.line, forced);
+      blankBefore(c.span, forced);
       forced = false;
       out.push(indent + comment(c));
-      lastLine = c.span.endLine;
+      lastLine = src.lastLine(c.span);
     }
-    blankBefore(node.span.line, forced);
+    blankBefore(node.span, forced);
     for (const c of node.inner) out.push(indent + comment(c));
     const trailing = (c: A.Comment | undefined) => (c ? ' ' + comment(c) : '');
     if (node.children) {
       out.push(`${indent}${node.head} {${trailing(node.headTrailing)}`);
-      printBlock(node, depth + 1, out, false);
+      printBlock(node, depth + 1, out, src, false);
       out.push(`${indent}}${trailing(node.trailing)}`);
     } else {
       out.push(indent + node.head + trailing(node.trailing));
     }
-    lastLine = node.span.endLine;
+    lastLine = src.lastLine(node.span);
   }
   for (const c of block.closing) {
-    blankBefore(c.span.line, false);
+    blankBefore(c.span, false);
     out.push(indent + comment(c));
-    lastLine = c.span.endLine;
+    lastLine = src.lastLine(c.span);
   }
 }
+
+/** Keys that only say where something was written. */
+const POSITION_KEYS = new Set(['span', 'headSpan', 'scopeSpan']);
+
+/**
+ * The AST as plain data without positions: what must survive formatting. Comments are
+ * compared by text only (trailing white space is layout, so it is not compared either).
+ */
+export function withoutPositions(file: A.PolicyFile): unknown {
+  const strip = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(strip);
+    if (value !== null && typeof value === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [key, inner] of Object.entries(value)) if (!POSITION_KEYS.has(key)) out[key] = strip(inner);
+      return out;
+    }
+    return value;
+  };
+  const { comments, ...rest } = file;
+  return { ...(strip(rest) as object), comments: comments.map((c) => c.text.trimEnd()) };
+}
+

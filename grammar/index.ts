@@ -13,6 +13,7 @@ export * from './ast.ts';
 export * from './diagnostic.ts';
 export { parseDomainPattern, patternText } from './build-ast.ts';
 export { closest, didYouMean, editDistance } from './suggest.ts';
+export { format, withoutPositions } from './format.ts';
 
 /** The result of parsing one file. */
 export interface ParseResult {

@@ -122,4 +122,5 @@ export const allTokens: TokenType[] = [
 ];
 
 /** The one lexer instance (chevrotain lexers are stateless between `tokenize` calls). */
-export const policyLexer = new Lexer(allTokens, { ensureOptimizations: false, positionTracking: 'full' });
+// Only `\n` ends a line: `\r` of a CRLF file is white space, so lines count the same in both.
+export const policyLexer = new Lexer(allTokens, { ensureOptimizations: false, positionTracking: 'full', lineTerminatorsPattern: /\n/g, lineTerminatorCharacters: ['\n'] });
