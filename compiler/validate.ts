@@ -4,17 +4,15 @@
  * can backtrack catastrophically, rules that miss their own examples or are shadowed,
  * providers that claim one domain or match nothing, warmups that go down.
  */
-import { checkSync } from 'recheck';
 import { PHASES, type Destination, type Diagnostic, type ReplyRule, type RuleSetRef, type Setting, type Span, type WarmupPlan } from '../grammar/index.ts';
 import { matcherMatches, matcherRegexes, parseReply } from './artifact-lib.ts';
 import { expandRules, toIRMatcher } from './lower.ts';
+import { checkRegex } from './regex-safety.ts';
 import type { Program } from './resolve.ts';
 
 /** Regex flags a rule may use: `g` and `y` make `test` stateful, so they are refused. */
 const ALLOWED_FLAGS = new Set(['i', 'm', 's', 'u']);
 
-/** Memo of ReDoS verdicts by `flags/source`; the check costs milliseconds per pattern. */
-const redosVerdicts = new Map<string, { vulnerable: boolean; kind: string; attack?: string }>();
 
 /** Runs every check; returns diagnostics only. */
 export function validate(program: Program): Diagnostic[] {
@@ -118,12 +116,12 @@ export function validate(program: Program): Diagnostic[] {
         ok = false;
         continue;
       }
-      const verdict = redos(t.source, t.flags);
-      if (verdict.vulnerable) {
-        error('VAL004', `regex can backtrack catastrophically (${verdict.kind} time)${verdict.attack ? ` on text like ${verdict.attack}` : ''}`, t.span, 'remove nested or overlapping repetition such as `(a+)+` or `(a|a)*`');
-        ok = false;
-      } else if (verdict.kind === 'timeout') {
+      const verdict = checkRegex(t.source, t.flags);
+      if (verdict.kind === 'timeout') {
         error('VAL004', 'could not prove in time that this regex cannot backtrack catastrophically', t.span, 'simplify it: fewer nested or overlapping repetitions');
+        ok = false;
+      } else if (!verdict.safe) {
+        error('VAL004', `regex can backtrack catastrophically (${verdict.kind} time)${verdict.attack ? ` on text like ${verdict.attack}` : ''}`, t.span, 'remove nested or overlapping repetition such as `(a+)+`, `(a|a)*` or `.*x.*y.*`');
         ok = false;
       }
     }
@@ -258,28 +256,6 @@ export function validate(program: Program): Diagnostic[] {
   }
 
   return diagnostics;
-}
-
-/**
- * recheck's verdict. The time limit only guards against a pathological analysis; an
- * analysis that runs out of time is reported (VAL004), never taken as safe, and is not
- * remembered, so a loaded machine cannot turn an unsafe regex into a passing one.
- */
-function redos(source: string, flags: string): { vulnerable: boolean; kind: string; attack?: string } {
-  const key = `${flags}/${source}`;
-  const known = redosVerdicts.get(key);
-  if (known) return known;
-  const result = checkSync(source, flags, { timeout: 10_000, randomSeed: 0 });
-  let verdict: { vulnerable: boolean; kind: string; attack?: string };
-  if (result.status === 'vulnerable') {
-    // Attack strings hold control characters; show them escaped, and short.
-    const attack = result.attack?.string ? JSON.stringify(result.attack.string.length > 24 ? result.attack.string.slice(0, 24) + '…' : result.attack.string) : undefined;
-    verdict = { vulnerable: true, kind: result.complexity.type, ...(attack ? { attack } : {}) };
-  } else if (result.status === 'unknown' && result.error.kind === 'timeout') {
-    return { vulnerable: false, kind: 'timeout' };
-  } else verdict = { vulnerable: false, kind: result.status };
-  redosVerdicts.set(key, verdict);
-  return verdict;
 }
 
 /** Says which part of the matcher failed, for VAL005's help. */
