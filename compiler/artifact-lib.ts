@@ -14,24 +14,72 @@ import type { IRLimits, IRMatcher, IRRetryCurve, IRRule, IRSettings, IRSource, I
 
 /** The parts of an SMTP reply that rules and fallbacks look at. */
 export interface ParsedReply {
-  /** The three-digit code, or 0 when the text does not start with one. */
+  /** The three-digit code (200–599), or 0 when the text does not start with one. */
   code: number;
-  /** The code as text (`'421'`), or `''`. */
-  codeText: string;
   /** Enhanced status code (RFC 3463) parts, or null. */
   status: [number, number, number] | null;
   /** The whole reply as given. */
   text: string;
 }
 
-const REPLY_HEAD = /^([2-5]\d\d)(?:[ -]|$)(?:\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d))?/;
-
 /** Reads the code and enhanced status code from the first line of a reply. */
 export function parseReply(text: string): ParsedReply {
-  const m = REPLY_HEAD.exec(text);
-  if (!m) return { code: 0, codeText: '', status: null, text };
-  const status: [number, number, number] | null = m[2] ? [Number(m[2]), Number(m[3]), Number(m[4])] : null;
-  return { code: Number(m[1]), codeText: m[1]!, status, text };
+  const reply: ParsedReply = { code: 0, status: null, text };
+  parseReplyInto(reply, [0, 0, 0], text);
+  return reply;
+}
+
+const isDigit = (c: number) => c >= 48 && c <= 57;
+/** ECMAScript white space and line terminators: what `\s` matches. */
+function isSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+/**
+ * Reads a reply into `target` without allocating (the status array `scratch` is reused):
+ * a code is three digits 2xx–5xx followed by a space, a hyphen or the end; an enhanced
+ * status may follow after white space as `C.S.D` with C in 2, 4, 5 and S, D of one to
+ * three digits, not followed by another digit or `.digit`.
+ */
+export function parseReplyInto(target: ParsedReply, scratch: [number, number, number], text: string): void {
+  target.text = text;
+  target.code = 0;
+  target.status = null;
+  const n = text.length;
+  const c0 = n > 0 ? text.charCodeAt(0) : 0;
+  if (n < 3 || c0 < 50 || c0 > 53 || !isDigit(text.charCodeAt(1)) || !isDigit(text.charCodeAt(2))) return;
+  if (n > 3) {
+    const sep = text.charCodeAt(3);
+    if (sep !== 32 && sep !== 45) return;
+  }
+  target.code = (c0 - 48) * 100 + (text.charCodeAt(1) - 48) * 10 + (text.charCodeAt(2) - 48);
+  let i = 4;
+  while (i < n && isSpace(text.charCodeAt(i))) i++;
+  const cls = i < n ? text.charCodeAt(i) - 48 : -1;
+  if ((cls !== 2 && cls !== 4 && cls !== 5) || text.charCodeAt(i + 1) !== 46) return;
+  i += 2;
+  let subject = 0;
+  let digits = 0;
+  while (i < n && isDigit(text.charCodeAt(i))) {
+    subject = subject * 10 + text.charCodeAt(i) - 48;
+    i++;
+    digits++;
+  }
+  if (digits < 1 || digits > 3 || text.charCodeAt(i) !== 46) return;
+  i++;
+  let detail = 0;
+  digits = 0;
+  while (i < n && isDigit(text.charCodeAt(i))) {
+    detail = detail * 10 + text.charCodeAt(i) - 48;
+    i++;
+    digits++;
+  }
+  if (digits < 1 || digits > 3) return;
+  if (text.charCodeAt(i) === 46 && isDigit(text.charCodeAt(i + 1))) return;
+  scratch[0] = cls;
+  scratch[1] = subject;
+  scratch[2] = detail;
+  target.status = scratch;
 }
 
 /** The category of a reply that no rule classified: by enhanced status code, then by text. */
@@ -117,7 +165,7 @@ export function fallbackDisposition(reply: ParsedReply): Disposition | null {
 /** Whether a rule's matcher matches a reply in a phase (`undefined` phase: phase conditions are ignored). */
 export function matcherMatches(matcher: IRMatcher, reply: ParsedReply, phase: string | undefined, regexes: readonly RegExp[]): boolean {
   if (phase !== undefined && matcher.phases.length > 0 && !(matcher.phases as string[]).includes(phase)) return false;
-  if (matcher.codes.length > 0 && !matcher.codes.some((prefix) => reply.codeText.startsWith(prefix) && reply.codeText !== '')) return false;
+  if (matcher.codes.length > 0 && !matcher.codes.some((prefix) => reply.code !== 0 && String(reply.code).startsWith(prefix))) return false;
   if (matcher.statuses.length > 0) {
     const status = reply.status;
     if (!status) return false;

@@ -177,7 +177,7 @@ export function validate(program: Program): Diagnostic[] {
           continue;
         }
         if (reply.code < 400 && rule.actions.some((a) => a.kind === 'bounce')) {
-          error('VAL013', `rule bounces on a ${reply.codeText} reply, which is not a failure`, example.span);
+          error('VAL013', `rule bounces on a ${String(reply.code)} reply, which is not a failure`, example.span);
         }
         const phase = example.phase ?? rule.matcher.phases[0];
         if (!matcherMatches(matcher, reply, phase, regexes)) {
@@ -262,7 +262,7 @@ export function validate(program: Program): Diagnostic[] {
 function explainMiss(rule: ReplyRule, reply: ReturnType<typeof parseReply>, phase: string | undefined): string {
   const m = rule.matcher;
   if (phase && m.phases.length && !(m.phases as string[]).includes(phase)) return `the example is for phase \`${phase}\`, the rule for ${m.phases.map((p) => `\`${p}\``).join(', ')}`;
-  if (m.codes.length && !m.codes.some((c) => reply.codeText.startsWith(c.prefix))) return `the example's code \`${reply.codeText}\` is not ${m.codes.map((c) => `\`${c.prefix.padEnd(3, 'x')}\``).join(' or ')}`;
+  if (m.codes.length && !m.codes.some((c) => String(reply.code).startsWith(c.prefix))) return `the example's code \`${String(reply.code)}\` is not ${m.codes.map((c) => `\`${c.prefix.padEnd(3, 'x')}\``).join(' or ')}`;
   if (m.statuses.length) {
     if (!reply.status) return 'the example has no enhanced status code, but the rule requires one';
     const text = reply.status.join('.');
