@@ -9,6 +9,7 @@ import path from 'node:path';
 import { ABI_VERSION, type ArtifactMeta } from '../runtime/abi.ts';
 import { normalizeDomain } from './artifact-lib.ts';
 import type { IR, IRMatcher, IRRule, IRSettings } from './ir.ts';
+import { requiredLiterals } from './literals.ts';
 import { CODE_CLASSES, type EmitPlan } from './optimize.ts';
 
 const json = (value: unknown) => JSON.stringify(value);
@@ -17,7 +18,7 @@ const json = (value: unknown) => JSON.stringify(value);
 export function emit(ir: IR, plan: EmitPlan, meta: ArtifactMeta, libImport = './artifact-lib.ts'): string {
   const out: string[] = [];
   out.push(`// Petrel policy artifact ${meta.name} ${meta.version} (${meta.hash}), ABI ${ABI_VERSION}. Generated: do not edit.`);
-  out.push(`import { composeSettings, fallbackReaction, normalizeDomain, parseReply, planLimit, retryDelayFor, ruleReaction } from ${json(libImport)};`);
+  out.push(`import { composeSettings, curveDelay, fallbackReaction, normalizeDomain, parseReplyInto, planLimit, retryDelayFor, ruleReaction } from ${json(libImport)};`);
   out.push('');
   out.push(`const META = Object.freeze(${json(meta)});`);
   out.push('');
@@ -56,15 +57,32 @@ function lookup(exact, suffix, name) {
   return undefined;
 }
 
+// Lookups are cached by the name as given (bounded: cleared when full). Recipient and MX
+// domains repeat heavily in real traffic; the cache never changes an answer.
+const CACHE_LIMIT = 65536;
+const domainCache = new Map();
+const hostCache = new Map();
+const NONE = '';
+
+function cached(cache, exact, suffix, name) {
+  let hit = cache.get(name);
+  if (hit === undefined) {
+    hit = lookup(exact, suffix, normalizeDomain(name)) ?? NONE;
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(name, hit);
+  }
+  return hit;
+}
+
 function route(domain, mxHosts) {
-  const byDomain = lookup(EXACT, SUFFIX, normalizeDomain(domain));
-  if (byDomain !== undefined) return byDomain;
+  const byDomain = cached(domainCache, EXACT, SUFFIX, domain);
+  if (byDomain !== NONE) return byDomain;
   if (mxHosts && mxHosts.length > 0) {
     let chosen;
-    for (const host of mxHosts) {
-      const id = lookup(MX_EXACT, MX_SUFFIX, normalizeDomain(host));
+    for (let i = 0; i < mxHosts.length; i++) {
+      const id = cached(hostCache, MX_EXACT, MX_SUFFIX, mxHosts[i]);
       // MX rollup needs every MX host to belong to the same provider.
-      if (id === undefined || (chosen !== undefined && id !== chosen)) return 'default';
+      if (id === NONE || (chosen !== undefined && id !== chosen)) return 'default';
       chosen = id;
     }
     return chosen;
@@ -112,12 +130,46 @@ function deepFreeze(value) {
   out.push(`const CHAINS = [${plan.chains.map((_, i) => `chain${i}`).join(', ')}];`);
   out.push(`const CHAIN_OF_ROUTE = ${json(plan.chainOfRoute)};`);
   out.push(`
-function react(routeId, reply, phase) {
-  return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](parseReply(reply), phase);
+// One parsed reply, reused: react() never runs concurrently with itself (JavaScript is
+// single-threaded per isolate) and no reaction keeps a reference to it.
+const P = { code: 0, status: null, text: '', lower: undefined };
+const STATUS = [0, 0, 0];
+function lower(p) {
+  return p.lower === undefined ? (p.lower = p.text.toLowerCase()) : p.lower;
 }
+
+// Reactions that depend on the reply (a rule without a category or disposition, or no
+// rule at all) are shared frozen objects too, one per rule and outcome.
+const outcomes = new Map();
+function shared(key, make) {
+  let hit = outcomes.get(key);
+  if (hit === undefined) {
+    hit = deepFreeze(make());
+    outcomes.set(key, hit);
+  }
+  return hit;
+}
+function fallback(p) {
+  const r = fallbackReaction(p);
+  return shared(r.category + '|' + r.disposition, () => r);
+}
+function ruleOutcome(id, p) {
+  const r = ruleReaction(RULES[id], p);
+  return shared(id + '|' + r.category + '|' + r.disposition, () => r);
+}
+
+function react(routeId, reply, phase) {
+  parseReplyInto(P, STATUS, reply);
+  P.lower = undefined;
+  return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](P, phase);
+}
+
+// Retry delays without a reply, precomputed per route for the first attempts.
+const RETRY_TABLE = BASE.map((b) => CURVES[b.retry] === undefined ? [] : Array.from({ length: 64 }, (_, n) => n === 0 ? null : curveDelay(CURVES[b.retry], n, b.expireSeconds)));
 
 function retryDelay(routeId, attempt, reply, curve) {
   const i = ROUTE_INDEX.get(routeId) ?? 0;
+  if (reply === undefined && curve === undefined && attempt >= 1 && attempt < 64 && Number.isInteger(attempt)) return RETRY_TABLE[i][attempt] ?? null;
   const reaction = reply === undefined ? undefined : react(ROUTE_IDS[i], reply);
   return retryDelayFor(reaction, CURVES[curve ?? BASE[i].retry], attempt, BASE[i].expireSeconds);
 }
@@ -138,7 +190,7 @@ function ruleData(rule: IRRule): Pick<IRRule, 'id' | 'loc' | 'category' | 'dispo
   return { id: rule.id, loc: rule.loc, category: rule.category, disposition: rule.disposition, actions: rule.actions, trigger: rule.trigger };
 }
 
-/** `testN(p, phase)` and `reactN(p)` for one rule. */
+/** `testN(p, phase)` and `reactN(p)` for one rule: cheapest conditions first, literals before regexes. */
 function emitRule(rule: IRRule): string[] {
   const lines: string[] = [];
   const regexNames: string[] = [];
@@ -159,15 +211,22 @@ function emitRule(rule: IRRule): string[] {
     lines.push(`const REACTION${rule.id} = deepFreeze(${json(fixed)});`);
     lines.push(`function react${rule.id}() { return REACTION${rule.id}; }`);
   } else {
-    lines.push(`function react${rule.id}(p) { return ruleReaction(RULES[${rule.id}], p); }`);
+    lines.push(`function react${rule.id}(p) { return ruleOutcome(${rule.id}, p); }`);
   }
   return lines;
 }
 
+/** A code prefix (`421`, `45`, `4`) as a numeric range test. */
+function codeCondition(prefix: string): string {
+  if (prefix.length === 3) return `p.code === ${Number(prefix)}`;
+  const span = prefix.length === 2 ? 10 : 100;
+  const low = Number(prefix.padEnd(3, '0'));
+  return `(p.code >= ${low} && p.code < ${low + span})`;
+}
+
 function conditions(m: IRMatcher, regexNames: string[]): string[] {
   const c: string[] = [];
-  if (m.phases.length) c.push(`(phase === undefined || ${m.phases.map((p) => `phase === ${json(p)}`).join(' || ')})`);
-  if (m.codes.length) c.push(`(${m.codes.map((code) => (code.length === 3 ? `p.codeText === ${json(code)}` : `p.codeText.startsWith(${json(code)})`)).join(' || ')})`);
+  if (m.codes.length) c.push(`(${m.codes.map(codeCondition).join(' || ')})`);
   if (m.statuses.length) {
     const alts = m.statuses.map(([cls, subject, detail]) => {
       const parts = [`p.status[0] === ${cls}`];
@@ -177,9 +236,18 @@ function conditions(m: IRMatcher, regexNames: string[]): string[] {
     });
     c.push(`p.status !== null && (${alts.map((a) => `(${a})`).join(' || ')})`);
   }
+  if (m.phases.length) c.push(`(phase === undefined || ${m.phases.map((p) => `phase === ${json(p)}`).join(' || ')})`);
   if (m.texts.length) {
     let r = 0;
-    const alts = m.texts.map((t) => (t.kind === 'regex' ? `${regexNames[r++]}.test(p.text)` : `p.text.toLowerCase().includes(${json(t.text.toLowerCase())})`));
+    const alts = m.texts.map((t) => {
+      if (t.kind === 'substring') return `lower(p).includes(${json(t.text.toLowerCase())})`;
+      const name = regexNames[r++]!;
+      const required = requiredLiterals(t.source, t.flags);
+      if (!required) return `${name}.test(p.text)`;
+      const hay = required.lowercase ? 'lower(p)' : 'p.text';
+      // Every match contains one of these literals: test them before the regex runs.
+      return `((${required.literals.map((l) => `${hay}.includes(${json(l)})`).join(' || ')}) && ${name}.test(p.text))`;
+    });
     c.push(`(${alts.join(' || ')})`);
   }
   return c;
@@ -194,7 +262,7 @@ function emitChain(index: number, chain: EmitPlan['chains'][number]): string[] {
     for (const r of rules) lines.push(`      if (test${r}(p, phase)) return react${r}(p);`);
     lines.push('      break;');
   }
-  lines.push('  }', '  return fallbackReaction(p);', '}');
+  lines.push('  }', '  return fallback(p);', '}');
   return lines;
 }
 

@@ -1,10 +1,47 @@
 // compiler/artifact-lib.ts
-var REPLY_HEAD = /^([2-5]\d\d)(?:[ -]|$)(?:\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d))?/;
-function parseReply(text) {
-  const m = REPLY_HEAD.exec(text);
-  if (!m) return { code: 0, codeText: "", status: null, text };
-  const status = m[2] ? [Number(m[2]), Number(m[3]), Number(m[4])] : null;
-  return { code: Number(m[1]), codeText: m[1], status, text };
+var isDigit = (c) => c >= 48 && c <= 57;
+function isSpace(c) {
+  return c === 32 || c >= 9 && c <= 13 || c === 160 || c === 5760 || c >= 8192 && c <= 8202 || c === 8232 || c === 8233 || c === 8239 || c === 8287 || c === 12288 || c === 65279;
+}
+function parseReplyInto(target, scratch, text) {
+  target.text = text;
+  target.code = 0;
+  target.status = null;
+  const n = text.length;
+  const c0 = n > 0 ? text.charCodeAt(0) : 0;
+  if (n < 3 || c0 < 50 || c0 > 53 || !isDigit(text.charCodeAt(1)) || !isDigit(text.charCodeAt(2))) return;
+  if (n > 3) {
+    const sep = text.charCodeAt(3);
+    if (sep !== 32 && sep !== 45) return;
+  }
+  target.code = (c0 - 48) * 100 + (text.charCodeAt(1) - 48) * 10 + (text.charCodeAt(2) - 48);
+  let i = 4;
+  while (i < n && isSpace(text.charCodeAt(i))) i++;
+  const cls = i < n ? text.charCodeAt(i) - 48 : -1;
+  if (cls !== 2 && cls !== 4 && cls !== 5 || text.charCodeAt(i + 1) !== 46) return;
+  i += 2;
+  let subject = 0;
+  let digits = 0;
+  while (i < n && isDigit(text.charCodeAt(i))) {
+    subject = subject * 10 + text.charCodeAt(i) - 48;
+    i++;
+    digits++;
+  }
+  if (digits < 1 || digits > 3 || text.charCodeAt(i) !== 46) return;
+  i++;
+  let detail = 0;
+  digits = 0;
+  while (i < n && isDigit(text.charCodeAt(i))) {
+    detail = detail * 10 + text.charCodeAt(i) - 48;
+    i++;
+    digits++;
+  }
+  if (digits < 1 || digits > 3) return;
+  if (text.charCodeAt(i) === 46 && isDigit(text.charCodeAt(i + 1))) return;
+  scratch[0] = cls;
+  scratch[1] = subject;
+  scratch[2] = detail;
+  target.status = scratch;
 }
 function fallbackCategory(reply) {
   const cls = reply.code ? Math.floor(reply.code / 100) : 0;
@@ -121,8 +158,8 @@ function planLimit(plan, ageDays) {
   return Number.isFinite(value) ? value : Infinity;
 }
 function normalizeDomain(domain) {
-  const lower = domain.toLowerCase();
-  return lower.endsWith(".") ? lower.slice(0, -1) : lower;
+  const lower2 = domain.toLowerCase();
+  return lower2.endsWith(".") ? lower2.slice(0, -1) : lower2;
 }
 var stripLoc = (list) => list.map(({ loc: _loc, ...rest }) => rest);
 function composeSettings(routeId, base, tables, sourceName, tenantName) {
@@ -183,7 +220,7 @@ function retryDelayFor(reaction, curve, attempt, expireSeconds) {
 }
 
 // compiler/policy-artifact.js
-var META = Object.freeze({ "name": "test", "version": "1.2.0", "hash": "42827412a34fdd85f8b0a67438449c24e28cf61143ea5e260933c786ae692f13", "abi": 1 });
+var META = Object.freeze({ "name": "test", "version": "1.2.0", "hash": "e8fb7b8cd56e32e4868bb3f719619a57c9a5aafc1d78e281c8ce95f80e2fa180", "abi": 1 });
 var EXACT = /* @__PURE__ */ new Map([["acme-mail.example", "provider:acme"], ["acme.example", "provider:acme"], ["special.acme-mail.example", "domain:special.acme-mail.example"]]);
 var SUFFIX = /* @__PURE__ */ new Map([["acme-mail.example", "provider:acme"]]);
 var MX_EXACT = /* @__PURE__ */ new Map([]);
@@ -197,14 +234,27 @@ function lookup(exact, suffix, name) {
   }
   return void 0;
 }
+var CACHE_LIMIT = 65536;
+var domainCache = /* @__PURE__ */ new Map();
+var hostCache = /* @__PURE__ */ new Map();
+var NONE = "";
+function cached(cache, exact, suffix, name) {
+  let hit = cache.get(name);
+  if (hit === void 0) {
+    hit = lookup(exact, suffix, normalizeDomain(name)) ?? NONE;
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(name, hit);
+  }
+  return hit;
+}
 function route(domain, mxHosts) {
-  const byDomain = lookup(EXACT, SUFFIX, normalizeDomain(domain));
-  if (byDomain !== void 0) return byDomain;
+  const byDomain = cached(domainCache, EXACT, SUFFIX, domain);
+  if (byDomain !== NONE) return byDomain;
   if (mxHosts && mxHosts.length > 0) {
     let chosen;
-    for (const host of mxHosts) {
-      const id = lookup(MX_EXACT, MX_SUFFIX, normalizeDomain(host));
-      if (id === void 0 || chosen !== void 0 && id !== chosen) return "default";
+    for (let i = 0; i < mxHosts.length; i++) {
+      const id = cached(hostCache, MX_EXACT, MX_SUFFIX, mxHosts[i]);
+      if (id === NONE || chosen !== void 0 && id !== chosen) return "default";
       chosen = id;
     }
     return chosen;
@@ -214,8 +264,8 @@ function route(domain, mxHosts) {
 var ROUTE_INDEX = /* @__PURE__ */ new Map([["default", 0], ["provider:acme", 1], ["domain:special.acme-mail.example", 2]]);
 var ROUTE_IDS = ["default", "provider:acme", "domain:special.acme-mail.example"];
 var BASE = [{ "connections": [{ "max": 5, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 5, "column": 3 } }], "connectRate": [], "messageRate": [], "dataRate": [], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 5, "column": 3 } }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 16, "column": 3 } }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination", "loc": { "file": "sample.policy", "line": 17, "column": 3 } }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 5, "column": 3 } }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 16, "column": 3 } }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination", "loc": { "file": "sample.policy", "line": 17, "column": 3 } }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "required", "retry": "standard", "expireSeconds": 259200 }];
-var TABLES = { "global": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] }, "sources": { "ip1": { "name": "ip1", "loc": { "file": "sample.policy", "line": 42, "column": 1 }, "address": "192.0.2.10", "ehlo": "mta1.example.com", "warmup": null, "limits": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] } }, "ip2": { "name": "ip2", "loc": { "file": "sample.policy", "line": 46, "column": 1 }, "address": "192.0.2.11", "ehlo": "mta2.example.com", "warmup": { "ramp": "fresh", "since": "2026-11-20" }, "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 1e3, "perSeconds": 3600, "scope": "source", "loc": { "file": "sample.policy", "line": 50, "column": 3 } }], "dataRate": [] } } }, "tenants": { "shop": { "name": "shop", "loc": { "file": "sample.policy", "line": 55, "column": 1 }, "pool": "warm", "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 5e3, "perSeconds": 3600, "scope": "tenant", "loc": { "file": "sample.policy", "line": 57, "column": 3 } }], "dataRate": [] } } }, "warmups": { "fresh": { "overflowPool": "warm" } }, "retryCurves": { "bulk": { "jitter": 0.15 }, "petrel-builtin": { "jitter": 0.1 }, "standard": { "jitter": 0.1 } } };
-var CURVES = { "bulk": { "name": "bulk", "loc": { "file": "petrel:stdlib/retry.policy", "line": 15, "column": 1 }, "steps": [900, 1800, 3600], "repeat": 7200, "exponential": null, "jitter": 0.15, "expireSeconds": 172800, "attempts": null }, "petrel-builtin": { "name": "petrel-builtin", "loc": { "file": "sample.policy", "line": 4, "column": 1 }, "steps": [300, 900, 1800, 3600], "repeat": 7200, "exponential": null, "jitter": 0.1, "expireSeconds": null, "attempts": null }, "standard": { "name": "standard", "loc": { "file": "petrel:stdlib/retry.policy", "line": 7, "column": 1 }, "steps": [300, 600, 1200, 2400], "repeat": 3600, "exponential": null, "jitter": 0.1, "expireSeconds": 259200, "attempts": null } };
+var TABLES = { "global": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] }, "sources": { "ip1": { "name": "ip1", "loc": { "file": "sample.policy", "line": 42, "column": 1 }, "address": "192.0.2.10", "ehlo": "mta1.example.com", "warmup": null, "limits": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] } }, "ip2": { "name": "ip2", "loc": { "file": "sample.policy", "line": 46, "column": 1 }, "address": "192.0.2.11", "ehlo": "mta2.example.com", "warmup": { "ramp": "fresh", "since": "2026-11-20" }, "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 1e3, "perSeconds": 3600, "scope": "source", "loc": { "file": "sample.policy", "line": 50, "column": 3 } }], "dataRate": [] } } }, "tenants": { "shop": { "name": "shop", "loc": { "file": "sample.policy", "line": 55, "column": 1 }, "pool": "warm", "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 5e3, "perSeconds": 3600, "scope": "tenant", "loc": { "file": "sample.policy", "line": 57, "column": 3 } }], "dataRate": [] } } }, "warmups": { "fresh": { "overflowPool": "warm" } }, "retryCurves": { "bulk": { "jitter": 0.15 }, "patient": { "jitter": 0.1 }, "petrel-builtin": { "jitter": 0.1 }, "standard": { "jitter": 0.1 }, "transactional": { "jitter": 0.05 } } };
+var CURVES = { "bulk": { "name": "bulk", "loc": { "file": "petrel:stdlib/retry.policy", "line": 24, "column": 1 }, "steps": [900, 1800, 3600], "repeat": 7200, "exponential": null, "jitter": 0.15, "expireSeconds": 172800, "attempts": null }, "patient": { "name": "patient", "loc": { "file": "petrel:stdlib/retry.policy", "line": 47, "column": 1 }, "steps": [600, 1800], "repeat": null, "exponential": { "initialSeconds": 3600, "factor": 2, "capSeconds": 28800 }, "jitter": 0.1, "expireSeconds": 432e3, "attempts": null }, "petrel-builtin": { "name": "petrel-builtin", "loc": { "file": "sample.policy", "line": 4, "column": 1 }, "steps": [300, 900, 1800, 3600], "repeat": 7200, "exponential": null, "jitter": 0.1, "expireSeconds": null, "attempts": null }, "standard": { "name": "standard", "loc": { "file": "petrel:stdlib/retry.policy", "line": 15, "column": 1 }, "steps": [300, 600, 1200, 2400], "repeat": 3600, "exponential": null, "jitter": 0.1, "expireSeconds": 259200, "attempts": null }, "transactional": { "name": "transactional", "loc": { "file": "petrel:stdlib/retry.policy", "line": 36, "column": 1 }, "steps": [60, 120, 300, 600], "repeat": 1800, "exponential": null, "jitter": 0.05, "expireSeconds": 43200, "attempts": null } };
 var WARMUPS = { "fresh": { "plan": { "kind": "schedule", "perDay": [100, 500, 2e3] }, "routes": { "provider:acme": { "kind": "growth", "startPerDay": 50, "factor": 2, "capPerDay": 1e3 } } } };
 var settingsCache = /* @__PURE__ */ new Map();
 function settings(routeId, source, tenant) {
@@ -249,16 +299,16 @@ function react0() {
 }
 var RE1_0 = new RegExp("too many connections", "i");
 function test1(p, phase) {
-  return (phase === void 0 || phase === "connect") && p.codeText === "421" && RE1_0.test(p.text);
+  return p.code === 421 && (phase === void 0 || phase === "connect") && (lower(p).includes("too many connections") && RE1_0.test(p.text));
 }
 function react1(p) {
-  return ruleReaction(RULES[1], p);
+  return ruleOutcome(1, p);
 }
 function test2(p, phase) {
-  return p.codeText.startsWith("4") && p.text.toLowerCase().includes("mailbox busy");
+  return p.code >= 400 && p.code < 500 && lower(p).includes("mailbox busy");
 }
 function react2(p) {
-  return ruleReaction(RULES[2], p);
+  return ruleOutcome(2, p);
 }
 function chain0(p, phase) {
   switch (p.code === 0 ? 0 : p.code / 100 | 0) {
@@ -278,7 +328,7 @@ function chain0(p, phase) {
       if (test0(p, phase)) return react0(p);
       break;
   }
-  return fallbackReaction(p);
+  return fallback(p);
 }
 function chain1(p, phase) {
   switch (p.code === 0 ? 0 : p.code / 100 | 0) {
@@ -300,15 +350,41 @@ function chain1(p, phase) {
       if (test0(p, phase)) return react0(p);
       break;
   }
-  return fallbackReaction(p);
+  return fallback(p);
 }
 var CHAINS = [chain0, chain1];
 var CHAIN_OF_ROUTE = [0, 1, 1];
-function react(routeId, reply, phase) {
-  return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](parseReply(reply), phase);
+var P = { code: 0, status: null, text: "", lower: void 0 };
+var STATUS = [0, 0, 0];
+function lower(p) {
+  return p.lower === void 0 ? p.lower = p.text.toLowerCase() : p.lower;
 }
+var outcomes = /* @__PURE__ */ new Map();
+function shared(key, make) {
+  let hit = outcomes.get(key);
+  if (hit === void 0) {
+    hit = deepFreeze(make());
+    outcomes.set(key, hit);
+  }
+  return hit;
+}
+function fallback(p) {
+  const r = fallbackReaction(p);
+  return shared(r.category + "|" + r.disposition, () => r);
+}
+function ruleOutcome(id, p) {
+  const r = ruleReaction(RULES[id], p);
+  return shared(id + "|" + r.category + "|" + r.disposition, () => r);
+}
+function react(routeId, reply, phase) {
+  parseReplyInto(P, STATUS, reply);
+  P.lower = void 0;
+  return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](P, phase);
+}
+var RETRY_TABLE = BASE.map((b) => CURVES[b.retry] === void 0 ? [] : Array.from({ length: 64 }, (_, n) => n === 0 ? null : curveDelay(CURVES[b.retry], n, b.expireSeconds)));
 function retryDelay(routeId, attempt, reply, curve) {
   const i = ROUTE_INDEX.get(routeId) ?? 0;
+  if (reply === void 0 && curve === void 0 && attempt >= 1 && attempt < 64 && Number.isInteger(attempt)) return RETRY_TABLE[i][attempt] ?? null;
   const reaction = reply === void 0 ? void 0 : react(ROUTE_IDS[i], reply);
   return retryDelayFor(reaction, CURVES[curve ?? BASE[i].retry], attempt, BASE[i].expireSeconds);
 }
