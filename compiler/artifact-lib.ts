@@ -162,8 +162,13 @@ export function fallbackDisposition(reply: ParsedReply): Disposition | null {
   return cls === 5 ? 'hard' : 'soft';
 }
 
-/** Whether a rule's matcher matches a reply in a phase (`undefined` phase: phase conditions are ignored). */
+/**
+ * Whether a rule's matcher matches a reply in a phase (`undefined` phase: phase conditions
+ * are ignored). A matcher without codes matches failures only (4xx, 5xx, or no code).
+ */
 export function matcherMatches(matcher: IRMatcher, reply: ParsedReply, phase: string | undefined, regexes: readonly RegExp[]): boolean {
+  // A rule that names no code is about failures: it never matches a 2xx or 3xx reply.
+  if (matcher.codes.length === 0 && reply.code >= 200 && reply.code < 400) return false;
   if (phase !== undefined && matcher.phases.length > 0 && !(matcher.phases as string[]).includes(phase)) return false;
   if (matcher.codes.length > 0 && !matcher.codes.some((prefix) => reply.code !== 0 && String(reply.code).startsWith(prefix))) return false;
   if (matcher.statuses.length > 0) {
@@ -276,7 +281,7 @@ export interface SettingsTables {
   retryCurves: Record<string, { jitter: number }>;
 }
 
-const stripLoc = <T extends { loc: unknown }>(list: readonly T[]): Omit<T, 'loc'>[] =>
+const stripLoc = <T extends { loc?: unknown }>(list: readonly T[]): Omit<T, 'loc'>[] =>
   list.map(({ loc: _loc, ...rest }) => rest as Omit<T, 'loc'>);
 
 /**
@@ -292,7 +297,7 @@ export function composeSettings(routeId: string, base: IRSettings, tables: Setti
   if (source) parts.push(source.limits);
   if (tenant) parts.push(tenant.limits);
   const order: Record<string, number> = { global: 0, source: 1, tenant: 2, destination: 3, 'destination/source': 4, 'destination/tenant': 5 };
-  const join = <T extends { scope: string; loc: unknown }>(pick: (l: IRLimits) => T[], own: T[]) =>
+  const join = <T extends { scope: string; loc?: unknown }>(pick: (l: IRLimits) => T[], own: T[]) =>
     stripLoc([...parts.flatMap(pick), ...own].sort((a, b) => order[a.scope]! - order[b.scope]!));
   return {
     route: routeId,

@@ -148,6 +148,9 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
     return id;
   };
 
+  /** A route's rule ids in order; a rule met again later (a set included twice) could never fire there, so it is left out. */
+  const ruleList = (list: ReplyRule[]): number[] => [...new Set(list.map(ruleId))];
+
   function curveKey(curve: Setting & { kind: 'retry' }): string {
     if ('text' in curve.curve) return curve.curve.text;
     const key = `inline@${curve.span.file}:${curve.span.line}:${curve.span.column}`;
@@ -223,7 +226,7 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
   const defaultDest = program.default?.node;
   const defaultSettings = defaultDest ? applySettings(builtinSettings(defaultLoc), defaultDest) : builtinSettings(defaultLoc);
   const defaultRules = defaultDest ? expandRules(defaultDest.rules, program) : [];
-  const routes: IRRoute[] = [{ id: 'default', loc: defaultLoc, domains: [], mx: [], settings: finalExpire(defaultSettings, retryCurves), rules: defaultRules.map(ruleId) }];
+  const routes: IRRoute[] = [{ id: 'default', loc: defaultLoc, domains: [], mx: [], settings: finalExpire(defaultSettings, retryCurves), rules: ruleList(defaultRules) }];
   if (defaultDest) checkExpire(routes[0]!, defaultDest, defaultSettings, retryCurves, diagnostics);
 
   const providerRoutes = new Map<string, IRRoute>();
@@ -238,7 +241,7 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
       domains: dest.matches.filter((m) => m.on === 'domain').flatMap((m) => m.patterns.map(lowerPattern)),
       mx: dest.matches.filter((m) => m.on === 'mx').flatMap((m) => m.patterns.map(lowerPattern)),
       settings: applySettings(defaultSettings, dest),
-      rules: [...own, ...defaultRules].map(ruleId),
+      rules: ruleList([...own, ...defaultRules]),
     };
     providerRoutes.set(providerName, route);
     providerBase.set(route.id, route.settings);
@@ -260,7 +263,7 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
       domains: dest.domains.map(lowerPattern),
       mx: [],
       settings: finalExpire(merged, retryCurves),
-      rules: [...expandRules(dest.rules, program), ...inherited].map(ruleId),
+      rules: ruleList([...expandRules(dest.rules, program), ...inherited]),
     };
     checkExpire(route, dest, merged, retryCurves, diagnostics);
     routes.push(route);

@@ -5,7 +5,8 @@
  *
  * - Routes with the same ordered rule list share one compiled rule chain.
  * - Each chain is split by reply code class (2, 3, 4, 5, or 0 for "no code"): a rule
- *   with code matchers can only match the classes its codes start with.
+ *   with code matchers can only match the classes its codes start with; one without
+ *   matches failures only (4xx, 5xx, or a reply without a code).
  */
 import type { IR, IRRule } from './ir.ts';
 
@@ -19,9 +20,9 @@ export interface EmitPlan {
   chainOfRoute: number[];
 }
 
-/** Which classes a rule can match. */
+/** Which classes a rule can match. A rule without codes is about failures: 4xx, 5xx, or no code. */
 export function classesOf(rule: IRRule): number[] {
-  if (rule.matcher.codes.length === 0) return [...CODE_CLASSES];
+  if (rule.matcher.codes.length === 0) return [4, 5, 0];
   return [...new Set(rule.matcher.codes.map((c) => Number(c[0])))].sort();
 }
 

@@ -58,7 +58,7 @@ describe('petrel (usage)', () => {
   });
 
   it('has --help on each command', () => {
-    for (const command of ['check', 'build']) {
+    for (const command of ['check', 'build', 'test', 'fmt']) {
       const r = runPetrel([command, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`usage: petrel ${command}`));
@@ -149,5 +149,45 @@ describe('petrel build', () => {
     const r = runPetrel(['build', 'broken.policy', '--out', out], { cwd: dir });
     expect(r.code).toBe(3);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('petrel fmt', () => {
+  const MESSY = 'policy messy version 1.0.0\nprovider acme { match domain acme.example;   rate 10/s per source   # slow\n}\n';
+  const TIDY = 'policy messy version 1.0.0\n\nprovider acme {\n  match domain acme.example\n  rate 10/s per source # slow\n}\n';
+
+  it('prints the canonical form, and it is what --write leaves on disk', () => {
+    writeFileSync(path.join(dir, 'messy.policy'), MESSY);
+    const printed = runPetrel(['fmt', 'messy.policy'], { cwd: dir });
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toBe(TIDY);
+    expect(readFileSync(path.join(dir, 'messy.policy'), 'utf8')).toBe(MESSY);
+
+    const check = runPetrel(['fmt', '--check', 'messy.policy'], { cwd: dir });
+    expect(check.code).toBe(3);
+    expect(check.stdout).toBe('messy.policy\n');
+
+    expect(runPetrel(['fmt', '--write', 'messy.policy'], { cwd: dir }).code).toBe(0);
+    expect(readFileSync(path.join(dir, 'messy.policy'), 'utf8')).toBe(TIDY);
+    expect(runPetrel(['fmt', '--check', 'messy.policy'], { cwd: dir }).code).toBe(0);
+  });
+
+  it('leaves a file with syntax errors untouched and exits 3', () => {
+    const broken = 'policy b version 1\nprovider acme {\n  rat 10/s\n}\n';
+    writeFileSync(path.join(dir, 'syntax.policy'), broken);
+    const r = runPetrel(['fmt', '--write', 'syntax.policy'], { cwd: dir });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/syntax\.policy:3:3: error\[PARSE002\]/);
+    expect(readFileSync(path.join(dir, 'syntax.policy'), 'utf8')).toBe(broken);
+  });
+
+  it('keeps the shipped policies and stdlib canonically formatted', () => {
+    const r = runPetrel(['fmt', '--check', 'policies', 'stdlib']);
+    expect(r.stdout).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('refuses --check with --write', () => {
+    expect(runPetrel(['fmt', '--check', '--write', 'policies']).code).toBe(2);
   });
 });

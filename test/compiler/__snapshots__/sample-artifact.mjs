@@ -221,10 +221,17 @@ function retryDelayFor(reaction, curve, attempt, expireSeconds) {
 
 // compiler/policy-artifact.js
 var META = Object.freeze({ "name": "test", "version": "1.2.0", "hash": "e8fb7b8cd56e32e4868bb3f719619a57c9a5aafc1d78e281c8ce95f80e2fa180", "abi": 1 });
-var EXACT = /* @__PURE__ */ new Map([["acme-mail.example", "provider:acme"], ["acme.example", "provider:acme"], ["special.acme-mail.example", "domain:special.acme-mail.example"]]);
-var SUFFIX = /* @__PURE__ */ new Map([["acme-mail.example", "provider:acme"]]);
-var MX_EXACT = /* @__PURE__ */ new Map([]);
-var MX_SUFFIX = /* @__PURE__ */ new Map([["mx.acme.example", "provider:acme"]]);
+var ROUTE_IDS = ["default", "provider:acme", "domain:special.acme-mail.example"];
+var ROUTE_INDEX = new Map(ROUTE_IDS.map((id, i) => [id, i]));
+function routeTable(groups) {
+  const map = /* @__PURE__ */ new Map();
+  for (const [i, ...names] of groups) for (const name of names) map.set(name, ROUTE_IDS[i]);
+  return map;
+}
+var EXACT = routeTable([[1, "acme-mail.example", "acme.example"], [2, "special.acme-mail.example"]]);
+var SUFFIX = routeTable([[1, "acme-mail.example"]]);
+var MX_EXACT = routeTable([]);
+var MX_SUFFIX = routeTable([[1, "mx.acme.example"]]);
 function lookup(exact, suffix, name) {
   const hit = exact.get(name);
   if (hit !== void 0) return hit;
@@ -261,9 +268,7 @@ function route(domain, mxHosts) {
   }
   return "default";
 }
-var ROUTE_INDEX = /* @__PURE__ */ new Map([["default", 0], ["provider:acme", 1], ["domain:special.acme-mail.example", 2]]);
-var ROUTE_IDS = ["default", "provider:acme", "domain:special.acme-mail.example"];
-var BASE = [{ "connections": [{ "max": 5, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 5, "column": 3 } }], "connectRate": [], "messageRate": [], "dataRate": [], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 5, "column": 3 } }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 16, "column": 3 } }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination", "loc": { "file": "sample.policy", "line": 17, "column": 3 } }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 5, "column": 3 } }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source", "loc": { "file": "sample.policy", "line": 16, "column": 3 } }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination", "loc": { "file": "sample.policy", "line": 17, "column": 3 } }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "required", "retry": "standard", "expireSeconds": 259200 }];
+var BASE = [{ "connections": [{ "max": 5, "scope": "destination/source" }], "connectRate": [], "messageRate": [], "dataRate": [], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source" }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source" }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination" }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source" }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source" }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination" }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "required", "retry": "standard", "expireSeconds": 259200 }];
 var TABLES = { "global": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] }, "sources": { "ip1": { "name": "ip1", "loc": { "file": "sample.policy", "line": 42, "column": 1 }, "address": "192.0.2.10", "ehlo": "mta1.example.com", "warmup": null, "limits": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] } }, "ip2": { "name": "ip2", "loc": { "file": "sample.policy", "line": 46, "column": 1 }, "address": "192.0.2.11", "ehlo": "mta2.example.com", "warmup": { "ramp": "fresh", "since": "2026-11-20" }, "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 1e3, "perSeconds": 3600, "scope": "source", "loc": { "file": "sample.policy", "line": 50, "column": 3 } }], "dataRate": [] } } }, "tenants": { "shop": { "name": "shop", "loc": { "file": "sample.policy", "line": 55, "column": 1 }, "pool": "warm", "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 5e3, "perSeconds": 3600, "scope": "tenant", "loc": { "file": "sample.policy", "line": 57, "column": 3 } }], "dataRate": [] } } }, "warmups": { "fresh": { "overflowPool": "warm" } }, "retryCurves": { "bulk": { "jitter": 0.15 }, "patient": { "jitter": 0.1 }, "petrel-builtin": { "jitter": 0.1 }, "standard": { "jitter": 0.1 }, "transactional": { "jitter": 0.05 } } };
 var CURVES = { "bulk": { "name": "bulk", "loc": { "file": "petrel:stdlib/retry.policy", "line": 24, "column": 1 }, "steps": [900, 1800, 3600], "repeat": 7200, "exponential": null, "jitter": 0.15, "expireSeconds": 172800, "attempts": null }, "patient": { "name": "patient", "loc": { "file": "petrel:stdlib/retry.policy", "line": 47, "column": 1 }, "steps": [600, 1800], "repeat": null, "exponential": { "initialSeconds": 3600, "factor": 2, "capSeconds": 28800 }, "jitter": 0.1, "expireSeconds": 432e3, "attempts": null }, "petrel-builtin": { "name": "petrel-builtin", "loc": { "file": "sample.policy", "line": 4, "column": 1 }, "steps": [300, 900, 1800, 3600], "repeat": 7200, "exponential": null, "jitter": 0.1, "expireSeconds": null, "attempts": null }, "standard": { "name": "standard", "loc": { "file": "petrel:stdlib/retry.policy", "line": 15, "column": 1 }, "steps": [300, 600, 1200, 2400], "repeat": 3600, "exponential": null, "jitter": 0.1, "expireSeconds": 259200, "attempts": null }, "transactional": { "name": "transactional", "loc": { "file": "petrel:stdlib/retry.policy", "line": 36, "column": 1 }, "steps": [60, 120, 300, 600], "repeat": 1800, "exponential": null, "jitter": 0.05, "expireSeconds": 43200, "attempts": null } };
 var WARMUPS = { "fresh": { "plan": { "kind": "schedule", "perDay": [100, 500, 2e3] }, "routes": { "provider:acme": { "kind": "growth", "startPerDay": 50, "factor": 2, "capPerDay": 1e3 } } } };
@@ -285,11 +290,7 @@ function deepFreeze(value) {
   }
   return value;
 }
-var RULES = [
-  { "id": 0, "loc": { "file": "sample.policy", "line": 7, "column": 3 }, "category": "bad-mailbox", "disposition": "hard", "actions": [{ "type": "bounce", "category": "bad-mailbox" }], "trigger": null },
-  { "id": 1, "loc": { "file": "sample.policy", "line": 18, "column": 3 }, "category": null, "disposition": "throttle", "actions": [{ "type": "backoff", "durationSeconds": 900, "overrides": { "connections": [{ "max": 1, "scope": "destination/source" }] } }], "trigger": { "count": 2, "withinSeconds": 600 } },
-  { "id": 2, "loc": { "file": "sample.policy", "line": 24, "column": 3 }, "category": null, "disposition": "soft", "actions": [{ "type": "retry", "afterSeconds": 120 }], "trigger": null }
-];
+var RULES = [null, { "id": 1, "loc": { "file": "sample.policy", "line": 18, "column": 3 }, "category": null, "disposition": "throttle", "actions": [{ "type": "backoff", "durationSeconds": 900, "overrides": { "connections": [{ "max": 1, "scope": "destination/source" }] } }], "trigger": { "count": 2, "withinSeconds": 600 } }, { "id": 2, "loc": { "file": "sample.policy", "line": 24, "column": 3 }, "category": null, "disposition": "soft", "actions": [{ "type": "retry", "afterSeconds": 120 }], "trigger": null }];
 function test0(p, phase) {
   return p.status !== null && (p.status[0] === 5 && p.status[1] === 1 && p.status[2] === 1);
 }
@@ -312,12 +313,6 @@ function react2(p) {
 }
 function chain0(p, phase) {
   switch (p.code === 0 ? 0 : p.code / 100 | 0) {
-    case 2:
-      if (test0(p, phase)) return react0(p);
-      break;
-    case 3:
-      if (test0(p, phase)) return react0(p);
-      break;
     case 4:
       if (test0(p, phase)) return react0(p);
       break;
@@ -332,12 +327,6 @@ function chain0(p, phase) {
 }
 function chain1(p, phase) {
   switch (p.code === 0 ? 0 : p.code / 100 | 0) {
-    case 2:
-      if (test0(p, phase)) return react0(p);
-      break;
-    case 3:
-      if (test0(p, phase)) return react0(p);
-      break;
     case 4:
       if (test1(p, phase)) return react1(p);
       if (test2(p, phase)) return react2(p);
@@ -360,21 +349,21 @@ function lower(p) {
   return p.lower === void 0 ? p.lower = p.text.toLowerCase() : p.lower;
 }
 var outcomes = /* @__PURE__ */ new Map();
-function shared(key, make) {
+var OUTCOME_INDEX = { success: 1, "bad-mailbox": 2, "bad-domain": 3, "bad-connection": 4, "content-related": 5, "inactive-mailbox": 6, "invalid-sender": 7, "message-expired": 8, "no-answer-from-host": 9, "policy-related": 10, "protocol-errors": 11, "quota-issues": 12, "relaying-issues": 13, "routing-errors": 14, "spam-related": 15, "virus-related": 16, other: 17, hard: 1, soft: 2, throttle: 3, block: 4 };
+function shared(id, r) {
+  const key = ((id + 1) * 32 + OUTCOME_INDEX[r.category]) * 8 + (r.disposition === null ? 0 : OUTCOME_INDEX[r.disposition]);
   let hit = outcomes.get(key);
   if (hit === void 0) {
-    hit = deepFreeze(make());
+    hit = deepFreeze(r);
     outcomes.set(key, hit);
   }
   return hit;
 }
 function fallback(p) {
-  const r = fallbackReaction(p);
-  return shared(r.category + "|" + r.disposition, () => r);
+  return shared(-1, fallbackReaction(p));
 }
 function ruleOutcome(id, p) {
-  const r = ruleReaction(RULES[id], p);
-  return shared(id + "|" + r.category + "|" + r.disposition, () => r);
+  return shared(id, ruleReaction(RULES[id], p));
 }
 function react(routeId, reply, phase) {
   parseReplyInto(P, STATUS, reply);
