@@ -485,7 +485,9 @@ function printBlock(block: Node, depth: number, out: string[], src: Source, topL
       printBlock(node, depth + 1, out, src, false);
       out.push(`${indent}}${trailing(node.trailing)}`);
     } else {
-      out.push(indent + node.head + trailing(node.trailing));
+      const lines = wrapList(indent, node.head);
+      lines[lines.length - 1] += trailing(node.trailing);
+      out.push(...lines);
     }
     lastLine = src.lastLine(node.span);
   }
@@ -494,6 +496,29 @@ function printBlock(block: Node, depth: number, out: string[], src: Source, topL
     out.push(indent + comment(c));
     lastLine = src.lastLine(c.span);
   }
+}
+
+/** Lines longer than this are wrapped where a list allows it. */
+const WIDTH = 100;
+/** Statements that are plain comma lists (no strings or regexes that could hold `, `). */
+const LIST_HEADS = ['match ', 'schedule ', 'after ', 'domain '];
+
+/**
+ * A list statement too wide for one line, wrapped after commas with the continuation
+ * indented four more spaces (a list may continue on the next line after a comma).
+ */
+function wrapList(indent: string, head: string): string[] {
+  if (indent.length + head.length <= WIDTH || !LIST_HEADS.some((h) => head.startsWith(h))) return [indent + head];
+  const items = head.split(', ');
+  const lines = [indent + items[0]!];
+  for (const item of items.slice(1)) {
+    const last = lines.length - 1;
+    if (lines[last]!.length + 2 + item.length > WIDTH) {
+      lines[last] += ',';
+      lines.push(`${indent}    ${item}`);
+    } else lines[last] += `, ${item}`;
+  }
+  return lines;
 }
 
 /** Keys that only say where something was written. */

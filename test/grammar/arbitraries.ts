@@ -246,7 +246,8 @@ const deliver = fc
     return permutation(options).map((order) => statement('deliver', 'to', to, ...order.flat()));
   });
 const replyStep = fc
-  .tuple(string, maybe(integer), maybe(phase))
+  // A reply is given at least once (`0 times` is VAL001).
+  .tuple(string, maybe(integer.filter((n) => Number(n) >= 1)), maybe(phase))
   .chain(([text, times, p]) => {
     const options: Word[][] = [];
     if (times !== undefined) options.push([times, 'times']);
