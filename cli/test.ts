@@ -16,6 +16,7 @@ module the runtime loads), with the runtime's reaction state machine on a simula
 options:
   --format <human|json|junit>  output format (default: human)
   --filter <text>              run only tests whose name contains <text>
+  --quiet                      human format: print only failures and the summary
   -h, --help                   show this help
 
 exit codes: 0 all tests pass, 2 usage error, 3 a test failed or the policies have errors
@@ -24,7 +25,7 @@ exit codes: 0 all tests pass, 2 usage error, 3 a test failed or the policies hav
 const FORMATS = ['human', 'json', 'junit'] as const;
 
 export async function testCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { format: { type: 'string' }, filter: { type: 'string' } });
+  const { values, positionals } = parseCommandArgs(argv, { format: { type: 'string' }, filter: { type: 'string' }, quiet: { type: 'boolean' } });
   if (values.help) {
     io.out(TEST_HELP);
     return EXIT.ok;
@@ -40,7 +41,7 @@ export async function testCommand(argv: string[], io: Io): Promise<number> {
   const artifact = await importArtifact(result.artifact.module, result.artifact.moduleFile);
   const tests = result.ir!.tests.filter((t) => values.filter === undefined || t.name.includes(values.filter));
   const results = runTests(tests, artifact);
-  io.out(format === 'json' ? JSON.stringify(results, null, 2) + '\n' : format === 'junit' ? junit(results) : human(results));
+  io.out(format === 'json' ? JSON.stringify(results, null, 2) + '\n' : format === 'junit' ? junit(results) : human(results, values.quiet ?? false));
   return results.every((r) => r.passed) ? EXIT.ok : EXIT.policy;
 }
 
@@ -54,9 +55,10 @@ async function importArtifact(module: string, file: string): Promise<PolicyArtif
   }
 }
 
-function human(results: TestResult[]): string {
+function human(results: TestResult[], quiet: boolean): string {
   const lines: string[] = [];
   for (const r of results) {
+    if (quiet && r.passed) continue;
     lines.push(`${r.passed ? 'PASS' : 'FAIL'} ${r.loc.file}:${r.loc.line} ${r.name}`);
     for (const f of r.failures) {
       lines.push(`  ${f.loc.file}:${f.loc.line}: expect ${f.expectation}`);
@@ -65,7 +67,8 @@ function human(results: TestResult[]): string {
     }
   }
   const failed = results.filter((r) => !r.passed).length;
-  lines.push('', `tests: ${results.length - failed} passed, ${failed} failed`);
+  if (!quiet || failed > 0) lines.push('');
+  lines.push(`tests: ${results.length - failed} passed, ${failed} failed`);
   return lines.join('\n') + '\n';
 }
 

@@ -155,6 +155,14 @@ describe('petrel test (binary)', () => {
     expect(r.stdout).toMatch(/tests: 6 passed, 0 failed/);
   });
 
+  it('prints only failures and the summary with --quiet', () => {
+    const r = runPetrel(['test', '--quiet', 'good.policy', 'bad.policy'], { cwd: dir });
+    expect(r.code).toBe(3);
+    expect(r.stdout).not.toMatch(/^PASS/m);
+    expect(r.stdout).toMatch(/^FAIL bad\.policy:\d+ deliberately wrong$/m);
+    expect(r.stdout).toMatch(/tests: 6 passed, 1 failed\n$/);
+  });
+
   it('exits 3 on a failing expectation and says where', () => {
     const r = runPetrel(['test', 'bad.policy'], { cwd: dir });
     expect(r.code).toBe(3);
