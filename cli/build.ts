@@ -6,8 +6,9 @@ import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, Usag
 
 export const BUILD_HELP = `usage: petrel build [options] <paths…> --out DIR
 
-Compile policy files into DIR/manifest.json and the ES module it names. The same
-sources always give byte-identical output.
+Compile policy files into DIR/manifest.json, the ES module it names, and the module's
+source map (MODULE.map, rule code → .policy lines). The same sources always give
+byte-identical output.
 
 options:
   --out <dir>       output directory (required; created if missing)
@@ -37,6 +38,7 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   const out = path.resolve(io.cwd, values.out);
   mkdirSync(out, { recursive: true });
   writeFileSync(path.join(out, result.artifact.moduleFile), result.artifact.module);
+  writeFileSync(path.join(out, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
   // Manifest last: a reader that finds a manifest finds its module.
   writeFileSync(path.join(out, 'manifest.json'), JSON.stringify(result.artifact.manifest, null, 2) + '\n');
   const m = result.artifact.manifest;

@@ -8,7 +8,8 @@ import { build } from 'esbuild';
 import path from 'node:path';
 import { ABI_VERSION, type ArtifactMeta } from '../runtime/abi.ts';
 import { normalizeDomain } from './artifact-lib.ts';
-import type { IR, IRMatcher, IRRule, IRSettings } from './ir.ts';
+import type { IR, IRMatcher, IRRule, IRSettings, Loc } from './ir.ts';
+import { SourceMapBuilder } from './source-map.ts';
 import { requiredLiterals } from './literals.ts';
 import { CODE_CLASSES, type EmitPlan } from './optimize.ts';
 
@@ -24,8 +25,16 @@ const data = (value: unknown) => {
 };
 
 /** The module source, before bundling. `libImport` is how it imports `artifact-lib`. */
-export function emit(ir: IR, plan: EmitPlan, meta: ArtifactMeta, libImport = './artifact-lib.ts'): string {
+export function emit(ir: IR, plan: EmitPlan, meta: ArtifactMeta, libImport = './artifact-lib.ts'): { code: string; map: SourceMapBuilder } {
   const out: string[] = [];
+  /** Index in `out` → the `.policy` location that the text there was generated from. */
+  const origins = new Map<number, Loc>();
+  const pushFrom = (loc: Loc, lines: string[]) => {
+    for (const line of lines) {
+      origins.set(out.length, loc);
+      out.push(line);
+    }
+  };
   out.push(`// Petrel policy artifact ${meta.name} ${meta.version} (${meta.hash}), ABI ${ABI_VERSION}. Generated: do not edit.`);
   out.push(`import { composeSettings, curveDelay, fallbackReaction, normalizeDomain, parseReplyInto, planLimit, retryDelayFor, ruleReaction } from ${json(libImport)};`);
   out.push('');
@@ -151,8 +160,12 @@ function deepFreeze(value) {
   out.push('// Reply rules. RULES holds each rule as data for reactions the compiler could not fix in advance.');
   // Only rules whose reaction depends on the reply need their data at run time.
   out.push(`const RULES = ${data(ir.rules.map((r) => (used.has(r.id) && (r.category === null || r.disposition === null) ? ruleData(r) : null)))};`);
-  for (const id of usedRules) out.push(...emitRule(ir.rules[id]!));
-  plan.chains.forEach((chain, index) => out.push(...emitChain(index, chain)));
+  for (const id of usedRules) pushFrom(ir.rules[id]!.loc, emitRule(ir.rules[id]!));
+  plan.chains.forEach((chain, index) => {
+    // A chain maps to the first route that uses it.
+    const route = ir.routes[plan.chainOfRoute.indexOf(index)]!;
+    pushFrom(route.loc, emitChain(index, chain));
+  });
   out.push(`const CHAINS = [${plan.chains.map((_, i) => `chain${i}`).join(', ')}];`);
   out.push(`const CHAIN_OF_ROUTE = ${data(plan.chainOfRoute)};`);
   out.push(`
@@ -210,7 +223,15 @@ function warmupLimit(ramp, routeId, ageDays) {
 
 export default Object.freeze({ meta: META, route, settings, react, retryDelay, warmupLimit });
 `);
-  return out.join('\n');
+  const map = new SourceMapBuilder();
+  let line = 0;
+  out.forEach((text, i) => {
+    const origin = origins.get(i);
+    const count = text.split('\n').length;
+    if (origin) for (let k = 0; k < count; k++) map.map(line + k, origin.file, origin.line);
+    line += count;
+  });
+  return { code: out.join('\n'), map };
 }
 
 function withoutLocs(settings: IRSettings): unknown {
@@ -299,18 +320,27 @@ function emitChain(index: number, chain: EmitPlan['chains'][number]): string[] {
   return lines;
 }
 
-/** Bundles the emitted source with its helpers into one self-contained ES module. */
-export async function bundle(source: string, packageRoot: string): Promise<string> {
+/**
+ * Bundles the emitted source with its helpers into one self-contained ES module named
+ * `moduleFile`, and a source map beside it (`moduleFile.map`) that leads rule code back
+ * to its `.policy` lines and helper code back to `compiler/artifact-lib.ts`.
+ */
+export async function bundle(emitted: { code: string; map: SourceMapBuilder }, sources: ReadonlyMap<string, string>, packageRoot: string, moduleFile: string): Promise<{ module: string; sourceMap: string }> {
+  const inputMap = Buffer.from(JSON.stringify(emitted.map.toJSON(sources))).toString('base64');
   const result = await build({
-    stdin: { contents: source, resolveDir: path.join(packageRoot, 'compiler'), sourcefile: 'policy-artifact.js', loader: 'js' },
+    stdin: { contents: `${emitted.code}\n//# sourceMappingURL=data:application/json;base64,${inputMap}\n`, resolveDir: path.join(packageRoot, 'compiler'), sourcefile: 'policy-artifact.js', loader: 'js' },
     absWorkingDir: packageRoot,
+    outfile: path.join(packageRoot, moduleFile),
     bundle: true,
     format: 'esm',
     platform: 'neutral',
     target: 'node20',
     write: false,
+    sourcemap: 'linked',
     legalComments: 'none',
     logLevel: 'silent',
   });
-  return result.outputFiles[0]!.text;
+  const module = result.outputFiles.find((f) => f.path.endsWith('.mjs'))!.text;
+  const sourceMap = result.outputFiles.find((f) => f.path.endsWith('.map'))!.text;
+  return { module, sourceMap };
 }

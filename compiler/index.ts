@@ -59,7 +59,7 @@ export interface CompileResult {
   stages: StageTiming[];
   ir?: IR;
   /** Present when the build got through every stage. */
-  artifact?: { module: string; moduleFile: string; manifest: ArtifactManifest };
+  artifact?: { module: string; moduleFile: string; sourceMap: string; manifest: ArtifactManifest };
 }
 
 /** Runs the pipeline. Never throws on bad policies: problems come back as diagnostics. */
@@ -88,12 +88,13 @@ export async function compile(options: CompileOptions): Promise<CompileResult> {
   const hash = setHash(ir);
   const meta: ArtifactMeta = { name: ir.name, version: ir.version, hash, abi: ABI_VERSION };
   const plan: EmitPlan = await timed('optimize', () => optimize(ir), () => []);
-  const source = await timed('emit', () => emit(ir, plan, meta), () => []);
-  const module = await timed('bundle', () => bundle(source, packageRoot()), () => []);
+  const emitted = await timed('emit', () => emit(ir, plan, meta), () => []);
   const moduleFile = `policy-${hash.slice(0, 16)}.mjs`;
+  const { module, sourceMap } = await timed('bundle', () => bundle(emitted, sources, packageRoot(), moduleFile), () => []);
   result.artifact = {
     module,
     moduleFile,
+    sourceMap,
     manifest: { name: ir.name, version: ir.version, hash, abi: ABI_VERSION, module: moduleFile, sources: ir.files, compiler: { name: 'petrel', version: COMPILER_VERSION } },
   };
   return result;

@@ -122,6 +122,54 @@ describe('petrel build', () => {
   });
 });
 
+/** Decodes a v3 source map's mappings: for each generated line, its first segment's source and original line (1-based). */
+function decodeLines(map: { sources: string[]; mappings: string }): ({ source: string; line: number } | undefined)[] {
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const state = [0, 0, 0, 0];
+  return map.mappings.split(';').map((line) => {
+    state[0] = 0;
+    let first: { source: string; line: number } | undefined;
+    for (const segment of line.split(',').filter(Boolean)) {
+      const values: number[] = [];
+      let shift = 0;
+      let value = 0;
+      for (const ch of segment) {
+        const digit = chars.indexOf(ch);
+        value += (digit & 31) << shift;
+        if (digit & 32) shift += 5;
+        else {
+          values.push(value & 1 ? -(value >>> 1) : value >>> 1);
+          value = 0;
+          shift = 0;
+        }
+      }
+      values.forEach((v, i) => (state[i] = state[i]! + v));
+      if (values.length >= 4 && !first) first = { source: map.sources[state[1]!]!, line: state[2]! + 1 };
+    }
+    return first;
+  });
+}
+
+describe('source map', () => {
+  it('leads each rule\'s generated code back to its .policy line', async () => {
+    const result = await compileFiles(SAMPLE);
+    const { module, sourceMap, moduleFile } = result.artifact!;
+    expect(module.trimEnd().endsWith(`//# sourceMappingURL=${moduleFile}.map`)).toBe(true);
+    const map = JSON.parse(sourceMap);
+    expect(map.sources).toContain('policy:///sample.policy');
+    expect(map.sourcesContent[map.sources.indexOf('policy:///sample.policy')]).toBe(SAMPLE['sample.policy']);
+    const lines = decodeLines(map);
+    const moduleLines = module.split('\n');
+    const rules = result.ir!.rules;
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      const at = moduleLines.findIndex((l) => l.startsWith(`function test${rule.id}(`));
+      expect(at, `test${rule.id}`).toBeGreaterThan(-1);
+      expect(lines[at], `test${rule.id}`).toEqual({ source: `policy:///${rule.loc.file}`, line: rule.loc.line });
+    }
+  });
+});
+
 describe('the artifact', () => {
   it('default-exports a frozen object with exactly the six ABI members', async () => {
     const artifact = await loadArtifact(await compileFiles(SAMPLE));

@@ -387,3 +387,4 @@ var policy_artifact_default = Object.freeze({ meta: META, route, settings, react
 export {
   policy_artifact_default as default
 };
+//# sourceMappingURL=policy-e8fb7b8cd56e32e4.mjs.map
