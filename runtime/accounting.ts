@@ -1,0 +1,166 @@
+/**
+ * Accounting: one CSV line per event, in daily files, with PowerMTA's accounting field
+ * names so existing PowerMTA log tooling reads them — plus the policy version and rule
+ * that made each decision.
+ *
+ * Files are `acct-YYYY-MM-DD.csv` (UTC day of `timeLogged`), each starting with a header
+ * line. Fields follow RFC 4180: quoted when they hold a comma, quote or line break. Times
+ * are written as PowerMTA does, `YYYY-MM-DD HH:MM:SS+0000`.
+ *
+ * Writes are buffered and appended in batches (`flushMs`); `flush()` forces it, and
+ * `close()` flushes and fsyncs. Accounting is a log, not the spool: a crash can lose the
+ * last unflushed batch of lines, never a message.
+ */
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+/** PowerMTA record types: d delivered, b bounced, t transient failure, tq queue-level transient, r received. */
+export type RecordType = 'd' | 'b' | 't' | 'tq' | 'r';
+
+export interface AccountingRecord {
+  type: RecordType;
+  timeLogged: number;
+  timeQueued: number;
+  orig: string;
+  rcpt: string;
+  /** `delivered`, `failed`, `delayed`, `relayed`… (RFC 3464 action). */
+  dsnAction: string;
+  /** Enhanced status, e.g. `2.0.0`, `5.1.1`. */
+  dsnStatus: string;
+  /** The reply as received, e.g. `smtp;550 5.1.1 user unknown`. */
+  dsnDiag: string;
+  /** The remote MTA, e.g. `dns;mx1.example.com (192.0.2.1)`. */
+  dsnMta: string;
+  bounceCat: string;
+  /** The source (PowerMTA's virtual MTA). */
+  vmta: string;
+  /** The queue: `route/source`. */
+  queue: string;
+  /** The campaign. */
+  jobId: string;
+  tenant: string;
+  /** Hash of the policy artifact that decided. */
+  policyVersion: string;
+  /** `file:line` of the deciding rule, or empty. */
+  policyRule: string;
+}
+
+/** Column order of every file. */
+export const ACCOUNTING_FIELDS: readonly (keyof AccountingRecord)[] = [
+  'type',
+  'timeLogged',
+  'timeQueued',
+  'orig',
+  'rcpt',
+  'dsnAction',
+  'dsnStatus',
+  'dsnDiag',
+  'dsnMta',
+  'bounceCat',
+  'vmta',
+  'queue',
+  'jobId',
+  'tenant',
+  'policyVersion',
+  'policyRule',
+];
+
+/** `2026-11-29 23:43:39+0000` */
+export function powerMtaTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '+0000');
+}
+
+/** One CSV field, quoted when needed (RFC 4180). */
+export function csvField(value: string): string {
+  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+/** One CSV line (with `\n`) for a record. */
+export function csvLine(record: AccountingRecord): string {
+  return (
+    ACCOUNTING_FIELDS.map((f) => {
+      const v = record[f];
+      return csvField(f === 'timeLogged' || f === 'timeQueued' ? powerMtaTime(v as number) : String(v));
+    }).join(',') + '\n'
+  );
+}
+
+export interface AccountingWriter {
+  write(record: AccountingRecord): void;
+  /** Appends everything buffered. */
+  flush(): void;
+  /** Flushes, fsyncs and closes the files. */
+  close(): void;
+  /** Lines written so far. */
+  readonly written: number;
+}
+
+export function openAccounting(dir: string, options: { flushMs?: number; clock?: () => number } = {}): AccountingWriter {
+  const clock = options.clock ?? Date.now;
+  mkdirSync(dir, { recursive: true });
+  const buffers = new Map<string, string[]>();
+  const fds = new Map<string, number>();
+  let written = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const flushMs = options.flushMs ?? 200;
+
+  const fileFor = (ms: number) => path.join(dir, `acct-${new Date(ms).toISOString().slice(0, 10)}.csv`);
+
+  function fdFor(file: string): number {
+    let fd = fds.get(file);
+    if (fd === undefined) {
+      fd = openSync(file, 'a');
+      // A new (empty) file gets the header; an existing one already has it.
+      const { size } = fstatSync(fd);
+      if (size === 0) writeSync(fd, ACCOUNTING_FIELDS.join(',') + '\n');
+      fds.set(file, fd);
+    }
+    return fd;
+  }
+
+  function flush(): void {
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    for (const [file, lines] of buffers) {
+      if (lines.length === 0) continue;
+      writeSync(fdFor(file), lines.join(''));
+      lines.length = 0;
+    }
+    // Files of past days are finished: close them.
+    const today = fileFor(clock());
+    for (const [file, fd] of fds) {
+      if (file < today) {
+        fsyncSync(fd);
+        closeSync(fd);
+        fds.delete(file);
+        buffers.delete(file);
+      }
+    }
+  }
+
+  return {
+    write(record) {
+      const file = fileFor(record.timeLogged);
+      let lines = buffers.get(file);
+      if (!lines) buffers.set(file, (lines = []));
+      lines.push(csvLine(record));
+      written++;
+      if (!timer && flushMs > 0) timer = setTimeout(flush, flushMs);
+      if (flushMs === 0) flush();
+    },
+    flush,
+    close() {
+      flush();
+      for (const fd of fds.values()) {
+        fsyncSync(fd);
+        closeSync(fd);
+      }
+      fds.clear();
+    },
+    get written() {
+      return written;
+    },
+  };
+}
