@@ -31,6 +31,7 @@ export async function check(argv: string[], io: Io): Promise<number> {
   const warnings = result.diagnostics.length - errors;
   if (format === 'human') {
     io.err(rendered);
+    if (result.omitted > 0) io.err(`… and ${result.omitted} more problems not shown; fix these first and run again\n`);
     if (result.diagnostics.length === 0) io.err(`checked ${result.sources.size} files: no problems\n`);
   } else io.out(rendered);
   return errors > 0 || (values['deny-warnings'] && warnings > 0) ? EXIT.policy : EXIT.ok;

@@ -30,7 +30,7 @@ export { packageRoot, stdlibDir } from './paths.ts';
 /** The compiler's version, part of every artifact hash. */
 export const COMPILER_VERSION = '0.1.0';
 
-/** Most diagnostics reported from one run; past it, the rest are dropped and one note says how many. */
+/** Most diagnostics reported from one run; past it, the rest are counted in `omitted`. */
 export const ERROR_LIMIT = 500;
 
 export interface CompileOptions {
@@ -54,6 +54,8 @@ export interface StageTiming {
 
 export interface CompileResult {
   diagnostics: Diagnostic[];
+  /** Diagnostics left out past `ERROR_LIMIT`. */
+  omitted: number;
   /** Texts of every file read, by display path (for rendering snippets). */
   sources: Map<string, string>;
   stages: StageTiming[];
@@ -82,7 +84,8 @@ export async function compile(options: CompileOptions): Promise<CompileResult> {
   const { ir } = await timed('lower', () => lower(program, options.name), (r) => r.diagnostics);
   ir.files = set.files.map((f) => ({ path: f.path, name: f.ast.header?.name.text ?? '', version: f.ast.header?.version.text ?? '', sha256: sha256(f.text) }));
 
-  const result: CompileResult = { diagnostics: limit(sortDiagnostics(diagnostics)), sources, stages, ir };
+  const sorted = sortDiagnostics(diagnostics);
+  const result: CompileResult = { diagnostics: sorted.slice(0, ERROR_LIMIT), omitted: Math.max(0, sorted.length - ERROR_LIMIT), sources, stages, ir };
   if (hasErrors(diagnostics) || options.checkOnly) return result;
 
   const hash = setHash(ir);
@@ -116,10 +119,5 @@ function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
   return [...list].sort((a, b) => (a.span.file < b.span.file ? -1 : a.span.file > b.span.file ? 1 : a.span.offset - b.span.offset || a.code.localeCompare(b.code)));
 }
 
-function limit(list: Diagnostic[]): Diagnostic[] {
-  if (list.length <= ERROR_LIMIT) return list;
-  const last = list[ERROR_LIMIT - 1]!;
-  return [...list.slice(0, ERROR_LIMIT), { ...last, code: last.code, message: `${list.length - ERROR_LIMIT} more problems not shown`, labels: [], help: 'fix these first and run again' }];
-}
 
 export type { Program };

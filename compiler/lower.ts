@@ -272,9 +272,19 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
 
   const routeOf = (target: string, type: 'provider' | 'domain'): string => {
     if (type === 'provider') return `provider:${target}`;
-    const block = routes.find((r) => r.id.startsWith('domain:') && r.domains.some((p) => patternSpecificity(p, target) >= 0));
-    if (block) return block.id;
-    return providerFor(target, [...providerRoutes.values()])?.id ?? 'default';
+    // The route `route()` would pick: the most specific pattern; a domain block wins a tie.
+    let best = 'default';
+    let bestScore = -1;
+    for (const r of routes) {
+      for (const p of r.domains) {
+        const score = patternSpecificity(p, target);
+        if (score > bestScore || (score === bestScore && score >= 0 && r.id.startsWith('domain:'))) {
+          best = r.id;
+          bestScore = score;
+        }
+      }
+    }
+    return best;
   };
 
   const warmups: IR['warmups'] = {};

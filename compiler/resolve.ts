@@ -228,7 +228,11 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
       } else if (step.kind === 'expect') {
         const e = step.expectation;
         if (e.what === 'category') category(e.category, true);
-        if (e.what === 'bounce') category(e.category, true);
+        if (e.what === 'bounce') {
+          // A bounce is never a success: `expect bounce success` could not pass.
+          if (e.category.text === 'success') diagnostics.push({ code: 'TEST001', severity: 'error', message: 'a bounce is never `success`', span: e.category.span, help: 'write `expect category success`, or name the bounce category' });
+          else category(e.category, true);
+        }
         if (e.what === 'reroute') known(program.pools, 'pool', e.pool);
         if (e.what === 'warmup') known(program.warmups, 'warmup ramp', e.ramp);
         if (e.what === 'route') {

@@ -186,7 +186,7 @@ function checkSetting(key: string, value: unknown, settings: EffectiveSettings):
     case 'connections': {
       const want = value as { max: number; scope: string };
       const got = settings.connections.find((c) => c.scope === want.scope);
-      return got && got.max === want.max ? undefined : { expected: show(want), actual: show(got ?? null) };
+      return got && got.max === want.max ? undefined : { expected: showSetting(want), actual: got ? showSetting(got) : 'no such limit' };
     }
     case 'connect-rate':
     case 'rate':
@@ -196,7 +196,7 @@ function checkSetting(key: string, value: unknown, settings: EffectiveSettings):
       const got = list.find((r) => r.scope === want.scope);
       // Compare as rates: 3600/h equals 1/s.
       const same = got !== undefined && got.count * want.perSeconds === want.count * got.perSeconds;
-      return same ? undefined : { expected: show(want), actual: show(got ?? null) };
+      return same ? undefined : { expected: showSetting(want), actual: got ? showSetting(got) : 'no such limit' };
     }
     case 'messages-per-connection':
       return settings.messagesPerConnection === value ? undefined : { expected: show(value), actual: show(settings.messagesPerConnection) };
@@ -236,6 +236,19 @@ function describe(e: IRExpectation): string {
     case 'warmup':
       return `warmup ${e.ramp} day ${e.day} limit ${e.limit}`;
     case 'setting':
-      return `${e.key} ${JSON.stringify(e.value)}`;
+      return `${e.key} ${showSetting(e.value)}`;
   }
+}
+
+const SCOPE_WORDS: Record<string, string> = { destination: '', 'destination/source': ' per source', 'destination/tenant': ' per tenant', global: ' global', source: ' (source)', tenant: ' (tenant)' };
+const UNITS: Record<number, string> = { 86400: 'day', 3600: 'h', 60: 'min', 1: 's' };
+
+/** A setting's value as a policy would write it: `600/h per source`, `10 per source`, `required`. */
+function showSetting(value: unknown): string {
+  if (value === null || typeof value !== 'object') return String(value);
+  const v = value as { count?: number; perSeconds?: number; max?: number; scope?: string };
+  const scope = SCOPE_WORDS[v.scope ?? 'destination'] ?? ` ${v.scope}`;
+  if (v.max !== undefined) return `${v.max}${scope}`;
+  if (v.count !== undefined && v.perSeconds !== undefined) return `${v.count}/${UNITS[v.perSeconds] ?? `${v.perSeconds}s`}${scope}`;
+  return JSON.stringify(value);
 }

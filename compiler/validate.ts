@@ -30,7 +30,8 @@ export function validate(program: Program): Diagnostic[] {
       // In destination and backoff blocks no scope means `per destination`: the same limiter.
       const isLimit = s.kind === 'connections' || s.kind === 'connect-rate' || s.kind === 'rate' || s.kind === 'data-rate';
       const written = isLimit ? s.scope : undefined;
-      const scope = written ?? (isLimit && (block === 'destination' || block === 'backoff') ? 'destination' : '');
+      // …and in a `global` block every limit is global, written so or not.
+      const scope = block === 'global' && isLimit ? 'global' : (written ?? (isLimit && (block === 'destination' || block === 'backoff') ? 'destination' : ''));
       const key = `${s.kind}/${scope}`;
       const prior = seen.get(key);
       if (prior) error('VAL012', `\`${s.kind}\`${scope && scope !== 'global' ? ` per ${scope}` : ''} is set twice in ${blockName}`, s.span, undefined, [{ span: prior.span, message: 'first set here' }]);
@@ -261,6 +262,7 @@ export function validate(program: Program): Diagnostic[] {
 /** Says which part of the matcher failed, for VAL005's help. */
 function explainMiss(rule: ReplyRule, reply: ReturnType<typeof parseReply>, phase: string | undefined): string {
   const m = rule.matcher;
+  if (m.codes.length === 0 && reply.code >= 200 && reply.code < 400) return 'a rule without a reply code matches failures only (4xx, 5xx); add `2xx` to match a success';
   if (phase && m.phases.length && !(m.phases as string[]).includes(phase)) return `the example is for phase \`${phase}\`, the rule for ${m.phases.map((p) => `\`${p}\``).join(', ')}`;
   if (m.codes.length && !m.codes.some((c) => String(reply.code).startsWith(c.prefix))) return `the example's code \`${String(reply.code)}\` is not ${m.codes.map((c) => `\`${c.prefix.padEnd(3, 'x')}\``).join(' or ')}`;
   if (m.statuses.length) {

@@ -481,7 +481,9 @@ function printBlock(block: Node, depth: number, out: string[], src: Source, topL
     for (const c of node.inner) out.push(indent + comment(c));
     const trailing = (c: A.Comment | undefined) => (c ? ' ' + comment(c) : '');
     if (node.children) {
-      out.push(`${indent}${node.head} {${trailing(node.headTrailing)}`);
+      const head = wrapList(indent, `${node.head} {`);
+      head[head.length - 1] += trailing(node.headTrailing);
+      out.push(...head);
       printBlock(node, depth + 1, out, src, false);
       out.push(`${indent}}${trailing(node.trailing)}`);
     } else {
@@ -509,6 +511,7 @@ const LIST_HEADS = ['match ', 'schedule ', 'after ', 'domain '];
  */
 function wrapList(indent: string, head: string): string[] {
   if (indent.length + head.length <= WIDTH || !LIST_HEADS.some((h) => head.startsWith(h))) return [indent + head];
+  // A block head ends in ` {`, which stays on the last line.
   const items = head.split(', ');
   const lines = [indent + items[0]!];
   for (const item of items.slice(1)) {

@@ -70,6 +70,27 @@ describe('checks', () => {
   });
 });
 
+describe('more checks', () => {
+  it('treats every limit in `global` as global (VAL012 on a repeat)', async () => {
+    expect(await codes('global {\n  rate 20/s\n  rate 10/s global\n}\n')).toEqual(['VAL012 x.policy:4:3']);
+  });
+
+  it('explains that a rule without a code does not match a success example', async () => {
+    const r = await compileFiles({ 'x.policy': H + 'default {\n  on reply /queued/ {\n    classify other\n    example "250 2.0.0 queued"\n  }\n}\n' }, { checkOnly: true });
+    expect(r.diagnostics.map((d) => [d.code, d.help])).toEqual([['VAL005', 'a rule without a reply code matches failures only (4xx, 5xx); add `2xx` to match a success']]);
+  });
+
+  it('refuses `expect bounce success` (TEST001)', async () => {
+    expect(await codes('test "t" {\n  deliver to a@x.example\n  expect bounce success\n}\n')).toEqual(['TEST001 x.policy:4:17']);
+  });
+
+  it('gives a warmup `for domain` plan to the block route() picks for that domain', async () => {
+    const text = 'domain *.example.com {\n  tls required\n}\ndomain a.example.com {\n  tls verify\n}\nwarmup w {\n  schedule 10/day\n  for domain a.example.com {\n    schedule 1/day\n  }\n}\n';
+    const r = await compileFiles({ 'x.policy': H + text });
+    expect(Object.keys(r.ir!.warmups['w']!.routes)).toEqual(['domain:a.example.com']);
+  });
+});
+
 describe('retry decisions', () => {
   it('never retries a success or a bounce; `retry after` obeys the attempt limit', async () => {
     const text =

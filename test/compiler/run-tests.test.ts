@@ -116,6 +116,13 @@ test "deliberately wrong" {
 }
 `;
 
+const WRONG_LIMIT = `
+test "limit spelt back as written" {
+  deliver to a@acme.example
+  expect rate 10/min per source
+}
+`;
+
 describe('runTests', () => {
   it('passes every expectation of a correct test set', async () => {
     const result = await compileFiles({ 'acme.policy': POLICY + TESTS });
@@ -135,6 +142,14 @@ describe('runTests', () => {
       { loc: { file: 'acme.policy', line: base + 4, column: 3 }, expectation: 'category quota-issues', expected: 'quota-issues', actual: 'bad-mailbox' },
       { loc: { file: 'acme.policy', line: base + 5, column: 3 }, expectation: 'backoff 30m', expected: 'backoff 30m', actual: 'no backoff' },
     ]);
+  });
+});
+
+describe('runTests limit expectations', () => {
+  it('reports a wrong limit in policy spelling', async () => {
+    const result = await compileFiles({ 'acme.policy': POLICY + WRONG_LIMIT });
+    const [r] = runTests(result.ir!.tests, await loadArtifact(result));
+    expect(r!.failures.map((f) => [f.expectation, f.expected, f.actual])).toEqual([['rate 10/min per source', '10/min per source', '100/min per source']]);
   });
 });
 
