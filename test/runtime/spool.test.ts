@@ -187,12 +187,13 @@ describe('spool: reclaiming space', () => {
     }
     for (const m of all) if (!keepIds.has(m.message.id)) await spool.recordOutcome(m.message.id, ['a@x.test', 'b@y.test'], 'delivered');
     await spool.close();
-    const auto = spool.stats();
-    // Relocation happened by itself and bounds the disk: live data twice, two segments of slack, the one being written.
-    expect(auto.relocated).toBeGreaterThan(0);
-    expect(auto.diskBytes).toBeLessThanOrEqual(2 * auto.liveBytes + 3 * options.segmentBytes + 16 * 1024);
+    // Relocation happened by itself, while messages were being finished.
+    expect(spool.stats().relocated).toBeGreaterThan(0);
 
+    // Open runs maintenance to the end: disk is under twice the live data plus two segments.
     spool = await open(dir, options);
+    const opened = spool.stats();
+    expect(opened.diskBytes).toBeLessThanOrEqual(2 * opened.liveBytes + 2 * options.segmentBytes);
     await spool.compact();
     expect(spool.stats().segments).toBe(1);
     expect(spool.stats().diskBytes).toBe(spool.stats().liveBytes);
@@ -483,6 +484,8 @@ describe('spool: kill -9', () => {
         `${twice} tried twice (outcome in flight at the kill), ${unackedRecovered} unacknowledged messages recovered whole, ${tornBytes} bytes of torn writes skipped`,
     );
     expect(model.afterDone).toBe(0);
+    // Held messages pinned the first segments; compaction moved them and deleted those.
+    expect(segmentFiles(dir)[0]).not.toBe('0000000000000001.seg');
     // At most one outcome in flight per writer (16) per kill.
     expect(twice).toBeLessThanOrEqual(16 * iterations);
   });

@@ -1,0 +1,23 @@
+/** The one error type of the spool: `code` says what happened, `message` says what to do. */
+
+/**
+ * - `closed`: the spool was closed.
+ * - `failed`: an fsync failed earlier; nothing since can be vouched for; close and reopen.
+ * - `write-failed`: this write failed (disk full, I/O error); nothing was acknowledged.
+ * - `invalid`: the arguments are wrong (a caller bug).
+ * - `duplicate-id`, `unknown-message`, `unknown-recipient`: as named.
+ * - `corrupt`: stored bytes no longer match their checksum.
+ * - `locked`: another live process (or this one) has the spool open.
+ */
+export type SpoolErrorCode = 'closed' | 'failed' | 'write-failed' | 'invalid' | 'duplicate-id' | 'unknown-message' | 'unknown-recipient' | 'corrupt' | 'locked';
+
+export class SpoolError extends Error {
+  override readonly name = 'SpoolError';
+  constructor(
+    readonly code: SpoolErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
