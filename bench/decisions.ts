@@ -17,7 +17,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Bench } from 'tinybench';
 import { diskHost, findPolicyFiles } from '../cli/common.ts';
 import { compile, interpret, packageRoot, type CompileResult, type SourceHost } from '../compiler/index.ts';
-import type { PolicyArtifact } from '../runtime/abi.ts';
+import type { PolicyArtifact } from '../runtime/index.ts';
 import { readCorpus } from '../scripts/reply-corpus.ts';
 import { generatedReplies, generatePolicySet, routeInputs } from './generate.ts';
 

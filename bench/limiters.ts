@@ -18,8 +18,7 @@
  *   npx tsx bench/limiters.ts --json    the same figures as JSON
  */
 import { cpus } from 'node:os';
-import type { EffectiveSettings } from '../runtime/abi.ts';
-import { limiterKey, messageRequests, MemoryLimiterStore, type AcquireRequest } from '../runtime/limiters.ts';
+import { limiterKey, messageRequests, MemoryLimiterStore, type AcquireRequest, type EffectiveSettings } from '../runtime/index.ts';
 
 const asJson = process.argv.includes('--json');
 const clock = () => performance.timeOrigin + performance.now();

@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openSpool, type Spool } from '../runtime/spool.ts';
+import { openSpool, type Spool } from '../runtime/index.ts';
 
 const asJson = process.argv.includes('--json');
 const seconds = process.argv.includes('--quick') ? 1 : 4;

@@ -3,9 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { COMPILER_VERSION, compile, renderDiagnostics } from '../compiler/index.ts';
-import { runTests, type TestResult } from '../compiler/run-tests.ts';
-import type { PolicyArtifact } from '../runtime/abi.ts';
+import { COMPILER_VERSION, compile, renderDiagnostics, runTests, type TestResult } from '../compiler/index.ts';
+import type { PolicyArtifact } from '../runtime/index.ts';
 import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const TEST_HELP = `usage: petrel test [options] <paths…>

@@ -21,6 +21,7 @@ import { validate } from './validate.ts';
 
 export { CODES, codeInfo, type CodeInfo, type DiagnosticCode } from './codes.ts';
 export { interpret } from './interpret.ts';
+export { runTests, type TestFailure, type TestResult } from './run-tests.ts';
 export type * from './ir.ts';
 export { IR_VERSION } from './ir.ts';
 export { displayPath, type SourceHost, type SourceSet } from './load.ts';

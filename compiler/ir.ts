@@ -7,6 +7,7 @@
  * `compiler/ir.schema.json` describes it; tests validate emitted IR against that schema.
  */
 import type { Category, Disposition, Phase, TlsMode } from '../grammar/index.ts';
+import type { Action, BackoffOverrides } from '../runtime/abi.ts';
 
 export const IR_VERSION = 1;
 
@@ -116,29 +117,11 @@ export interface IRMatcher {
 
 export type IRTextMatcher = { kind: 'regex'; source: string; flags: string } | { kind: 'substring'; text: string };
 
-/** A reaction, as the compiled module returns it (without `loc`). */
-export type IRAction =
-  | { type: 'backoff'; durationSeconds: number; overrides: IRBackoffOverrides }
-  | { type: 'suspend'; target: 'destination' | 'source' | 'tenant'; durationSeconds: number }
-  | { type: 'disable-source' }
-  | { type: 'bounce'; category: Category }
-  | { type: 'retry'; afterSeconds: number | null }
-  | { type: 'skip-mx' }
-  | { type: 'reroute'; pool: string };
+/** A reaction, as the compiled module returns it: the ABI's type, plain data without `loc`. */
+export type IRAction = Action;
 
-/** Temporary settings while a backoff lasts; only what the rule states. Plain data, no `loc`: actions reach the runtime as they are. */
-export interface IRBackoffOverrides {
-  connections?: Omit<IRConnections, 'loc'>[];
-  connectRate?: Omit<IRRate, 'loc'>[];
-  messageRate?: Omit<IRRate, 'loc'>[];
-  dataRate?: Omit<IRRate, 'loc'>[];
-  messagesPerConnection?: number;
-  recipientsPerTransaction?: number;
-  tls?: TlsMode;
-  /** Key into `IR.retryCurves` (inline curves get generated keys). */
-  retry?: string;
-  expireSeconds?: number;
-}
+/** Temporary settings while a backoff lasts; only what the rule states (the ABI's type). */
+export type IRBackoffOverrides = BackoffOverrides;
 
 export interface IRRule {
   /** Index in `IR.rules`. */

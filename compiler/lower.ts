@@ -200,25 +200,24 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
     if (limits.connectRate.length) o.connectRate = plain(limits.connectRate);
     if (limits.messageRate.length) o.messageRate = plain(limits.messageRate);
     if (limits.dataRate.length) o.dataRate = plain(limits.dataRate);
-    for (const s of settings) {
-      if (s.kind === 'messages-per-connection') o.messagesPerConnection = s.value.value;
-      if (s.kind === 'recipients-per-transaction') o.recipientsPerTransaction = s.value.value;
-      if (s.kind === 'tls') o.tls = s.mode;
-      if (s.kind === 'retry') o.retry = curveKey(s);
-      if (s.kind === 'expire') o.expireSeconds = s.value.seconds;
-    }
+    applyScalars(o, settings);
     return o;
+  }
+
+  /** The settings that are one value each (not limits), laid over `into`. */
+  function applyScalars(into: Partial<Pick<IRSettings, 'messagesPerConnection' | 'recipientsPerTransaction' | 'tls' | 'retry' | 'expireSeconds'>>, settings: Setting[]): void {
+    for (const s of settings) {
+      if (s.kind === 'messages-per-connection') into.messagesPerConnection = s.value.value;
+      if (s.kind === 'recipients-per-transaction') into.recipientsPerTransaction = s.value.value;
+      if (s.kind === 'tls') into.tls = s.mode;
+      if (s.kind === 'retry') into.retry = curveKey(s);
+      if (s.kind === 'expire') into.expireSeconds = s.value.seconds;
+    }
   }
 
   function applySettings(base: IRSettings, dest: Destination): IRSettings {
     const merged: IRSettings = { ...base, ...applyLimits(base, dest.settings, (s) => DEST_SCOPE[s ?? 'destination']!) };
-    for (const s of dest.settings) {
-      if (s.kind === 'messages-per-connection') merged.messagesPerConnection = s.value.value;
-      if (s.kind === 'recipients-per-transaction') merged.recipientsPerTransaction = s.value.value;
-      if (s.kind === 'tls') merged.tls = s.mode;
-      if (s.kind === 'retry') merged.retry = curveKey(s);
-      if (s.kind === 'expire') merged.expireSeconds = s.value.seconds;
-    }
+    applyScalars(merged, dest.settings);
     return merged;
   }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { diskHost, findPolicyFiles } from '../cli/common.ts';
 import { compile, packageRoot } from '../compiler/index.ts';
-import type { PolicyArtifact } from '../runtime/abi.ts';
+import type { PolicyArtifact } from '../runtime/index.ts';
 import { evaluate, formatEvaluation, readCorpus } from './reply-corpus.ts';
 
 const root = packageRoot();

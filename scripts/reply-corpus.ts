@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { PolicyArtifact } from '../runtime/abi.ts';
+import type { PolicyArtifact } from '../runtime/index.ts';
 
 export interface CorpusRow {
   file: string;
