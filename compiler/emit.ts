@@ -204,12 +204,18 @@ function react(routeId, reply, phase) {
   return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](P, phase);
 }
 
-// Retry delays without a reply, precomputed per route for the first attempts.
-const RETRY_TABLE = BASE.map((b) => CURVES[b.retry] === undefined ? [] : Array.from({ length: 64 }, (_, n) => n === 0 ? null : curveDelay(CURVES[b.retry], n, b.expireSeconds)));
+// Retry delays without a reply for the first attempts, computed per route on first use
+// (not at load: a set with thousands of routes would pay for all of them up front).
+const RETRY_TABLE = new Array(BASE.length);
+function retryTable(i) {
+  const b = BASE[i];
+  const curve = CURVES[b.retry];
+  return (RETRY_TABLE[i] = curve === undefined ? [] : Array.from({ length: 64 }, (_, n) => (n === 0 ? null : curveDelay(curve, n, b.expireSeconds))));
+}
 
 function retryDelay(routeId, attempt, reply, curve) {
   const i = ROUTE_INDEX.get(routeId) ?? 0;
-  if (reply === undefined && curve === undefined && attempt >= 1 && attempt < 64 && Number.isInteger(attempt)) return RETRY_TABLE[i][attempt] ?? null;
+  if (reply === undefined && curve === undefined && attempt >= 1 && attempt < 64 && Number.isInteger(attempt)) return (RETRY_TABLE[i] ?? retryTable(i))[attempt] ?? null;
   const reaction = reply === undefined ? undefined : react(ROUTE_IDS[i], reply);
   return retryDelayFor(reaction, CURVES[curve ?? BASE[i].retry], attempt, BASE[i].expireSeconds);
 }

@@ -370,10 +370,15 @@ function react(routeId, reply, phase) {
   P.lower = void 0;
   return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](P, phase);
 }
-var RETRY_TABLE = BASE.map((b) => CURVES[b.retry] === void 0 ? [] : Array.from({ length: 64 }, (_, n) => n === 0 ? null : curveDelay(CURVES[b.retry], n, b.expireSeconds)));
+var RETRY_TABLE = new Array(BASE.length);
+function retryTable(i) {
+  const b = BASE[i];
+  const curve = CURVES[b.retry];
+  return RETRY_TABLE[i] = curve === void 0 ? [] : Array.from({ length: 64 }, (_, n) => n === 0 ? null : curveDelay(curve, n, b.expireSeconds));
+}
 function retryDelay(routeId, attempt, reply, curve) {
   const i = ROUTE_INDEX.get(routeId) ?? 0;
-  if (reply === void 0 && curve === void 0 && attempt >= 1 && attempt < 64 && Number.isInteger(attempt)) return RETRY_TABLE[i][attempt] ?? null;
+  if (reply === void 0 && curve === void 0 && attempt >= 1 && attempt < 64 && Number.isInteger(attempt)) return (RETRY_TABLE[i] ?? retryTable(i))[attempt] ?? null;
   const reaction = reply === void 0 ? void 0 : react(ROUTE_IDS[i], reply);
   return retryDelayFor(reaction, CURVES[curve ?? BASE[i].retry], attempt, BASE[i].expireSeconds);
 }
