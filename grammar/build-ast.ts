@@ -201,6 +201,7 @@ class Reader {
     if (tok.tokenType.name !== 'RateLit') {
       const bare = tok.tokenType.name === 'NumberLit' ? /^(\d+(?:\.\d+)?)([A-Za-z]*)$/.exec(tok.image) : null;
       if (bare && !bare[2]) this.fail('PARSE003', `missing time unit in ${what}: \`${tok.image}\``, span, `write it per time unit, for example \`${tok.image}/h\``);
+      if (bare && size && SIZE_BYTES[bare[2]!.toLowerCase()] !== undefined) this.fail('PARSE003', `missing time unit in ${what}: \`${tok.image}\``, span, `write it per time unit, for example \`${tok.image}/min\``);
       if (bare) this.fail('PARSE004', `\`${tok.image}\` is not a rate`, span, `write a count per time unit, for example \`${bare[1]}/${RATE_UNITS.includes(bare[2]!) ? bare[2] : 'h'}\``);
       this.fail('PARSE002', `expected ${what} (a rate such as ${example}), found \`${tok.image}\``, span);
     }

@@ -71,6 +71,11 @@ describe('checks', () => {
 });
 
 describe('more checks', () => {
+  it('asks for a time unit, not a count, after a data size (PARSE003)', async () => {
+    const r = await compileFiles({ 'x.policy': H + 'default {\n  data-rate 10MB\n}\n' }, { checkOnly: true });
+    expect(r.diagnostics.map((d) => [d.code, d.help])).toEqual([['PARSE003', 'write it per time unit, for example `10MB/min`']]);
+  });
+
   it('treats every limit in `global` as global (VAL012 on a repeat)', async () => {
     expect(await codes('global {\n  rate 20/s\n  rate 10/s global\n}\n')).toEqual(['VAL012 x.policy:4:3']);
   });
