@@ -93,6 +93,8 @@ export interface AccountingWriter {
   close(): void;
   /** Lines written so far. */
   readonly written: number;
+  /** The last failed background flush (lines stay buffered and are retried), if the last attempt failed. */
+  readonly lastError: Error | undefined;
 }
 
 export function openAccounting(dir: string, options: { flushMs?: number; clock?: () => number } = {}): AccountingWriter {
@@ -102,6 +104,7 @@ export function openAccounting(dir: string, options: { flushMs?: number; clock?:
   const fds = new Map<string, number>();
   let written = 0;
   let timer: NodeJS.Timeout | undefined;
+  let lastError: Error | undefined;
   const flushMs = options.flushMs ?? 200;
 
   const fileFor = (ms: number) => path.join(dir, `acct-${new Date(ms).toISOString().slice(0, 10)}.csv`);
@@ -116,6 +119,17 @@ export function openAccounting(dir: string, options: { flushMs?: number; clock?:
       fds.set(file, fd);
     }
     return fd;
+  }
+
+  /** A timed flush must not throw from a timer: a failed write is kept (buffered lines stay) and reported by `lastError`. */
+  function flushInBackground(): void {
+    try {
+      flush();
+      lastError = undefined;
+    } catch (e) {
+      lastError = e as Error;
+      timer = setTimeout(flushInBackground, Math.max(flushMs, 1000));
+    }
   }
 
   function flush(): void {
@@ -147,7 +161,7 @@ export function openAccounting(dir: string, options: { flushMs?: number; clock?:
       if (!lines) buffers.set(file, (lines = []));
       lines.push(csvLine(record));
       written++;
-      if (!timer && flushMs > 0) timer = setTimeout(flush, flushMs);
+      if (!timer && flushMs > 0) timer = setTimeout(flushInBackground, flushMs);
       if (flushMs === 0) flush();
     },
     flush,
@@ -161,6 +175,9 @@ export function openAccounting(dir: string, options: { flushMs?: number; clock?:
     },
     get written() {
       return written;
+    },
+    get lastError() {
+      return lastError;
     },
   };
 }

@@ -9,8 +9,8 @@
  *   permanent failure, never retried.
  * - NXDOMAIN: permanent (`bad-domain`); any other DNS failure (SERVFAIL, timeout,
  *   refused): temporary, retried later.
- * - Answers are cached for `ttlMs` (node:dns does not expose MX TTLs), failures for
- *   `negativeTtlMs`.
+ * - Answers and permanent failures are cached for `ttlMs` (node:dns does not expose MX
+ *   TTLs), temporary failures for `negativeTtlMs`.
  *
  * No module state: build one resolver per runtime and pass it where it is needed.
  */
@@ -101,14 +101,26 @@ export function createMxResolver(options: MxResolverOptions = {}): MxResolver {
       return { ok: false, permanent: true, code: 'NULLMX', reason: `${domain} accepts no mail (null MX)` };
     }
     if (records.length === 0) {
-      // Implicit MX: the domain itself, if it has an address.
-      const has = async (f: (n: string) => Promise<string[]>) => (await f(domain).catch(() => [] as string[])).length > 0;
+      // Implicit MX: the domain itself, if it has an address. A lookup that fails for a
+      // reason other than "no such records" leaves the answer open: temporary, not NOMX.
+      let temporary: string | undefined;
+      const has = async (f: (n: string) => Promise<string[]>) => {
+        try {
+          return (await f(domain)).length > 0;
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+          if (code !== 'ENODATA' && !PERMANENT.has(code)) temporary = code;
+          return false;
+        }
+      };
       if ((await has((n) => dns.resolve4(n))) || (await has((n) => dns.resolve6(n)))) return { ok: true, via: 'implicit', hosts: [{ host: domain, port, preference: 0 }] };
+      if (temporary) return { ok: false, permanent: false, code: temporary, reason: `${domain}: address lookup failed (${temporary})` };
       return { ok: false, permanent: true, code: 'NOMX', reason: `${domain} has no MX and no address records` };
     }
+    const usable = records.filter((r) => r.exchange !== '' && r.exchange !== '.');
+    if (usable.length === 0) return { ok: false, permanent: true, code: 'NULLMX', reason: `${domain} accepts no mail (only null MX records)` };
     // Preference order; equal preferences shuffled (a random key per host, then sort).
-    const keyed = records
-      .filter((r) => r.exchange !== '' && r.exchange !== '.')
+    const keyed = usable
       .map((r) => ({ host: r.exchange.toLowerCase().replace(/\.$/, ''), port, preference: r.priority, key: random() }));
     keyed.sort((a, b) => a.preference - b.preference || a.key - b.key);
     return { ok: true, via: 'mx', hosts: keyed.map(({ host, port: p, preference }) => ({ host, port: p, preference })) };

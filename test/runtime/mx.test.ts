@@ -17,6 +17,8 @@ beforeAll(async () => {
     'nullmx.test': { MX: [{ preference: 0, exchange: '.' }] },
     'noaddress.test': {},
     'broken.test': { rcode: 'SERVFAIL' },
+    'flaky-a.test': { failTypes: ['A', 'AAAA'] },
+    'dots.test': { MX: [{ preference: 0, exchange: '.' }, { preference: 10, exchange: '.' }] },
   });
 });
 afterAll(() => dns.close());
@@ -48,8 +50,13 @@ describe('MX resolution', () => {
     expect(await resolver().resolve('noaddress.test')).toMatchObject({ ok: false, permanent: true, code: 'NOMX' });
   });
 
-  it('treats a server failure as temporary', async () => {
+  it('treats a server failure as temporary, also when the implicit-MX address lookup fails', async () => {
     expect(await resolver().resolve('broken.test')).toMatchObject({ ok: false, permanent: false });
+    expect(await resolver().resolve('flaky-a.test')).toMatchObject({ ok: false, permanent: false });
+  });
+
+  it('treats MX records that are all `.` as a null MX', async () => {
+    expect(await resolver().resolve('dots.test')).toMatchObject({ ok: false, permanent: true, code: 'NULLMX' });
   });
 
   it('caches answers for the TTL, and shares one query among concurrent lookups', async () => {
