@@ -3,12 +3,14 @@ import { buildCommand, BUILD_HELP } from './build.ts';
 import { check, CHECK_HELP } from './check.ts';
 import { EXIT, UsageError, type Io } from './common.ts';
 import { fmtCommand, FMT_HELP } from './fmt.ts';
+import { runCommand, RUN_HELP } from './run.ts';
 import { testCommand, TEST_HELP } from './test.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[], io: Io) => Promise<number>; help: string; summary: string }> = {
   check: { run: check, help: CHECK_HELP, summary: 'check policy files and report problems' },
   build: { run: buildCommand, help: BUILD_HELP, summary: 'compile policy files into an artifact' },
   fmt: { run: fmtCommand, help: FMT_HELP, summary: 'format policy files canonically' },
+  run: { run: runCommand, help: RUN_HELP, summary: 'accept mail and deliver it under the policies' },
   test: { run: testCommand, help: TEST_HELP, summary: 'run the policies\' test blocks against the compiled artifact' },
 };
 

@@ -1,0 +1,91 @@
+/** `petrel run`: compile the policies, load the artifact, and deliver mail under it. */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { COMPILER_VERSION, compile, renderDiagnostics } from '../compiler/index.ts';
+import { loadArtifact } from '../runtime/loader.ts';
+import { startRuntime } from '../runtime/runtime.ts';
+import { diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
+
+export const RUN_HELP = `usage: petrel run [options]
+
+Start Petrel: compile the policies, load the artifact, accept mail over SMTP into the
+durable spool, and deliver it under the policy. Stops on SIGTERM or SIGINT: no new mail is
+accepted, deliveries in flight finish (up to --grace), everything else stays spooled.
+
+options:
+  --policies <path>     policy file or directory; repeat for several (default: policies, stdlib)
+  --spool <dir>         spool directory (default: var/spool)
+  --acct <dir>          accounting directory (default: var/acct)
+  --artifact <dir>      where the compiled artifact is written (default: var/artifact)
+  --smtp <host:port>    SMTP submission listener (default: 127.0.0.1:2525)
+  --http <host:port>    HTTP API listener (default: 127.0.0.1:8025); GET /api/v1/status
+  --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX
+  --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
+  -h, --help            show this help
+
+This is the runtime's first assembly; docs/runtime.md says what it does and does not do yet.
+exit codes: 0 stopped cleanly, 1 internal error, 2 usage error, 3 policy errors
+`;
+
+function listen(value: string, flag: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(value);
+  if (!m) throw new UsageError(`\`${flag}\` takes host:port, not \`${value}\``);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+export async function runCommand(argv: string[], io: Io): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    policies: { type: 'string', multiple: true },
+    spool: { type: 'string' },
+    acct: { type: 'string' },
+    artifact: { type: 'string' },
+    smtp: { type: 'string' },
+    http: { type: 'string' },
+    'mx-override': { type: 'string' },
+    grace: { type: 'string' },
+  });
+  if (values.help) {
+    io.out(RUN_HELP);
+    return EXIT.ok;
+  }
+  const at = (p: string) => path.resolve(io.cwd, p);
+  let mxOverride: Record<string, string> | undefined;
+  if (values['mx-override']) {
+    try {
+      mxOverride = JSON.parse(readFileSync(at(values['mx-override']), 'utf8')) as Record<string, string>;
+    } catch (e) {
+      throw new UsageError(`cannot read \`--mx-override\` ${values['mx-override']}: ${(e as Error).message}`);
+    }
+    if (typeof mxOverride !== 'object' || mxOverride === null || Object.values(mxOverride).some((v) => typeof v !== 'string')) throw new UsageError('`--mx-override` must be a JSON object of domain → "host:port"');
+  }
+  const grace = Number(values.grace ?? 30);
+  if (!(grace >= 0)) throw new UsageError('`--grace` takes a number of seconds');
+  const policyPaths = values.policies ?? ['policies', 'stdlib'];
+  const result = await compile({ inputs: findPolicyFiles(policyPaths, io.cwd), host: diskHost(io.cwd), name: path.basename(at(policyPaths[0]!)) });
+  io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
+  if (!result.artifact) return EXIT.policy;
+  const artifactDir = at(values.artifact ?? 'var/artifact');
+  mkdirSync(artifactDir, { recursive: true });
+  writeFileSync(path.join(artifactDir, result.artifact.moduleFile), result.artifact.module);
+  writeFileSync(path.join(artifactDir, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
+  writeFileSync(path.join(artifactDir, 'manifest.json'), JSON.stringify(result.artifact.manifest, null, 2) + '\n');
+  const { artifact, manifest } = await loadArtifact(artifactDir);
+  const runtime = await startRuntime({
+    artifact,
+    manifest,
+    spoolDir: at(values.spool ?? 'var/spool'),
+    accountingDir: at(values.acct ?? 'var/acct'),
+    smtp: listen(values.smtp ?? '127.0.0.1:2525', '--smtp'),
+    http: listen(values.http ?? '127.0.0.1:8025', '--http'),
+    ...(mxOverride ? { mxOverride } : {}),
+  });
+  io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on port ${runtime.smtpPort}, HTTP on port ${runtime.httpPort}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  io.err('petrel: stopping\n');
+  await runtime.stop(grace * 1000);
+  return EXIT.ok;
+}

@@ -1,0 +1,48 @@
+/**
+ * Loading a compiled artifact: read its manifest, check the ABI version and the module's
+ * own `meta`, import it, and run a self-test of every member before anything uses it.
+ * The runtime never compiles: it only loads what `petrel build` wrote.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ABI_VERSION, type ArtifactManifest, type PolicyArtifact } from './abi.ts';
+
+export class ArtifactError extends Error {}
+
+/** Loads `dir/manifest.json` and the module it names; throws ArtifactError with the reason on any mismatch. */
+export async function loadArtifact(dir: string): Promise<{ artifact: PolicyArtifact; manifest: ArtifactManifest }> {
+  let manifest: ArtifactManifest;
+  try {
+    manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as ArtifactManifest;
+  } catch (e) {
+    throw new ArtifactError(`cannot read ${path.join(dir, 'manifest.json')}: ${(e as Error).message}`);
+  }
+  if (manifest.abi !== ABI_VERSION) throw new ArtifactError(`artifact ABI ${manifest.abi}, this runtime speaks ABI ${ABI_VERSION}`);
+  if (typeof manifest.module !== 'string' || manifest.module.includes('/') || manifest.module.includes('\\')) throw new ArtifactError('manifest names no module file');
+  const url = pathToFileURL(path.join(dir, manifest.module));
+  // A fresh query string per load, so a rebuilt module at the same path is imported anew.
+  url.search = `?hash=${manifest.hash}`;
+  const artifact = (await import(url.href)).default as PolicyArtifact;
+  selfTest(artifact, manifest);
+  return { artifact, manifest };
+}
+
+/** Every member answers a plain question with the right kind of answer. */
+function selfTest(a: PolicyArtifact, manifest: ArtifactManifest): void {
+  const fail = (what: string) => {
+    throw new ArtifactError(`artifact ${manifest.hash.slice(0, 12)} fails its self-test: ${what}`);
+  };
+  if (!a || typeof a !== 'object' || !Object.isFrozen(a)) fail('default export is not a frozen object');
+  if (a.meta?.hash !== manifest.hash || a.meta.abi !== ABI_VERSION) fail('meta does not match the manifest');
+  const route = a.route('example.com');
+  if (typeof route !== 'string') fail('route() did not return a route id');
+  const s = a.settings(route);
+  if (!s || !Array.isArray(s.connections) || typeof s.expireSeconds !== 'number') fail('settings() did not return settings');
+  const r = a.react(route, '250 2.0.0 OK');
+  if (r.category !== 'success') fail('react() does not call a 250 reply a success');
+  if (a.react(route, '550 5.1.1 no such user').disposition !== 'hard') fail('react() does not call 550 5.1.1 hard');
+  const d = a.retryDelay(route, 1);
+  if (d !== null && !(typeof d === 'number' && d > 0)) fail('retryDelay() returned neither a delay nor null');
+  if (typeof a.warmupLimit('no-such-ramp', route, 0) !== 'number') fail('warmupLimit() did not return a number');
+}

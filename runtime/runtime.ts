@@ -1,0 +1,348 @@
+/**
+ * The delivery runtime, first assembly: SMTP submission into the durable spool, a
+ * scheduler that admits deliveries through the limiters and the policy's reaction state,
+ * delivery sessions to the MX hosts, and every reply judged by the loaded artifact —
+ * retry, bounce or back off — with an accounting record naming the policy version.
+ *
+ * What this first assembly does not do yet (docs/runtime.md, "Still to build"): worker
+ * threads (deliveries run on the main event loop; network I/O is asynchronous), connection
+ * reuse across messages, sources and pools from the policy (one unbound source named
+ * `default`), warmup, HTTP submission, AUTH, STARTTLS on submission, hot reload.
+ *
+ * No module state: everything lives in the object `startRuntime` returns.
+ */
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { ArtifactManifest, PolicyArtifact, Reaction } from './abi.ts';
+import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
+import { takeControlHeaders } from './headers.ts';
+import { connectionRequest, MemoryLimiterStore, messageRequests } from './limiters.ts';
+import { createMxResolver, type MxResolver } from './mx.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type PolicyState } from './policy-state.ts';
+import { openSession } from './smtp-client.ts';
+import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
+
+export interface RuntimeOptions {
+  artifact: PolicyArtifact;
+  manifest: ArtifactManifest;
+  spoolDir: string;
+  accountingDir: string;
+  smtp: { host: string; port: number; maxMessageBytes?: number; clientNetworks?: string[] };
+  http: { host: string; port: number };
+  /** Domain (or `*`) → `host:port`: where to deliver instead of the domain's MX. */
+  mxOverride?: Record<string, string>;
+  /** Our EHLO name. */
+  ehlo?: string;
+  /** Deliveries in flight at most, over everything. */
+  maxInFlight?: number;
+  clock?: () => number;
+  random?: () => number;
+  /** Shorter connection timeouts for tests. */
+  connectTimeoutMs?: number;
+  greetingTimeoutMs?: number;
+}
+
+export interface RuntimeStatus {
+  policy: { name: string; version: string; hash: string };
+  accepted: number;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  queued: number;
+  inFlight: number;
+  backoffs: { queue: string; until: string; reason: string; rule: string | null }[];
+  suspensions: { key: string; until: string; reason: string; rule: string | null }[];
+}
+
+export interface Runtime {
+  smtpPort: number;
+  httpPort: number;
+  status(): RuntimeStatus;
+  /** Stops accepting, waits for deliveries in flight (up to `graceMs`), keeps the rest spooled. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const SOURCE = 'default';
+
+/** One unit of delivery work: the open recipients of one message at one recipient domain. */
+interface Work {
+  id: string;
+  domain: string;
+  rcpts: string[];
+  notBefore: number;
+}
+
+export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const clock = options.clock ?? Date.now;
+  const random = options.random ?? Math.random;
+  const { artifact, manifest } = options;
+  const spool: Spool = await openSpool(options.spoolDir);
+  const acct: AccountingWriter = openAccounting(options.accountingDir);
+  const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
+  const limiters = new MemoryLimiterStore({ clock });
+  const state: PolicyState = createPolicyState();
+  const ehlo = options.ehlo ?? hostname();
+  const maxInFlight = options.maxInFlight ?? 100;
+  const counters = { accepted: 0, delivered: 0, deferred: 0, bounced: 0 };
+  const work: Work[] = [];
+  let inFlight = 0;
+  let stopping = false;
+  let timer: NodeJS.Timeout | undefined;
+  const idle: (() => void)[] = [];
+
+  const enqueue = (m: SpooledMessage, notBeforeOf: (rcpt: string) => number) => {
+    const byDomain = new Map<string, string[]>();
+    for (const r of m.recipients) {
+      const domain = r.rcpt.slice(r.rcpt.lastIndexOf('@') + 1).toLowerCase();
+      byDomain.set(domain, [...(byDomain.get(domain) ?? []), r.rcpt]);
+    }
+    for (const [domain, rcpts] of byDomain) work.push({ id: m.id, domain, rcpts, notBefore: Math.max(...rcpts.map(notBeforeOf)) });
+  };
+  // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
+  for (const m of spool.pending()) enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
+
+  const record = (type: RecordType, m: SpooledMessage, rcpt: string, route: string, reply: string, reaction: Reaction | undefined, mxHost: string) => {
+    const status = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(reply)?.[1] ?? (type === 'd' ? '2.0.0' : type === 'b' ? '5.0.0' : '4.0.0');
+    acct.write({
+      type,
+      timeLogged: clock(),
+      timeQueued: m.receivedAt,
+      orig: m.envelope.from,
+      rcpt,
+      dsnAction: type === 'd' ? 'relayed' : type === 'b' ? 'failed' : 'delayed',
+      dsnStatus: status,
+      dsnDiag: `smtp;${reply}`,
+      dsnMta: mxHost ? `dns;${mxHost}` : '',
+      bounceCat: reaction && reaction.category !== 'success' ? reaction.category : '',
+      vmta: SOURCE,
+      queue: `${queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase())}/${SOURCE}`,
+      jobId: m.campaign ?? '',
+      tenant: m.tenant ?? '',
+      policyVersion: manifest.hash,
+      policyRule: reaction?.rule ? `${reaction.rule.file}:${reaction.rule.line}` : '',
+    });
+  };
+
+  /** Decides one recipient's fate from its reply. */
+  async function judge(m: SpooledMessage, rcpt: string, route: string, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string): Promise<void> {
+    const reaction = artifact.react(route, reply, phase);
+    const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: SOURCE, tenant: m.tenant };
+    applyReaction(state, context, reaction, reply, clock());
+    if (accepted) {
+      await spool.recordOutcome(m.id, rcpt, 'delivered');
+      counters.delivered++;
+      record('d', m, rcpt, route, reply, reaction, mxHost);
+      return;
+    }
+    const settings = artifact.settings(route, undefined, m.tenant);
+    const attempt = (m.recipients.find((r) => r.rcpt === rcpt)?.attempts ?? 0) + 1;
+    const backoffCurve = activeBackoff(state, context, clock())?.overrides.retry;
+    const delay = artifact.retryDelay(route, attempt, reply, backoffCurve);
+    const expired = delay !== null && clock() + delay > m.receivedAt + settings.expireSeconds * 1000;
+    if (delay === null || expired) {
+      await spool.recordOutcome(m.id, rcpt, expired ? 'expired' : 'bounced');
+      counters.bounced++;
+      const why = expired ? { ...reaction, category: 'message-expired' as const } : reaction;
+      record('b', m, rcpt, route, reply, why, mxHost);
+      return;
+    }
+    const jitter = 1 + (random() * 2 - 1) * settings.retryJitter;
+    const at = clock() + Math.round(delay * jitter);
+    await spool.recordDeferral(m.id, rcpt, at);
+    counters.deferred++;
+    record('t', m, rcpt, route, reply, reaction, mxHost);
+    const updated = spool.get(m.id);
+    if (updated) work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at });
+  }
+
+  /**
+   * The queue a route's traffic to `domain` is in: the route itself, except that every
+   * domain no provider claims gets its own queue under `default` — otherwise one slow or
+   * blocking domain in the long tail would hold back all the others (PowerMTA's `domain *`).
+   */
+  function queueOf(route: string, domain: string): string {
+    return route === 'default' ? `default/${domain}` : route;
+  }
+
+  async function deliver(item: Work, route: string, hosts: { host: string; port: number }[], lease: { release: () => void }): Promise<void> {
+    try {
+      const m = spool.get(item.id);
+      if (!m) return;
+      const rcpts = item.rcpts.filter((r) => m.recipients.some((x) => x.rcpt === r));
+      if (rcpts.length === 0) return;
+      const settings = settingsUnderBackoff(artifact.settings(route, undefined, m.tenant), activeBackoff(state, { route: queueOf(route, item.domain), source: SOURCE, tenant: m.tenant }, clock())?.overrides);
+      const raw = await spool.read(m.id);
+      let lastFailure: { reply: string; phase: 'connect' | 'ehlo'; host: string } | undefined;
+      for (const target of hosts) {
+        const opened = await openSession({ host: target.host, port: target.port, ehlo, tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
+        if (!opened.ok) {
+          lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host };
+          const reaction = artifact.react(route, opened.reply, opened.phase);
+          // A refusal that names this host only (or a connection failure) moves on to the next MX.
+          if (reaction.disposition === 'hard' && !reaction.actions.some((a) => a.type === 'skip-mx')) break;
+          continue;
+        }
+        const session = opened.session;
+        try {
+          const perTransaction = settings.recipientsPerTransaction ?? rcpts.length;
+          for (let i = 0; i < rcpts.length; i += perTransaction) {
+            const batch = rcpts.slice(i, i + perTransaction);
+            const result = await session.send({ from: m.envelope.from, to: batch, raw });
+            for (const r of result.perRecipient) await judge(m, r.rcpt, route, r.reply, r.phase, r.accepted, target.host);
+          }
+        } finally {
+          await session.close();
+        }
+        return;
+      }
+      for (const rcpt of rcpts) await judge(m, rcpt, route, lastFailure?.reply ?? '421 4.4.1 no answer from host', lastFailure?.phase ?? 'connect', false, lastFailure?.host ?? '');
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Starts every delivery that is due and allowed; schedules the next look. */
+  async function pump(): Promise<void> {
+    if (stopping) return;
+    const now = clock();
+    let next = Infinity;
+    const due = work.filter((w) => w.notBefore <= now);
+    for (const item of due) {
+      if (inFlight >= maxInFlight) break;
+      const m = spool.get(item.id);
+      if (!m) {
+        work.splice(work.indexOf(item), 1);
+        continue;
+      }
+      const answer = await mx.resolve(item.domain);
+      if (!answer.ok) {
+        work.splice(work.indexOf(item), 1);
+        const reply = answer.permanent ? `550 5.1.2 ${answer.reason}` : `451 4.4.3 ${answer.reason}`;
+        for (const rcpt of item.rcpts) await judge(m, rcpt, artifact.route(item.domain), reply, 'connect', false, '');
+        continue;
+      }
+      const route = artifact.route(item.domain, answer.via === 'mx' ? answer.hosts.map((h) => h.host) : undefined);
+      const context = { route: queueOf(route, item.domain), source: SOURCE, tenant: m.tenant };
+      const stopped = activeSuspensions(state, context, now);
+      if (stopped.length > 0 || isDisabled(state, context)) {
+        const until = stopped.length ? Math.max(...stopped.map((s) => s.until)) : now + 3_600_000;
+        item.notBefore = until;
+        next = Math.min(next, until);
+        continue;
+      }
+      const settings = settingsUnderBackoff(artifact.settings(route, undefined, m.tenant), activeBackoff(state, context, now)?.overrides);
+      const path = { route: context.route, source: SOURCE, ...(m.tenant ? { tenant: m.tenant } : {}) };
+      const conn = connectionRequest(settings, path);
+      const msg = messageRequests(settings, path)(m.size);
+      const got = await limiters.tryAcquire({ rates: [...conn.rates, ...msg.rates], concurrency: [...conn.concurrency, ...msg.concurrency] });
+      if (!got.ok) {
+        item.notBefore = now + (got.retryAfterMs ?? 50);
+        next = Math.min(next, item.notBefore);
+        continue;
+      }
+      work.splice(work.indexOf(item), 1);
+      inFlight++;
+      const lease = got.lease;
+      void deliver(item, route, answer.hosts, {
+        release: () => {
+          void limiters.release(lease);
+          inFlight--;
+          schedule(0);
+          if (inFlight === 0) for (const f of idle.splice(0)) f();
+        },
+      });
+    }
+    for (const w of work) next = Math.min(next, w.notBefore);
+    if (next !== Infinity) schedule(Math.max(0, next - clock()));
+  }
+
+  function schedule(ms: number): void {
+    if (stopping) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      pump().catch((e) => process.emitWarning(`petrel scheduler: ${(e as Error).message}`));
+    }, Math.min(ms, 60_000));
+  }
+
+  const clientNetworks = options.smtp.clientNetworks ?? ['127.', '::1', '::ffff:127.'];
+  const smtp = new SMTPServer({
+    name: ehlo,
+    banner: 'Petrel',
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    size: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
+    logger: false,
+    onRcptTo(address, session: SMTPServerSession, callback) {
+      const local = clientNetworks.some((n) => session.remoteAddress.startsWith(n));
+      if (!local) return callback(Object.assign(new Error('5.7.1 Relaying denied'), { responseCode: 550 }));
+      callback();
+    },
+    onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        if (stream.sizeExceeded) return callback(Object.assign(new Error('5.3.4 Message too big'), { responseCode: 552 }));
+        if (stopping) return callback(Object.assign(new Error('4.3.2 Shutting down, try again later'), { responseCode: 421 }));
+        const { values, message } = takeControlHeaders(Buffer.concat(chunks));
+        const id = spool.newId();
+        const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: [...new Set(session.envelope.rcptTo.map((r) => r.address))] };
+        const spooled = { id, envelope, size: message.length, receivedAt: clock(), ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
+        // Acknowledge only once durable: a spool failure answers 4xx and nothing was promised.
+        spool.accept(spooled, message).then(
+          () => {
+            counters.accepted++;
+            enqueue(spool.get(id)!, () => 0);
+            schedule(0);
+            callback(null, `2.0.0 queued as ${id}`);
+          },
+          (e: Error) => callback(Object.assign(new Error(`4.3.0 Spool error: ${e.message}`), { responseCode: 451 })),
+        );
+      });
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    smtp.once('error', reject);
+    smtp.listen(options.smtp.port, options.smtp.host, () => resolve());
+  });
+
+  const status = (): RuntimeStatus => ({
+    policy: { name: manifest.name, version: manifest.version, hash: manifest.hash },
+    ...counters,
+    queued: spool.pending().reduce((n, m) => n + m.recipients.length, 0),
+    inFlight,
+    backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: b.rule ? `${b.rule.file}:${b.rule.line}` : null })),
+    suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: s.rule ? `${s.rule.file}:${s.rule.line}` : null })),
+  });
+  const http: HttpServer = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/api/v1/status') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(status()));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'not found' }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(options.http.port, options.http.host, () => resolve());
+  });
+
+  schedule(0);
+  return {
+    smtpPort: (smtp.server.address() as AddressInfo).port,
+    httpPort: (http.address() as AddressInfo).port,
+    status,
+    async stop(graceMs = 30_000) {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      await new Promise<void>((resolve) => smtp.close(() => resolve()));
+      if (inFlight > 0) await Promise.race([new Promise<void>((resolve) => idle.push(resolve)), new Promise((r) => setTimeout(r, graceMs))]);
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+      acct.close();
+      await spool.close();
+    },
+  };
+}

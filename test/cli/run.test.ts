@@ -1,0 +1,76 @@
+/** The real `petrel run` process: starts on the shipped policies, delivers over loopback, stops cleanly on SIGTERM. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ROOT } from '../helpers.ts';
+
+let child: ChildProcess | undefined;
+let sink: SMTPServer | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  if (child && child.exitCode === null) child.kill('SIGKILL');
+  child = undefined;
+  if (sink) await new Promise<void>((r) => sink!.close(() => r()));
+  sink = undefined;
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('petrel run (binary)', () => {
+  it('delivers a submitted message to the MX override and exits 0 on SIGTERM', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-run-'));
+    const received: string[] = [];
+    sink = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['AUTH', 'STARTTLS'],
+      logger: false,
+      onData(stream, session, cb) {
+        stream.on('data', () => undefined);
+        stream.on('end', () => {
+          received.push(...session.envelope.rcptTo.map((r) => r.address));
+          cb();
+        });
+      },
+    });
+    await new Promise<void>((r) => sink!.listen(0, '127.0.0.1', () => r()));
+    const sinkPort = (sink.server.address() as AddressInfo).port;
+    writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sinkPort}` }));
+
+    child = spawn(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json'), '--grace', '5'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const ports = await new Promise<{ smtp: number; http: number }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`petrel run did not start: ${stderr}`)), 30_000);
+      child!.stderr!.on('data', () => {
+        const m = /SMTP on port (\d+), HTTP on port (\d+)/.exec(stderr);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ smtp: Number(m[1]), http: Number(m[2]) });
+        }
+      });
+      child!.once('exit', (code) => reject(new Error(`petrel run exited ${code}: ${stderr}`)));
+    });
+
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true });
+    await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'hello' });
+    const end = Date.now() + 20_000;
+    let status: { delivered: number; policy: { hash: string } } | undefined;
+    while (Date.now() < end) {
+      status = (await (await fetch(`http://127.0.0.1:${ports.http}/api/v1/status`)).json()) as typeof status;
+      if (status!.delivered === 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status?.delivered).toBe(1);
+    expect(received).toEqual(['someone@example.org']);
+
+    const exit = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    const acct = readdirSync(path.join(dir, 'acct')).map((f) => readFileSync(path.join(dir!, 'acct', f), 'utf8')).join('');
+    expect(acct).toMatch(new RegExp(`^d,.*,someone@example\\.org,relayed,.*,default/example\\.org/default,.*,${status!.policy.hash},`, 'm'));
+  });
+});

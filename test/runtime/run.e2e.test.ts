@@ -1,0 +1,161 @@
+/**
+ * The assembled runtime end to end over loopback: a client submits with nodemailer, the
+ * runtime spools and delivers to a scripted smtp-server acting as the receiving MX, and
+ * accounting records what the policy decided.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadArtifact } from '../../runtime/loader.ts';
+import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
+import { compileFiles } from '../helpers.ts';
+
+const POLICY = `policy e2e version 1.0.0
+
+default {
+  retry {
+    after 1s
+    then every 2s
+    expire 1h
+  }
+  on reply 550 5.1.1 {
+    bounce bad-mailbox
+    example "550 5.1.1 No such user"
+  }
+}
+`;
+
+interface Sink {
+  port: number;
+  received: { to: string[]; raw: string; remote: string }[];
+  close(): Promise<void>;
+}
+
+async function startSink(): Promise<Sink> {
+  const received: Sink['received'] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideENHANCEDSTATUSCODES: true,
+    logger: false,
+    onRcptTo(address, _session, cb) {
+      if (address.address.startsWith('unknown@')) return cb(Object.assign(new Error('5.1.1 No such user'), { responseCode: 550 }));
+      cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        received.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString(), remote: session.remoteAddress });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { port: (server.server.address() as AddressInfo).port, received, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+let dir: string;
+let sink: Sink;
+let runtime: Runtime | undefined;
+beforeEach(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'petrel-e2e-'));
+  sink = await startSink();
+  const built = await compileFiles({ 'e2e.policy': POLICY });
+  const art = path.join(dir, 'artifact');
+  mkdirSync(art);
+  writeFileSync(path.join(art, built.artifact!.moduleFile), built.artifact!.module);
+  writeFileSync(path.join(art, `${built.artifact!.moduleFile}.map`), built.artifact!.sourceMap);
+  writeFileSync(path.join(art, 'manifest.json'), JSON.stringify(built.artifact!.manifest));
+});
+afterEach(async () => {
+  await runtime?.stop(5_000);
+  runtime = undefined;
+  await sink.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function start(override: Record<string, string>, extra: Partial<Parameters<typeof startRuntime>[0]> = {}): Promise<Runtime> {
+  const { artifact, manifest } = await loadArtifact(path.join(dir, 'artifact'));
+  runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: override, ehlo: 'petrel.test', connectTimeoutMs: 1000, greetingTimeoutMs: 2000, ...extra });
+  return runtime;
+}
+
+function submit(port: number, to: string[], headers: Record<string, string> = {}) {
+  const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+  return transport.sendMail({ from: 'news@shop.example', to, subject: 'hello', text: 'body text', headers });
+}
+
+function accounting(): string[][] {
+  const files = readdirSync(path.join(dir, 'acct'));
+  return files.flatMap((f) => readFileSync(path.join(dir, 'acct', f), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',')));
+}
+
+describe('petrel run (first assembly)', () => {
+  it('delivers accepted mail, bounces an unknown user, strips control headers, and accounts for both with the policy version', async () => {
+    const r = await start({ '*': `127.0.0.1:${sink.port}` });
+    const info = await submit(r.smtpPort, ['ok@a.example', 'unknown@a.example'], { 'X-Petrel-Campaign': 'black-friday', 'X-Petrel-Tenant': 'shop' });
+    expect(info.response).toMatch(/^250 .*queued as /);
+    await until('both recipients decided', () => r.status().delivered + r.status().bounced === 2);
+    expect(sink.received).toHaveLength(1);
+    expect(sink.received[0]!.to).toEqual(['ok@a.example']);
+    expect(sink.received[0]!.raw).toContain('body text');
+    expect(sink.received[0]!.raw).not.toMatch(/X-Petrel-/i);
+    const status = r.status();
+    expect(status).toMatchObject({ accepted: 1, delivered: 1, bounced: 1, queued: 0 });
+    const hash = status.policy.hash;
+    await r.stop(1000);
+    runtime = undefined;
+    const rows = accounting();
+    const byRcpt = Object.fromEntries(rows.map((row) => [row[4], row]));
+    expect(byRcpt['ok@a.example']).toMatchObject({ 0: 'd', 5: 'relayed', 12: 'black-friday', 13: 'shop', 14: hash });
+    expect(byRcpt['unknown@a.example']).toMatchObject({ 0: 'b', 6: '5.1.1', 9: 'bad-mailbox', 14: hash, 15: 'e2e.policy:9' });
+  });
+
+  it('refuses to relay for clients outside its networks', async () => {
+    const r = await start({ '*': `127.0.0.1:${sink.port}` }, { smtp: { host: '127.0.0.1', port: 0, clientNetworks: ['10.'] } });
+    await expect(submit(r.smtpPort, ['ok@a.example'])).rejects.toMatchObject({ responseCode: 550 });
+    expect(r.status().accepted).toBe(0);
+  });
+
+  it('retries an unreachable MX under the policy curve, and after a restart delivers what was spooled', async () => {
+    // Nothing listens on this port: every attempt is a connection failure (421 4.4.1).
+    const closed = await startSink();
+    const deadPort = closed.port;
+    await closed.close();
+    let r = await start({ '*': `127.0.0.1:${deadPort}` });
+    await submit(r.smtpPort, ['later@b.example']);
+    await until('a deferral', () => r.status().deferred >= 1);
+    expect(r.status()).toMatchObject({ delivered: 0, bounced: 0, queued: 1 });
+    await r.stop(1000);
+    runtime = undefined;
+    r = await start({ '*': `127.0.0.1:${sink.port}` });
+    expect(r.status().queued).toBe(1);
+    await until('delivery after restart', () => r.status().delivered === 1, 20_000);
+    expect(sink.received.map((m) => m.to)).toEqual([['later@b.example']]);
+    await r.stop(1000);
+    runtime = undefined;
+    const types = accounting().filter((row) => row[4] === 'later@b.example').map((row) => row[0]);
+    expect(types[0]).toBe('t');
+    expect(types.at(-1)).toBe('d');
+  });
+
+  it('answers the status API over HTTP', async () => {
+    const r = await start({ '*': `127.0.0.1:${sink.port}` });
+    const res = await fetch(`http://127.0.0.1:${r.httpPort}/api/v1/status`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ policy: { name: 'test', version: '1.0.0' }, accepted: 0, queued: 0, inFlight: 0 });
+  });
+});
