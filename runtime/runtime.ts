@@ -203,8 +203,31 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
   }
 
-  /** Starts every delivery that is due and allowed; schedules the next look. */
+  let pumping = false;
+  let pumpAgain = false;
+
+  /**
+   * Starts every delivery that is due and allowed; schedules the next look. One pass at a
+   * time: a pass awaits DNS and the limiter store, and a second pass running meanwhile
+   * could start the same work twice.
+   */
   async function pump(): Promise<void> {
+    if (pumping) {
+      pumpAgain = true;
+      return;
+    }
+    pumping = true;
+    try {
+      do {
+        pumpAgain = false;
+        await pass();
+      } while (pumpAgain && !stopping);
+    } finally {
+      pumping = false;
+    }
+  }
+
+  async function pass(): Promise<void> {
     if (stopping) return;
     const now = clock();
     let next = Infinity;
