@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hasErrors, type Diagnostic } from '../grammar/index.ts';
-import { ABI_VERSION, type ArtifactManifest, type ArtifactMeta } from '../runtime/abi.ts';
+import { ABI_VERSION, type ArtifactManifest, type ArtifactMeta, type DeliveryTopology } from '../runtime/abi.ts';
 import { bundle, emit } from './emit.ts';
 import type { IR } from './ir.ts';
 import { load, type SourceHost, type SourceSet } from './load.ts';
@@ -99,9 +99,18 @@ export async function compile(options: CompileOptions): Promise<CompileResult> {
     module,
     moduleFile,
     sourceMap,
-    manifest: { name: ir.name, version: ir.version, hash, abi: ABI_VERSION, module: moduleFile, sources: ir.files, compiler: { name: 'petrel', version: COMPILER_VERSION } },
+    manifest: { name: ir.name, version: ir.version, hash, abi: ABI_VERSION, module: moduleFile, sources: ir.files, compiler: { name: 'petrel', version: COMPILER_VERSION }, delivery: topology(ir) },
   };
   return result;
+}
+
+/** The manifest's `delivery`: sources, pools and tenants for the runtime to send from. */
+function topology(ir: IR): DeliveryTopology {
+  return {
+    sources: Object.values(ir.sources).map((s) => ({ name: s.name, address: s.address, ehlo: s.ehlo, warmup: s.warmup ? { ...s.warmup, overflowPool: ir.warmups[s.warmup.ramp]?.overflowPool ?? null } : null })),
+    pools: Object.fromEntries(Object.values(ir.pools).map((p) => [p.name, p.sources])),
+    tenants: Object.fromEntries(Object.values(ir.tenants).map((t) => [t.name, t.pool])),
+  };
 }
 
 /** Content hash of a set: the compiler version and every file's path and text hash, in path order. */

@@ -135,4 +135,19 @@ export interface ArtifactManifest {
   module: string;
   sources: { path: string; name: string; version: string; sha256: string }[];
   compiler: { name: string; version: string };
+  /**
+   * What the runtime sends from: the policy's `source`, `pool` and `tenant` definitions
+   * (an addition to the manifest; ABI version 1 is unchanged). Empty when the policy
+   * defines none: the runtime then sends from one unbound source named `default`.
+   */
+  delivery?: DeliveryTopology;
+}
+
+/** Sources, pools and tenants as the policy defines them. */
+export interface DeliveryTopology {
+  sources: { name: string; address: string | null; ehlo: string | null; warmup: { ramp: string; since: string; overflowPool: string | null } | null }[];
+  /** Pool name → source names. */
+  pools: Record<string, string[]>;
+  /** Tenant name → its pool, if it names one. */
+  tenants: Record<string, string | null>;
 }

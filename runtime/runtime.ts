@@ -15,7 +15,7 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import type { ArtifactManifest, PolicyArtifact, Reaction } from './abi.ts';
+import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, Reaction } from './abi.ts';
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
 import { takeControlHeaders } from './headers.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests } from './limiters.ts';
@@ -64,7 +64,10 @@ export interface Runtime {
   stop(graceMs?: number): Promise<void>;
 }
 
-const SOURCE = 'default';
+/** The one unbound source used when the policy defines none. */
+const DEFAULT_SOURCE: Source = { name: 'default', address: null, ehlo: null, warmup: null };
+type Source = DeliveryTopology['sources'][number];
+const DAY_MS = 86_400_000;
 
 /** One unit of delivery work: the open recipients of one message at one recipient domain. */
 interface Work {
@@ -103,7 +106,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
   for (const m of spool.pending()) enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
 
-  const record = (type: RecordType, m: SpooledMessage, rcpt: string, route: string, reply: string, reaction: Reaction | undefined, mxHost: string) => {
+  const record = (type: RecordType, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, reaction: Reaction | undefined, mxHost: string) => {
     const status = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(reply)?.[1] ?? (type === 'd' ? '2.0.0' : type === 'b' ? '5.0.0' : '4.0.0');
     acct.write({
       type,
@@ -116,8 +119,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       dsnDiag: `smtp;${reply}`,
       dsnMta: mxHost ? `dns;${mxHost}` : '',
       bounceCat: reaction && reaction.category !== 'success' ? reaction.category : '',
-      vmta: SOURCE,
-      queue: `${queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase())}/${SOURCE}`,
+      vmta: source.name,
+      queue: `${queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase())}/${source.name}`,
       jobId: m.campaign ?? '',
       tenant: m.tenant ?? '',
       policyVersion: manifest.hash,
@@ -126,17 +129,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   };
 
   /** Decides one recipient's fate from its reply. */
-  async function judge(m: SpooledMessage, rcpt: string, route: string, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string): Promise<void> {
+  async function judge(m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string): Promise<void> {
     const reaction = artifact.react(route, reply, phase);
-    const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: SOURCE, tenant: m.tenant };
+    const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: source.name, tenant: m.tenant };
     applyReaction(state, context, reaction, reply, clock());
     if (accepted) {
       await spool.recordOutcome(m.id, rcpt, 'delivered');
       counters.delivered++;
-      record('d', m, rcpt, route, reply, reaction, mxHost);
+      record('d', m, rcpt, route, source, reply, reaction, mxHost);
       return;
     }
-    const settings = artifact.settings(route, undefined, m.tenant);
+    const settings = artifact.settings(route, source.name, m.tenant);
     const attempt = (m.recipients.find((r) => r.rcpt === rcpt)?.attempts ?? 0) + 1;
     const backoffCurve = activeBackoff(state, context, clock())?.overrides.retry;
     const delay = artifact.retryDelay(route, attempt, reply, backoffCurve);
@@ -145,14 +148,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await spool.recordOutcome(m.id, rcpt, expired ? 'expired' : 'bounced');
       counters.bounced++;
       const why = expired ? { ...reaction, category: 'message-expired' as const } : reaction;
-      record('b', m, rcpt, route, reply, why, mxHost);
+      record('b', m, rcpt, route, source, reply, why, mxHost);
       return;
     }
     const jitter = 1 + (random() * 2 - 1) * settings.retryJitter;
     const at = clock() + Math.round(delay * jitter);
     await spool.recordDeferral(m.id, rcpt, at);
     counters.deferred++;
-    record('t', m, rcpt, route, reply, reaction, mxHost);
+    record('t', m, rcpt, route, source, reply, reaction, mxHost);
     const updated = spool.get(m.id);
     if (updated) work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at });
   }
@@ -166,17 +169,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return route === 'default' ? `default/${domain}` : route;
   }
 
-  async function deliver(item: Work, route: string, hosts: { host: string; port: number }[], lease: { release: () => void }): Promise<void> {
+  async function deliver(item: Work, route: string, source: Source, hosts: { host: string; port: number }[], lease: { release: () => void }): Promise<void> {
     try {
       const m = spool.get(item.id);
       if (!m) return;
       const rcpts = item.rcpts.filter((r) => m.recipients.some((x) => x.rcpt === r));
       if (rcpts.length === 0) return;
-      const settings = settingsUnderBackoff(artifact.settings(route, undefined, m.tenant), activeBackoff(state, { route: queueOf(route, item.domain), source: SOURCE, tenant: m.tenant }, clock())?.overrides);
+      const settings = settingsUnderBackoff(artifact.settings(route, source.name, m.tenant), activeBackoff(state, { route: queueOf(route, item.domain), source: source.name, tenant: m.tenant }, clock())?.overrides);
       const raw = await spool.read(m.id);
       let lastFailure: { reply: string; phase: 'connect' | 'ehlo'; host: string } | undefined;
       for (const target of hosts) {
-        const opened = await openSession({ host: target.host, port: target.port, ehlo, tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
+        const opened = await openSession({ host: target.host, port: target.port, ehlo: source.ehlo ?? ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
         if (!opened.ok) {
           lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host };
           const reaction = artifact.react(route, opened.reply, opened.phase);
@@ -190,17 +193,75 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           for (let i = 0; i < rcpts.length; i += perTransaction) {
             const batch = rcpts.slice(i, i + perTransaction);
             const result = await session.send({ from: m.envelope.from, to: batch, raw });
-            for (const r of result.perRecipient) await judge(m, r.rcpt, route, r.reply, r.phase, r.accepted, target.host);
+            for (const r of result.perRecipient) await judge(m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host);
           }
         } finally {
           await session.close();
         }
         return;
       }
-      for (const rcpt of rcpts) await judge(m, rcpt, route, lastFailure?.reply ?? '421 4.4.1 no answer from host', lastFailure?.phase ?? 'connect', false, lastFailure?.host ?? '');
+      for (const rcpt of rcpts) await judge(m, rcpt, route, source, lastFailure?.reply ?? '421 4.4.1 no answer from host', lastFailure?.phase ?? 'connect', false, lastFailure?.host ?? '');
     } finally {
       lease.release();
     }
+  }
+
+  const topology: DeliveryTopology = manifest.delivery ?? { sources: [], pools: {}, tenants: {} };
+  const allSources = topology.sources.length > 0 ? topology.sources : [DEFAULT_SOURCE];
+  const sourceByName = new Map(allSources.map((s) => [s.name, s]));
+  const poolSources = (pool: string): Source[] => (topology.pools[pool] ?? []).flatMap((n) => sourceByName.get(n) ?? []);
+  /** Messages sent by warming-up sources, per source, route and UTC day (in memory: a restart starts the day's count again). */
+  const warmupSent = new Map<string, number>();
+  const warmupKey = (source: Source, route: string, now: number) => `${source.name}|${route}|${Math.floor(now / DAY_MS)}`;
+  /** Round-robin position per queue. */
+  const turn = new Map<string, number>();
+
+  /** The sources a message may go out from: its `X-Petrel-Pool`, else its tenant's pool, else all. */
+  function candidates(m: SpooledMessage): Source[] {
+    const pool = m.pool ?? (m.tenant !== undefined ? topology.tenants[m.tenant] : undefined);
+    const list = pool ? poolSources(pool) : [];
+    return list.length > 0 ? list : allSources;
+  }
+
+  /**
+   * The next source for a queue, round-robin, skipping sources suspended or disabled
+   * there and warming-up sources whose ramp allows no more today; their ramp's overflow
+   * pool takes the excess instead of waiting (PowerMTA's cold-VMTA overflow). With none
+   * left, the work waits for the earliest suspension end or the next UTC day.
+   */
+  function pickSource(m: SpooledMessage, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
+    let list = candidates(m);
+    const tried = new Set<string>();
+    let waitUntil = Math.floor(now / DAY_MS + 1) * DAY_MS;
+    for (let hop = 0; hop < 4 && list.length > 0; hop++) {
+      let overflow: string | null = null;
+      const start = turn.get(queue) ?? 0;
+      for (let k = 0; k < list.length; k++) {
+        const source = list[(start + k) % list.length]!;
+        if (tried.has(source.name)) continue;
+        tried.add(source.name);
+        const context = { route: queue, source: source.name, tenant: m.tenant };
+        const stopped = activeSuspensions(state, context, now);
+        if (stopped.length > 0) {
+          waitUntil = Math.min(waitUntil, ...stopped.map((s) => s.until));
+          continue;
+        }
+        if (isDisabled(state, context)) continue;
+        if (source.warmup) {
+          const age = Math.floor((now - Date.parse(`${source.warmup.since}T00:00:00Z`)) / DAY_MS);
+          const limit = artifact.warmupLimit(source.warmup.ramp, route, age);
+          if ((warmupSent.get(warmupKey(source, route, now)) ?? 0) >= limit) {
+            overflow ??= source.warmup.overflowPool;
+            continue;
+          }
+        }
+        turn.set(queue, (start + k + 1) % list.length);
+        return { source };
+      }
+      if (!overflow) break;
+      list = poolSources(overflow);
+    }
+    return { waitUntil };
   }
 
   let pumping = false;
@@ -243,20 +304,21 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (!answer.ok) {
         work.splice(work.indexOf(item), 1);
         const reply = answer.permanent ? `550 5.1.2 ${answer.reason}` : `451 4.4.3 ${answer.reason}`;
-        for (const rcpt of item.rcpts) await judge(m, rcpt, artifact.route(item.domain), reply, 'connect', false, '');
+        for (const rcpt of item.rcpts) await judge(m, rcpt, artifact.route(item.domain), candidates(m)[0] ?? DEFAULT_SOURCE, reply, 'connect', false, '');
         continue;
       }
       const route = artifact.route(item.domain, answer.via === 'mx' ? answer.hosts.map((h) => h.host) : undefined);
-      const context = { route: queueOf(route, item.domain), source: SOURCE, tenant: m.tenant };
-      const stopped = activeSuspensions(state, context, now);
-      if (stopped.length > 0 || isDisabled(state, context)) {
-        const until = stopped.length ? Math.max(...stopped.map((s) => s.until)) : now + 3_600_000;
-        item.notBefore = until;
-        next = Math.min(next, until);
+      const queue = queueOf(route, item.domain);
+      const picked = pickSource(m, route, queue, now);
+      if ('waitUntil' in picked) {
+        item.notBefore = picked.waitUntil;
+        next = Math.min(next, picked.waitUntil);
         continue;
       }
-      const settings = settingsUnderBackoff(artifact.settings(route, undefined, m.tenant), activeBackoff(state, context, now)?.overrides);
-      const path = { route: context.route, source: SOURCE, ...(m.tenant ? { tenant: m.tenant } : {}) };
+      const source = picked.source;
+      const context = { route: queue, source: source.name, tenant: m.tenant };
+      const settings = settingsUnderBackoff(artifact.settings(route, source.name, m.tenant), activeBackoff(state, context, now)?.overrides);
+      const path = { route: context.route, source: source.name, ...(m.tenant ? { tenant: m.tenant } : {}) };
       const conn = connectionRequest(settings, path);
       const msg = messageRequests(settings, path)(m.size);
       const got = await limiters.tryAcquire({ rates: [...conn.rates, ...msg.rates], concurrency: [...conn.concurrency, ...msg.concurrency] });
@@ -267,8 +329,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       }
       work.splice(work.indexOf(item), 1);
       inFlight++;
+      if (source.warmup) {
+        const key = warmupKey(source, route, now);
+        warmupSent.set(key, (warmupSent.get(key) ?? 0) + 1);
+      }
       const lease = got.lease;
-      void deliver(item, route, answer.hosts, {
+      void deliver(item, route, source, answer.hosts, {
         release: () => {
           void limiters.release(lease);
           inFlight--;

@@ -131,7 +131,7 @@ describe('petrel build', () => {
     expect(runPetrel(['build', 'policies', 'stdlib', '--out', out2]).code).toBe(0);
     const manifest = JSON.parse(readFileSync(path.join(out1, 'manifest.json'), 'utf8')) as ArtifactManifest;
     expect(manifest).toMatchObject({ name: 'policies', abi: 1, compiler: { name: 'petrel' } });
-    expect(Object.keys(manifest).sort()).toEqual(['abi', 'compiler', 'hash', 'module', 'name', 'sources', 'version']);
+    expect(Object.keys(manifest).sort()).toEqual(['abi', 'compiler', 'delivery', 'hash', 'module', 'name', 'sources', 'version']);
     expect(readdirSync(out1).sort()).toEqual(['manifest.json', manifest.module, `${manifest.module}.map`].sort());
     expect(readFileSync(path.join(out1, manifest.module))).toEqual(readFileSync(path.join(out2, manifest.module)));
     expect(readFileSync(path.join(out1, `${manifest.module}.map`))).toEqual(readFileSync(path.join(out2, `${manifest.module}.map`)));
