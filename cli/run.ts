@@ -18,7 +18,11 @@ options:
   --acct <dir>          accounting directory (default: var/acct)
   --artifact <dir>      where the compiled artifact is written (default: var/artifact)
   --smtp <host:port>    SMTP submission listener (default: 127.0.0.1:2525)
-  --http <host:port>    HTTP API listener (default: 127.0.0.1:8025); GET /api/v1/status
+  --http <host:port>    HTTP API listener (default: 127.0.0.1:8025): GET /api/v1/status,
+                        POST /api/v1/messages (JSON: from, to[], subject/text/html or raw,
+                        headers, tenant, pool, campaign; 202 with the id once spooled)
+  --api-key <key>       key HTTP submission requires (repeat for several); without any,
+                        only loopback clients may submit
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
   -h, --help            show this help
@@ -43,6 +47,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     http: { type: 'string' },
     'mx-override': { type: 'string' },
     grace: { type: 'string' },
+    'api-key': { type: 'string', multiple: true },
   });
   if (values.help) {
     io.out(RUN_HELP);
@@ -76,7 +81,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     spoolDir: at(values.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? 'var/acct'),
     smtp: listen(values.smtp ?? '127.0.0.1:2525', '--smtp'),
-    http: listen(values.http ?? '127.0.0.1:8025', '--http'),
+    http: { ...listen(values.http ?? '127.0.0.1:8025', '--http'), ...(values['api-key'] ? { apiKeys: values['api-key'] } : {}) },
     ...(mxOverride ? { mxOverride } : {}),
   });
   io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on port ${runtime.smtpPort}, HTTP on port ${runtime.httpPort}\n`);

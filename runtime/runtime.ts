@@ -11,13 +11,14 @@
  *
  * No module state: everything lives in the object `startRuntime` returns.
  */
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, Reaction } from './abi.ts';
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
 import { takeControlHeaders } from './headers.ts';
+import { checkSubmission, composeSubmission } from './http-submission.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type PolicyState } from './policy-state.ts';
@@ -30,7 +31,8 @@ export interface RuntimeOptions {
   spoolDir: string;
   accountingDir: string;
   smtp: { host: string; port: number; maxMessageBytes?: number; clientNetworks?: string[] };
-  http: { host: string; port: number };
+  /** `apiKeys`: with any, HTTP submission needs one (`Authorization: Bearer KEY` or `X-Api-Key`); without, only client networks may submit. */
+  http: { host: string; port: number; apiKeys?: string[] };
   /** Domain (or `*`) → `host:port`: where to deliver instead of the domain's MX. */
   mxOverride?: Record<string, string>;
   /** Our EHLO name. */
@@ -356,7 +358,19 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }, Math.min(ms, 60_000));
   }
 
+  /** Spools a message; resolves with its id once durable (only then may it be acknowledged). */
+  async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }): Promise<string> {
+    const id = spool.newId();
+    const spooled = { id, envelope: { from: envelope.from, to: [...new Set(envelope.to)] }, size: message.length, receivedAt: clock(), ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
+    await spool.accept(spooled, message);
+    counters.accepted++;
+    enqueue(spool.get(id)!, () => 0);
+    schedule(0);
+    return id;
+  }
+
   const clientNetworks = options.smtp.clientNetworks ?? ['127.', '::1', '::ffff:127.'];
+  const fromClientNetwork = (address: string | undefined) => address !== undefined && clientNetworks.some((n) => address.startsWith(n));
   const smtp = new SMTPServer({
     name: ehlo,
     banner: 'Petrel',
@@ -365,8 +379,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     size: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
     logger: false,
     onRcptTo(address, session: SMTPServerSession, callback) {
-      const local = clientNetworks.some((n) => session.remoteAddress.startsWith(n));
-      if (!local) return callback(Object.assign(new Error('5.7.1 Relaying denied'), { responseCode: 550 }));
+      if (!fromClientNetwork(session.remoteAddress)) return callback(Object.assign(new Error('5.7.1 Relaying denied'), { responseCode: 550 }));
       callback();
     },
     onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
@@ -376,17 +389,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         if (stream.sizeExceeded) return callback(Object.assign(new Error('5.3.4 Message too big'), { responseCode: 552 }));
         if (stopping) return callback(Object.assign(new Error('4.3.2 Shutting down, try again later'), { responseCode: 421 }));
         const { values, message } = takeControlHeaders(Buffer.concat(chunks));
-        const id = spool.newId();
-        const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: [...new Set(session.envelope.rcptTo.map((r) => r.address))] };
-        const spooled = { id, envelope, size: message.length, receivedAt: clock(), ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
-        // Acknowledge only once durable: a spool failure answers 4xx and nothing was promised.
-        spool.accept(spooled, message).then(
-          () => {
-            counters.accepted++;
-            enqueue(spool.get(id)!, () => 0);
-            schedule(0);
-            callback(null, `2.0.0 queued as ${id}`);
-          },
+        const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
+        acceptMessage(envelope, message, values).then(
+          (id) => callback(null, `2.0.0 queued as ${id}`),
           (e: Error) => callback(Object.assign(new Error(`4.3.0 Spool error: ${e.message}`), { responseCode: 451 })),
         );
       });
@@ -405,14 +410,56 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: b.rule ? `${b.rule.file}:${b.rule.line}` : null })),
     suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: s.rule ? `${s.rule.file}:${s.rule.line}` : null })),
   });
+  const send = (res: ServerResponse, code: number, body: unknown) => {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const apiKeys = new Set(options.http.apiKeys ?? []);
+  /** With API keys configured, a request must carry one; without, only client networks may call. */
+  const authorized = (req: IncomingMessage) => {
+    if (apiKeys.size === 0) return fromClientNetwork(req.socket.remoteAddress);
+    const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const key = bearer ?? (req.headers['x-api-key'] as string | undefined);
+    return key !== undefined && apiKeys.has(key);
+  };
+  const maxBody = options.smtp.maxMessageBytes ?? 50 * 1024 * 1024;
   const http: HttpServer = createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/api/v1/status') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(status()));
+    if (req.method === 'GET' && req.url === '/api/v1/status') return send(res, 200, status());
+    if (req.url === '/api/v1/messages') {
+      if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
+      if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });
+      if (stopping) return send(res, 503, { error: 'shutting down; try again later' });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= maxBody) chunks.push(c);
+      });
+      req.on('end', () => {
+        if (size > maxBody) return send(res, 413, { error: `body larger than ${maxBody} bytes` });
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          return send(res, 400, { error: 'body is not JSON' });
+        }
+        const checked = checkSubmission(body);
+        if (!checked.ok) return send(res, 400, { error: checked.error });
+        const request = checked.request;
+        composeSubmission(request)
+          .then((raw) => {
+            const taken = takeControlHeaders(raw);
+            const values = { ...taken.values, ...(request.tenant ? { tenant: request.tenant } : {}), ...(request.pool ? { pool: request.pool } : {}), ...(request.campaign ? { campaign: request.campaign } : {}) };
+            return acceptMessage({ from: request.from, to: request.to }, taken.message, values);
+          })
+          .then(
+            (id) => send(res, 202, { id }),
+            (e: Error) => send(res, 503, { error: `not accepted: ${e.message}` }),
+          );
+      });
       return;
     }
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: 'not found' }));
+    send(res, 404, { error: 'not found' });
   });
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);

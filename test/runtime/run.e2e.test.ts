@@ -152,6 +152,29 @@ describe('petrel run (first assembly)', () => {
     expect(types.at(-1)).toBe('d');
   });
 
+  it('accepts mail over HTTP with an API key (202 once durable), validates the body, and delivers it', async () => {
+    const r = await start({ '*': `127.0.0.1:${sink.port}` }, { http: { host: '127.0.0.1', port: 0, apiKeys: ['k-123'] } });
+    const post = (body: unknown, key?: string) =>
+      fetch(`http://127.0.0.1:${r.httpPort}/api/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
+    expect((await post({ from: 'a@shop.example', to: ['x@c.example'] })).status).toBe(401);
+    const bad = await post({ from: 'a@shop.example', to: [], subject: 's' }, 'k-123');
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ error: '`to` must NOT have fewer than 1 items' });
+    const unknown = await post({ from: 'a@shop.example', to: ['x@c.example'], colour: 'red' }, 'k-123');
+    expect(await unknown.json()).toEqual({ error: 'unknown field `colour`' });
+    const ok = await post({ from: 'a@shop.example', to: ['x@c.example'], subject: 'via http', text: 'hello over http', campaign: 'api', headers: { 'X-Petrel-Tenant': 'shop' } }, 'k-123');
+    expect(ok.status).toBe(202);
+    const { id } = (await ok.json()) as { id: string };
+    expect(id).toMatch(/^\S{10,}$/);
+    await until('HTTP message delivered', () => r.status().delivered === 1);
+    expect(sink.received[0]!.raw).toContain('hello over http');
+    expect(sink.received[0]!.raw).not.toMatch(/X-Petrel-/i);
+    await r.stop(1000);
+    runtime = undefined;
+    const row = accounting().find((x) => x[4] === 'x@c.example')!;
+    expect(row).toMatchObject({ 0: 'd', 12: 'api', 13: 'shop' });
+  });
+
   it('answers the status API over HTTP', async () => {
     const r = await start({ '*': `127.0.0.1:${sink.port}` });
     const res = await fetch(`http://127.0.0.1:${r.httpPort}/api/v1/status`);
