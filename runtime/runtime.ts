@@ -336,13 +336,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         warmupSent.set(key, (warmupSent.get(key) ?? 0) + 1);
       }
       const lease = got.lease;
-      void deliver(item, route, source, answer.hosts, {
+      deliver(item, route, source, answer.hosts, {
         release: () => {
           void limiters.release(lease);
           inFlight--;
           schedule(0);
           if (inFlight === 0) for (const f of idle.splice(0)) f();
         },
+      }).catch((e: Error) => {
+        // Never lose the work: whatever failed (the spool, the message stream), the message
+        // is still spooled; try its open recipients again in a minute.
+        process.emitWarning(`petrel: delivery of ${item.id} failed: ${e.message}`);
+        if (spool.get(item.id)) work.push({ ...item, notBefore: clock() + 60_000 });
       });
     }
     for (const w of work) next = Math.min(next, w.notBefore);
