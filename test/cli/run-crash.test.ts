@@ -5,20 +5,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers.ts';
+import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 const children: ChildProcess[] = [];
-let sink: SMTPServer | undefined;
+let sink: Sink | undefined;
 let dir: string | undefined;
 afterEach(async () => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  if (sink) await new Promise<void>((r) => sink!.close(() => r()));
+  await sink?.close();
   sink = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -44,30 +43,10 @@ function startPetrel(dir: string): Promise<{ child: ChildProcess; smtp: number; 
 describe('petrel run under kill -9', () => {
   it('delivers every acknowledged message after a crash and restart', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'petrel-crash-'));
-    const received: string[] = [];
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH', 'STARTTLS'],
-      logger: false,
-      onData(stream, _session, cb) {
-        let head = '';
-        stream.on('data', (c: Buffer) => {
-          if (head.length < 4096) head += c.toString();
-        });
-        // A little latency, so deliveries are in flight when the process dies.
-        stream.on('end', () =>
-          setTimeout(() => {
-            const id = /^Message-ID:\s*(<[^>]+>)/im.exec(head)?.[1];
-            if (id) received.push(id);
-            cb();
-          }, 5),
-        );
-      },
-    });
-    // Connections cut by the kill are expected here, on both sides.
-    sink.on('error', () => undefined);
-    await new Promise<void>((r) => sink!.listen(0, '127.0.0.1', () => r()));
-    writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${(sink.server.address() as AddressInfo).port}` }));
+    // A little latency, so deliveries are in flight when the process dies.
+    sink = await startSink({ delayMs: 5 });
+    const received = () => sink!.received.flatMap((m) => /^Message-ID:\s*(<[^>]+>)/im.exec(m.raw)?.[1] ?? []);
+    writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
 
     const first = await startPetrel(dir);
     const acknowledged: string[] = [];
@@ -104,10 +83,13 @@ describe('petrel run under kill -9', () => {
 
     await startPetrel(dir);
     const end = Date.now() + 60_000;
-    const missing = () => acknowledged.filter((id) => !received.includes(id));
+    const missing = () => {
+      const got = new Set(received());
+      return acknowledged.filter((id) => !got.has(id));
+    };
     while (missing().length > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     expect(missing()).toEqual([]);
-    const duplicates = received.length - new Set(received).size;
+    const duplicates = received().length - new Set(received()).size;
     // At-least-once: only a delivery in flight when the process died (its outcome not yet
     // durable) can go again, so duplicates never exceed the in-flight limit (100 by default).
     expect(duplicates).toBeLessThanOrEqual(100);

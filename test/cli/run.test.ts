@@ -1,21 +1,20 @@
 /** The real `petrel run` process: starts on the shipped policies, delivers over loopback, stops cleanly on SIGTERM. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers.ts';
+import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 let child: ChildProcess | undefined;
-let sink: SMTPServer | undefined;
+let sink: Sink | undefined;
 let dir: string | undefined;
 afterEach(async () => {
   if (child && child.exitCode === null) child.kill('SIGKILL');
   child = undefined;
-  if (sink) await new Promise<void>((r) => sink!.close(() => r()));
+  await sink?.close();
   sink = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -23,21 +22,8 @@ afterEach(async () => {
 describe('petrel run (binary)', () => {
   it('delivers a submitted message to the MX override and exits 0 on SIGTERM', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'petrel-run-'));
-    const received: string[] = [];
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH', 'STARTTLS'],
-      logger: false,
-      onData(stream, session, cb) {
-        stream.on('data', () => undefined);
-        stream.on('end', () => {
-          received.push(...session.envelope.rcptTo.map((r) => r.address));
-          cb();
-        });
-      },
-    });
-    await new Promise<void>((r) => sink!.listen(0, '127.0.0.1', () => r()));
-    const sinkPort = (sink.server.address() as AddressInfo).port;
+    sink = await startSink();
+    const sinkPort = sink.port;
     writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sinkPort}` }));
 
     child = spawn(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json'), '--grace', '5'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -65,7 +51,7 @@ describe('petrel run (binary)', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(status?.delivered).toBe(1);
-    expect(received).toEqual(['someone@example.org']);
+    expect(sink.received.flatMap((m) => m.to)).toEqual(['someone@example.org']);
 
     const exit = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
     child.kill('SIGTERM');

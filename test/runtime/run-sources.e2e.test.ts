@@ -4,15 +4,14 @@
  * and EHLO name.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
 import { compileFiles } from '../helpers.ts';
+import { startSink, type Sink } from './fixtures/sink.ts';
 
 const POLICY = `policy sources version 1.0.0
 
@@ -47,11 +46,11 @@ tenant shop {
 
 let dir: string;
 let runtime: Runtime | undefined;
-let sink: SMTPServer | undefined;
+let sink: Sink | undefined;
 afterEach(async () => {
   await runtime?.stop(5_000);
   runtime = undefined;
-  if (sink) await new Promise<void>((r) => sink!.close(() => r()));
+  await sink?.close();
   sink = undefined;
   rmSync(dir, { recursive: true, force: true });
 });
@@ -59,20 +58,7 @@ afterEach(async () => {
 describe('petrel run: sources, pools and warmup', () => {
   it('caps the cold source at its ramp and overflows the rest to the warm pool, each from its own address', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'petrel-sources-'));
-    const seen: { from: string; ehlo: string; rcpt: string }[] = [];
-    sink = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH', 'STARTTLS'],
-      logger: false,
-      onData(stream, session, cb) {
-        stream.on('data', () => undefined);
-        stream.on('end', () => {
-          seen.push({ from: session.remoteAddress.replace(/^::ffff:/, ''), ehlo: session.hostNameAppearsAs, rcpt: session.envelope.rcptTo[0]!.address });
-          cb();
-        });
-      },
-    });
-    await new Promise<void>((r) => sink!.listen(0, '127.0.0.1', () => r()));
+    sink = await startSink();
     const built = await compileFiles({ 'sources.policy': POLICY });
     expect(built.artifact!.manifest.delivery).toEqual({
       sources: [
@@ -91,7 +77,7 @@ describe('petrel run: sources, pools and warmup', () => {
     // Day 1 of the ramp (2026-11-29): the cold source may send 2 messages to this route.
     const started = Date.now();
     const clock = () => Date.UTC(2026, 10, 29, 12, 0, 0) + (Date.now() - started);
-    runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: { '*': `127.0.0.1:${(sink.server.address() as AddressInfo).port}` }, clock });
+    runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: { '*': `127.0.0.1:${sink.port}` }, clock });
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true });
     for (let n = 0; n < 6; n++) {
       await transport.sendMail({ from: 'news@shop.example', to: `r${n}@long-tail.example`, subject: `m${n}`, text: 'x', headers: { 'X-Petrel-Tenant': 'shop' } });
@@ -99,8 +85,8 @@ describe('petrel run: sources, pools and warmup', () => {
     const end = Date.now() + 20_000;
     while (runtime.status().delivered < 6 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
     expect(runtime.status().delivered).toBe(6);
-    const fromFresh = seen.filter((s) => s.from === '127.0.0.2');
-    const fromSeasoned = seen.filter((s) => s.from === '127.0.0.3');
+    const fromFresh = sink.received.filter((s) => s.remote === '127.0.0.2');
+    const fromSeasoned = sink.received.filter((s) => s.remote === '127.0.0.3');
     expect(fromFresh).toHaveLength(2);
     expect(fromSeasoned).toHaveLength(4);
     expect(new Set(fromFresh.map((s) => s.ehlo))).toEqual(new Set(['fresh.petrel.test']));

@@ -7,12 +7,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
-import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
 import { compileFiles } from '../helpers.ts';
+import { startSink, type Sink } from './fixtures/sink.ts';
 
 const POLICY = `policy e2e version 1.0.0
 
@@ -29,36 +28,6 @@ default {
 }
 `;
 
-interface Sink {
-  port: number;
-  received: { to: string[]; raw: string; remote: string }[];
-  close(): Promise<void>;
-}
-
-async function startSink(): Promise<Sink> {
-  const received: Sink['received'] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideENHANCEDSTATUSCODES: true,
-    logger: false,
-    onRcptTo(address, _session, cb) {
-      if (address.address.startsWith('unknown@')) return cb(Object.assign(new Error('5.1.1 No such user'), { responseCode: 550 }));
-      cb();
-    },
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        received.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString(), remote: session.remoteAddress });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { port: (server.server.address() as AddressInfo).port, received, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
 async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!done()) {
@@ -72,7 +41,7 @@ let sink: Sink;
 let runtime: Runtime | undefined;
 beforeEach(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'petrel-e2e-'));
-  sink = await startSink();
+  sink = await startSink({ refuse: (rcpt) => (rcpt.startsWith('unknown@') ? { code: 550, text: '5.1.1 No such user' } : undefined) });
   const built = await compileFiles({ 'e2e.policy': POLICY });
   const art = path.join(dir, 'artifact');
   mkdirSync(art);
