@@ -1,17 +1,18 @@
-/** The `petrel` command line: one file per subcommand; this file only dispatches. */
-import { buildCommand, BUILD_HELP } from './build.ts';
-import { check, CHECK_HELP } from './check.ts';
+/**
+ * The `petrel` command line: one file per subcommand; this file only dispatches. Each
+ * command is imported when it runs (the bundle splits them), so `petrel fmt` does not
+ * load the SMTP stack and `--help` loads nothing heavy.
+ */
 import { EXIT, UsageError, type Io } from './common.ts';
-import { fmtCommand, FMT_HELP } from './fmt.ts';
-import { runCommand, RUN_HELP } from './run.ts';
-import { testCommand, TEST_HELP } from './test.ts';
 
-const COMMANDS: Record<string, { run: (argv: string[], io: Io) => Promise<number>; help: string; summary: string }> = {
-  check: { run: check, help: CHECK_HELP, summary: 'check policy files and report problems' },
-  build: { run: buildCommand, help: BUILD_HELP, summary: 'compile policy files into an artifact' },
-  fmt: { run: fmtCommand, help: FMT_HELP, summary: 'format policy files canonically' },
-  run: { run: runCommand, help: RUN_HELP, summary: 'accept mail and deliver it under the policies' },
-  test: { run: testCommand, help: TEST_HELP, summary: 'run the policies\' test blocks against the compiled artifact' },
+type Command = (argv: string[], io: Io) => Promise<number>;
+
+const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
+  check: { load: async () => (await import('./check.ts')).check, summary: 'check policy files and report problems' },
+  build: { load: async () => (await import('./build.ts')).buildCommand, summary: 'compile policy files into an artifact' },
+  fmt: { load: async () => (await import('./fmt.ts')).fmtCommand, summary: 'format policy files canonically' },
+  run: { load: async () => (await import('./run.ts')).runCommand, summary: 'accept mail and deliver it under the policies' },
+  test: { load: async () => (await import('./test.ts')).testCommand, summary: 'run the policies\' test blocks against the compiled artifact' },
 };
 
 export const MAIN_HELP = `usage: petrel <command> [options]
@@ -38,7 +39,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     return EXIT.usage;
   }
   try {
-    return await command.run(rest, io);
+    return await (await command.load())(rest, io);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`petrel ${name}: ${e.message}\nrun \`petrel ${name} --help\` for usage\n`);

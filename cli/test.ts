@@ -1,10 +1,6 @@
 /** `petrel test`: run the `test` blocks against the compiled artifact. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { COMPILER_VERSION, compile, renderDiagnostics, runTests, type TestResult } from '../compiler/index.ts';
-import type { PolicyArtifact } from '../runtime/index.ts';
+import { importArtifactText } from '../runtime/index.ts';
 import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const TEST_HELP = `usage: petrel test [options] <paths…>
@@ -37,21 +33,11 @@ export async function testCommand(argv: string[], io: Io): Promise<number> {
     io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
     return EXIT.policy;
   }
-  const artifact = await importArtifact(result.artifact.module, result.artifact.moduleFile);
+  const artifact = await importArtifactText(result.artifact);
   const tests = result.ir!.tests.filter((t) => values.filter === undefined || t.name.includes(values.filter));
   const results = runTests(tests, artifact);
   io.out(format === 'json' ? JSON.stringify(results, null, 2) + '\n' : format === 'junit' ? junit(results) : human(results, values.quiet ?? false));
   return results.every((r) => r.passed) ? EXIT.ok : EXIT.policy;
-}
-
-async function importArtifact(module: string, file: string): Promise<PolicyArtifact> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'petrel-test-'));
-  try {
-    writeFileSync(path.join(dir, file), module);
-    return (await import(pathToFileURL(path.join(dir, file)).href)).default as PolicyArtifact;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 function human(results: TestResult[], quiet: boolean): string {

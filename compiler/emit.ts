@@ -4,7 +4,6 @@
  * helpers it calls and nothing else. The same IR always gives the same bytes: no
  * timestamps, no absolute paths, data in stable order.
  */
-import { build } from 'esbuild';
 import path from 'node:path';
 import { ABI_VERSION, type ArtifactMeta } from '../runtime/abi.ts';
 import { normalizeDomain } from './artifact-lib.ts';
@@ -333,6 +332,8 @@ function emitChain(index: number, chain: EmitPlan['chains'][number]): string[] {
  */
 export async function bundle(emitted: { code: string; map: SourceMapBuilder }, sources: ReadonlyMap<string, string>, packageRoot: string, moduleFile: string): Promise<{ module: string; sourceMap: string }> {
   const inputMap = Buffer.from(JSON.stringify(emitted.map.toJSON(sources))).toString('base64');
+  // Loaded here, not at start: `petrel check` and `fmt` never bundle.
+  const { build } = await import('esbuild');
   const result = await build({
     stdin: { contents: `${emitted.code}\n//# sourceMappingURL=data:application/json;base64,${inputMap}\n`, resolveDir: path.join(packageRoot, 'compiler'), sourcefile: 'policy-artifact.js', loader: 'js' },
     absWorkingDir: packageRoot,

@@ -10,7 +10,14 @@
  * Degree 2 is what any unanchored `a.*b` has; the runtime caps reply text before
  * matching (see docs/language.md, VAL004), which bounds it.
  */
-import { checkSync } from 'recheck';
+import { createRequire } from 'node:module';
+
+/** recheck takes a third of a second to load: load it only when a pattern needs it. */
+let recheck: typeof import('recheck') | undefined;
+const checkSync: typeof import('recheck').checkSync = (...args) => {
+  recheck ??= createRequire(import.meta.url)('recheck') as typeof import('recheck');
+  return recheck.checkSync(...args);
+};
 
 export interface RegexVerdict {
   safe: boolean;

@@ -9,3 +9,4 @@ export { createMxResolver, type DnsClient, type MxAnswer, type MxHost, type MxRe
 export * from './limiters.ts';
 export * from './spool.ts';
 export * from './smtp-client.ts';
+export { ArtifactError, importArtifactText, loadArtifact } from './loader.ts';

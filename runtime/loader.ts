@@ -3,7 +3,8 @@
  * own `meta`, import it, and run a self-test of every member before anything uses it.
  * The runtime never compiles: it only loads what `petrel build` wrote.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ABI_VERSION, type ArtifactManifest, type PolicyArtifact } from './abi.ts';
@@ -45,4 +46,22 @@ function selfTest(a: PolicyArtifact, manifest: ArtifactManifest): void {
   const d = a.retryDelay(route, 1);
   if (d !== null && !(typeof d === 'number' && d > 0)) fail('retryDelay() returned neither a delay nor null');
   if (typeof a.warmupLimit('no-such-ramp', route, 0) !== 'number') fail('warmupLimit() did not return a number');
+}
+
+/**
+ * Imports a module given as text (a compile result not yet written anywhere), through a
+ * temporary file that is removed again. For `petrel test` and tools; `petrel run` loads
+ * written artifacts with `loadArtifact`.
+ */
+export async function importArtifactText(artifact: { module: string; moduleFile: string; sourceMap?: string }): Promise<PolicyArtifact> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'petrel-artifact-'));
+  const file = path.join(dir, artifact.moduleFile);
+  try {
+    await writeFile(file, artifact.module);
+    // The map too: tools that follow the module's sourceMappingURL expect it beside it.
+    if (artifact.sourceMap !== undefined) await writeFile(`${file}.map`, artifact.sourceMap);
+    return (await import(pathToFileURL(file).href)).default as PolicyArtifact;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -6,6 +6,9 @@ await build({
   entryPoints: { petrel: 'cli/main.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
+  // Each command is its own chunk, loaded when it runs.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { compile, packageRoot, type CompileResult, type SourceHost } from '../compiler/index.ts';
-import type { PolicyArtifact } from '../runtime/abi.ts';
+import { importArtifactText, type PolicyArtifact } from '../runtime/index.ts';
 
 export const ROOT = packageRoot();
 
@@ -41,17 +41,10 @@ export function compileRepoFiles(inputs: string[], options: { checkOnly?: boolea
   return compile({ inputs, host, name: 'policies', checkOnly: options.checkOnly ?? false });
 }
 
-/** Writes a compiled module to a temporary directory and imports it. */
+/** Imports a compiled module (through a temporary file). */
 export async function loadArtifact(result: CompileResult): Promise<PolicyArtifact> {
   if (!result.artifact) throw new Error('no artifact: ' + JSON.stringify(result.diagnostics.filter((d) => d.severity === 'error').slice(0, 5)));
-  const dir = mkdtempSync(path.join(tmpdir(), 'petrel-artifact-'));
-  const file = path.join(dir, result.artifact.moduleFile);
-  writeFileSync(file, result.artifact.module);
-  try {
-    return (await import(pathToFileURL(file).href)).default as PolicyArtifact;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  return importArtifactText(result.artifact);
 }
 
 /** Runs the real `petrel` binary (bin/petrel.js, which loads dist/). */
