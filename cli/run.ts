@@ -1,7 +1,8 @@
 /** `petrel run`: compile the policies, load the artifact, and deliver mail under it. */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { COMPILER_VERSION, compile, renderDiagnostics } from '../compiler/index.ts';
+import { Ajv } from 'ajv';
+import { COMPILER_VERSION, compile, packageRoot, renderDiagnostics } from '../compiler/index.ts';
 import { loadArtifact } from '../runtime/loader.ts';
 import { startRuntime } from '../runtime/runtime.ts';
 import { diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
@@ -25,6 +26,8 @@ options:
                         only loopback clients may submit
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
+  --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
+                        flags win over the file; an unknown or bad key exits 2 and names it
   -h, --help            show this help
 
 This is the runtime's first assembly; docs/runtime.md says what it does and does not do yet.
@@ -35,6 +38,36 @@ function listen(value: string, flag: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(value);
   if (!m) throw new UsageError(`\`${flag}\` takes host:port, not \`${value}\``);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** The configuration file, as runtime/config.schema.json describes it. */
+interface RunConfig {
+  policies?: string[];
+  spool?: string;
+  acct?: string;
+  artifact?: string;
+  ehlo?: string;
+  maxInFlight?: number;
+  graceSeconds?: number;
+  smtp?: { listen?: string; maxMessageBytes?: number; clientNetworks?: string[] };
+  http?: { listen?: string; apiKeys?: string[] };
+  mxOverride?: Record<string, string>;
+}
+
+/** Reads and validates `--config`; a problem is a UsageError that names the key. */
+function readConfig(file: string, shown: string): RunConfig {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`cannot read config \`${shown}\`: ${(e as Error).message}`);
+  }
+  const validate = new Ajv({ allErrors: false, strict: true }).compile<RunConfig>(JSON.parse(readFileSync(path.join(packageRoot(), 'runtime', 'config.schema.json'), 'utf8')));
+  if (validate(data)) return data;
+  const e = validate.errors![0]!;
+  const at = e.instancePath.slice(1).replace(/\//g, '.');
+  const key = e.keyword === 'additionalProperties' ? [at, (e.params as { additionalProperty: string }).additionalProperty].filter(Boolean).join('.') : at;
+  throw new UsageError(e.keyword === 'additionalProperties' ? `config \`${shown}\`: unknown key \`${key}\`` : `config \`${shown}\`: \`${key || '(top level)'}\` ${e.message}`);
 }
 
 export async function runCommand(argv: string[], io: Io): Promise<number> {
@@ -48,13 +81,15 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     'mx-override': { type: 'string' },
     grace: { type: 'string' },
     'api-key': { type: 'string', multiple: true },
+    config: { type: 'string' },
   });
   if (values.help) {
     io.out(RUN_HELP);
     return EXIT.ok;
   }
   const at = (p: string) => path.resolve(io.cwd, p);
-  let mxOverride: Record<string, string> | undefined;
+  const config = values.config ? readConfig(at(values.config), values.config) : {};
+  let mxOverride: Record<string, string> | undefined = config.mxOverride;
   if (values['mx-override']) {
     try {
       mxOverride = JSON.parse(readFileSync(at(values['mx-override']), 'utf8')) as Record<string, string>;
@@ -63,13 +98,13 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     }
     if (typeof mxOverride !== 'object' || mxOverride === null || Object.values(mxOverride).some((v) => typeof v !== 'string')) throw new UsageError('`--mx-override` must be a JSON object of domain → "host:port"');
   }
-  const grace = Number(values.grace ?? 30);
+  const grace = Number(values.grace ?? config.graceSeconds ?? 30);
   if (!(grace >= 0)) throw new UsageError('`--grace` takes a number of seconds');
-  const policyPaths = values.policies ?? ['policies', 'stdlib'];
+  const policyPaths = values.policies ?? config.policies ?? ['policies', 'stdlib'];
   const result = await compile({ inputs: findPolicyFiles(policyPaths, io.cwd), host: diskHost(io.cwd), name: path.basename(at(policyPaths[0]!)) });
   io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
   if (!result.artifact) return EXIT.policy;
-  const artifactDir = at(values.artifact ?? 'var/artifact');
+  const artifactDir = at(values.artifact ?? config.artifact ?? 'var/artifact');
   mkdirSync(artifactDir, { recursive: true });
   writeFileSync(path.join(artifactDir, result.artifact.moduleFile), result.artifact.module);
   writeFileSync(path.join(artifactDir, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
@@ -78,10 +113,12 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const runtime = await startRuntime({
     artifact,
     manifest,
-    spoolDir: at(values.spool ?? 'var/spool'),
-    accountingDir: at(values.acct ?? 'var/acct'),
-    smtp: listen(values.smtp ?? '127.0.0.1:2525', '--smtp'),
-    http: { ...listen(values.http ?? '127.0.0.1:8025', '--http'), ...(values['api-key'] ? { apiKeys: values['api-key'] } : {}) },
+    spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
+    accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
+    smtp: { ...listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp'), ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}) },
+    http: { ...listen(values.http ?? config.http?.listen ?? '127.0.0.1:8025', '--http'), ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
+    ...(config.ehlo ? { ehlo: config.ehlo } : {}),
+    ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
     ...(mxOverride ? { mxOverride } : {}),
   });
   io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on port ${runtime.smtpPort}, HTTP on port ${runtime.httpPort}\n`);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers.ts';
+import { ROOT, runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 let child: ChildProcess | undefined;
@@ -19,14 +19,29 @@ afterEach(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+describe('petrel run --config', () => {
+  it('names an unknown or bad key and exits 2', () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-config-'));
+    writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ smtp: { listen: '127.0.0.1:2525', colour: 'red' } }));
+    const unknown = runPetrel(['run', '--config', path.join(dir, 'bad.json')]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown key `smtp\.colour`/);
+    writeFileSync(path.join(dir, 'bad2.json'), JSON.stringify({ maxInFlight: 0 }));
+    const bad = runPetrel(['run', '--config', path.join(dir, 'bad2.json')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/`maxInFlight` must be >= 1/);
+  });
+});
+
 describe('petrel run (binary)', () => {
   it('delivers a submitted message to the MX override and exits 0 on SIGTERM', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'petrel-run-'));
     sink = await startSink();
     const sinkPort = sink.port;
-    writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sinkPort}` }));
+    writeFileSync(path.join(dir, 'petrel.config.json'), JSON.stringify({ spool: path.join(dir, 'spool'), acct: path.join(dir, 'acct'), artifact: path.join(dir, 'artifact'), graceSeconds: 5, mxOverride: { '*': `127.0.0.1:${sinkPort}` } }));
 
-    child = spawn(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json'), '--grace', '5'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Ports by flag, the rest from the config file: flags and file combine.
+    child = spawn(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--config', path.join(dir, 'petrel.config.json'), '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
     const ports = await new Promise<{ smtp: number; http: number }>((resolve, reject) => {
