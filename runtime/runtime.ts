@@ -14,6 +14,7 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, Reaction } from './abi.ts';
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
@@ -91,6 +92,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const ehlo = options.ehlo ?? hostname();
   const maxInFlight = options.maxInFlight ?? 100;
   const counters = { accepted: 0, delivered: 0, deferred: 0, bounced: 0 };
+  // One registry per runtime (not prom-client's global one): no module state.
+  const registry = new Registry();
+  const metrics = {
+    accepted: new Counter({ name: 'petrel_accepted_total', help: 'Messages accepted into the spool', registers: [registry] }),
+    outcomes: new Counter({ name: 'petrel_recipients_total', help: 'Recipient outcomes by type (d delivered, b bounced, t deferred), route and bounce category', labelNames: ['type', 'route', 'category'], registers: [registry] }),
+  };
+  new Gauge({ name: 'petrel_queued_recipients', help: 'Recipients in the spool not yet delivered or bounced', registers: [registry], collect() { this.set(spool.pending().reduce((n, m) => n + m.recipients.length, 0)); } });
+  new Gauge({ name: 'petrel_in_flight', help: 'Deliveries in progress', registers: [registry], collect() { this.set(inFlight); } });
+  new Gauge({ name: 'petrel_backoffs_active', help: 'Queues in a backoff now', registers: [registry], collect() { this.set([...state.backoffs.values()].filter((b) => b.until > clock()).length); } });
+  new Gauge({ name: 'petrel_suspensions_active', help: 'Suspensions in force now', registers: [registry], collect() { this.set([...state.suspensions.values()].filter((x) => x.until > clock()).length); } });
+  new Gauge({ name: 'petrel_policy_info', help: 'The policy version in use (value 1)', labelNames: ['name', 'version', 'hash'], registers: [registry] }).set({ name: manifest.name, version: manifest.version, hash: manifest.hash }, 1);
   const work: Work[] = [];
   let inFlight = 0;
   let stopping = false;
@@ -109,6 +121,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   for (const m of spool.pending()) enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
 
   const record = (type: RecordType, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, reaction: Reaction | undefined, mxHost: string) => {
+    metrics.outcomes.inc({ type, route, category: reaction && reaction.category !== 'success' ? reaction.category : '' });
     const status = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(reply)?.[1] ?? (type === 'd' ? '2.0.0' : type === 'b' ? '5.0.0' : '4.0.0');
     acct.write({
       type,
@@ -369,6 +382,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const spooled = { id, envelope: { from: envelope.from, to: [...new Set(envelope.to)] }, size: message.length, receivedAt: clock(), ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
     await spool.accept(spooled, message);
     counters.accepted++;
+    metrics.accepted.inc();
     enqueue(spool.get(id)!, () => 0);
     schedule(0);
     return id;
@@ -430,6 +444,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const maxBody = options.smtp.maxMessageBytes ?? 50 * 1024 * 1024;
   const http: HttpServer = createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/api/v1/status') return send(res, 200, status());
+    if (req.method === 'GET' && req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (e: Error) => send(res, 500, { error: e.message }),
+      );
+      return;
+    }
     if (req.url === '/api/v1/messages') {
       if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
       if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });

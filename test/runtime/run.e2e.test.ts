@@ -85,6 +85,12 @@ describe('petrel run (first assembly)', () => {
     const status = r.status();
     expect(status).toMatchObject({ accepted: 1, delivered: 1, bounced: 1, queued: 0 });
     const hash = status.policy.hash;
+    const metrics = await (await fetch(`http://127.0.0.1:${r.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^petrel_accepted_total 1$/m);
+    expect(metrics).toMatch(/^petrel_recipients_total\{type="d",route="default",category=""\} 1$/m);
+    expect(metrics).toMatch(/^petrel_recipients_total\{type="b",route="default",category="bad-mailbox"\} 1$/m);
+    expect(metrics).toMatch(/^petrel_queued_recipients 0$/m);
+    expect(metrics).toContain(`petrel_policy_info{name="test",version="1.0.0",hash="${hash}"} 1`);
     await r.stop(1000);
     runtime = undefined;
     const rows = accounting();
