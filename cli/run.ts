@@ -20,7 +20,7 @@ options:
   --artifact <dir>      where the compiled artifact is written (default: var/artifact)
   --smtp <host:port>    SMTP submission listener (default: 127.0.0.1:2525)
   --http <host:port>    HTTP API listener (default: 127.0.0.1:8025): GET /api/v1/status,
-                        GET /metrics (Prometheus),
+                        GET /metrics (Prometheus), POST /api/v1/pause and /resume,
                         POST /api/v1/messages (JSON: from, to[], subject/text/html or raw,
                         headers, tenant, pool, campaign; 202 with the id once spooled)
   --api-key <key>       key HTTP submission requires (repeat for several); without any,

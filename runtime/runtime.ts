@@ -55,6 +55,8 @@ export interface RuntimeStatus {
   bounced: number;
   queued: number;
   inFlight: number;
+  /** Operator pauses: `queue:Q`, `source:S`, `tenant:T`. */
+  paused: string[];
   backoffs: { queue: string; until: string; reason: string; rule: string | null }[];
   suspensions: { key: string; until: string; reason: string; rule: string | null }[];
 }
@@ -104,6 +106,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   new Gauge({ name: 'petrel_suspensions_active', help: 'Suspensions in force now', registers: [registry], collect() { this.set([...state.suspensions.values()].filter((x) => x.until > clock()).length); } });
   new Gauge({ name: 'petrel_policy_info', help: 'The policy version in use (value 1)', labelNames: ['name', 'version', 'hash'], registers: [registry] }).set({ name: manifest.name, version: manifest.version, hash: manifest.hash }, 1);
   const work: Work[] = [];
+  /** Operator pauses: `queue:Q`, `source:S`, `tenant:T`. */
+  const paused = new Set<string>();
   let inFlight = 0;
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
@@ -331,6 +335,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         continue;
       }
       const source = picked.source;
+      if (paused.has(`queue:${queue}`) || paused.has(`source:${source.name}`) || (m.tenant !== undefined && paused.has(`tenant:${m.tenant}`))) {
+        // Paused by an operator: look again in a second (resume also wakes the scheduler).
+        item.notBefore = now + 1000;
+        next = Math.min(next, item.notBefore);
+        continue;
+      }
       const context = { route: queue, source: source.name, tenant: m.tenant };
       const settings = settingsUnderBackoff(artifact.settings(route, source.name, m.tenant), activeBackoff(state, context, now)?.overrides);
       const path = { route: context.route, source: source.name, ...(m.tenant ? { tenant: m.tenant } : {}) };
@@ -426,6 +436,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     ...counters,
     queued: spool.pending().reduce((n, m) => n + m.recipients.length, 0),
     inFlight,
+    paused: [...paused].sort(),
     backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: b.rule ? `${b.rule.file}:${b.rule.line}` : null })),
     suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: s.rule ? `${s.rule.file}:${s.rule.line}` : null })),
   });
@@ -452,6 +463,29 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         },
         (e: Error) => send(res, 500, { error: e.message }),
       );
+      return;
+    }
+    const control = /^\/api\/v1\/(pause|resume)$/.exec(req.url ?? '');
+    if (control) {
+      if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
+      if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        let body: { queue?: unknown; source?: unknown; tenant?: unknown };
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+        } catch {
+          return send(res, 400, { error: 'body is not JSON' });
+        }
+        const given = (['queue', 'source', 'tenant'] as const).filter((k) => typeof body[k] === 'string');
+        if (given.length !== 1 || Object.keys(body).length !== 1) return send(res, 400, { error: 'give exactly one of `queue`, `source` or `tenant`' });
+        const key = `${given[0]}:${body[given[0]!] as string}`;
+        if (control[1] === 'pause') paused.add(key);
+        else paused.delete(key);
+        schedule(0);
+        send(res, 200, { paused: [...paused].sort() });
+      });
       return;
     }
     if (req.url === '/api/v1/messages') {

@@ -150,6 +150,21 @@ describe('petrel run (first assembly)', () => {
     expect(row).toMatchObject({ 0: 'd', 12: 'api', 13: 'shop' });
   });
 
+  it('holds a paused queue until it is resumed', async () => {
+    const r = await start({ '*': `127.0.0.1:${sink.port}` });
+    const control = (what: string, body: unknown) => fetch(`http://127.0.0.1:${r.httpPort}/api/v1/${what}`, { method: 'POST', body: JSON.stringify(body) });
+    expect(await (await control('pause', { queue: 'default/held.example' })).json()).toEqual({ paused: ['queue:default/held.example'] });
+    expect((await control('pause', { queue: 'a', source: 'b' })).status).toBe(400);
+    await submit(r.smtpPort, ['x@held.example']);
+    await submit(r.smtpPort, ['y@free.example']);
+    await until('the unpaused queue delivered', () => r.status().delivered === 1);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(sink.received.map((m) => m.to)).toEqual([['y@free.example']]);
+    expect(r.status()).toMatchObject({ queued: 1, paused: ['queue:default/held.example'] });
+    await control('resume', { queue: 'default/held.example' });
+    await until('the resumed queue delivered', () => r.status().delivered === 2);
+  });
+
   it('answers the status API over HTTP', async () => {
     const r = await start({ '*': `127.0.0.1:${sink.port}` });
     const res = await fetch(`http://127.0.0.1:${r.httpPort}/api/v1/status`);
