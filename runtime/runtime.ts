@@ -20,10 +20,10 @@ import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, Reaction } fro
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
 import { takeControlHeaders } from './headers.ts';
 import { checkSubmission, composeSubmission } from './http-submission.ts';
-import { connectionRequest, MemoryLimiterStore, messageRequests } from './limiters.ts';
+import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type PolicyState } from './policy-state.ts';
-import { openSession } from './smtp-client.ts';
+import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
 
 export interface RuntimeOptions {
@@ -188,7 +188,51 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return route === 'default' ? `default/${domain}` : route;
   }
 
-  async function deliver(item: Work, route: string, source: Source, hosts: { host: string; port: number }[], lease: { release: () => void }): Promise<void> {
+  /** An open session waiting for its next message; it keeps its connection slot. */
+  interface Pooled {
+    session: SmtpSession;
+    slot: Lease;
+    sent: number;
+    timer?: NodeJS.Timeout;
+  }
+  /** Idle sessions by source, MX host and TLS mode, reused up to messages-per-connection. */
+  const idleSessions = new Map<string, Pooled[]>();
+  const IDLE_MS = 5_000;
+  const sessionKey = (source: Source, target: { host: string; port: number }, tls: string) => `${source.name}|${target.host}:${target.port}|${tls}`;
+
+  function takeIdle(key: string): Pooled | undefined {
+    const list = idleSessions.get(key);
+    while (list && list.length > 0) {
+      const p = list.pop()!;
+      clearTimeout(p.timer);
+      if (!p.session.closed) return p;
+      void limiters.release(p.slot);
+    }
+    return undefined;
+  }
+
+  function putIdle(key: string, p: Pooled): void {
+    const list = idleSessions.get(key) ?? [];
+    idleSessions.set(key, list);
+    // An idle session closes after a while, giving its connection slot back.
+    p.timer = setTimeout(() => {
+      const i = list.indexOf(p);
+      if (i !== -1) list.splice(i, 1);
+      void p.session.close();
+      void limiters.release(p.slot);
+      schedule(0);
+    }, IDLE_MS);
+    list.push(p);
+  }
+
+  /**
+   * Sends one work item: on `reuse` (an idle session to the first MX host) or on a new
+   * session, host after host in MX order. `slot` is the connection slot a new session
+   * occupies; a session that can take more messages goes back to the idle pool with it.
+   */
+  async function deliver(item: Work, route: string, source: Source, hosts: { host: string; port: number }[], slot: Lease, reuse: Pooled | undefined): Promise<void> {
+    let slotHandedOff = false;
+    let pooled = reuse;
     try {
       const m = spool.get(item.id);
       if (!m) return;
@@ -198,30 +242,48 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const raw = await spool.read(m.id);
       let lastFailure: { reply: string; phase: 'connect' | 'ehlo'; host: string } | undefined;
       for (const target of hosts) {
-        const opened = await openSession({ host: target.host, port: target.port, ehlo: source.ehlo ?? ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
-        if (!opened.ok) {
-          lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host };
-          const reaction = artifact.react(route, opened.reply, opened.phase);
-          // A refusal that names this host only (or a connection failure) moves on to the next MX.
-          if (reaction.disposition === 'hard' && !reaction.actions.some((a) => a.type === 'skip-mx')) break;
-          continue;
+        let session: SmtpSession;
+        let sent = 0;
+        if (pooled && target === hosts[0]) {
+          session = pooled.session;
+          sent = pooled.sent;
+          pooled = undefined;
+        } else {
+          const opened = await openSession({ host: target.host, port: target.port, ehlo: source.ehlo ?? ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
+          if (!opened.ok) {
+            lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host };
+            const reaction = artifact.react(route, opened.reply, opened.phase);
+            // A refusal that names this host only (or a connection failure) moves on to the next MX.
+            if (reaction.disposition === 'hard' && !reaction.actions.some((a) => a.type === 'skip-mx')) break;
+            continue;
+          }
+          session = opened.session;
         }
-        const session = opened.session;
+        let keep = false;
         try {
           const perTransaction = settings.recipientsPerTransaction ?? rcpts.length;
           for (let i = 0; i < rcpts.length; i += perTransaction) {
             const batch = rcpts.slice(i, i + perTransaction);
             const result = await session.send({ from: m.envelope.from, to: batch, raw });
+            sent++;
             for (const r of result.perRecipient) await judge(m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host);
           }
+          keep = !session.closed && !stopping && sent < (settings.messagesPerConnection ?? Infinity);
         } finally {
-          await session.close();
+          if (keep) {
+            putIdle(sessionKey(source, target, settings.tls), { session, slot, sent });
+            slotHandedOff = true;
+          } else await session.close();
         }
         return;
       }
       for (const rcpt of rcpts) await judge(m, rcpt, route, source, lastFailure?.reply ?? '421 4.4.1 no answer from host', lastFailure?.phase ?? 'connect', false, lastFailure?.host ?? '');
     } finally {
-      lease.release();
+      if (pooled) await pooled.session.close();
+      if (!slotHandedOff) void limiters.release(slot);
+      inFlight--;
+      schedule(0);
+      if (inFlight === 0) for (const f of idle.splice(0)) f();
     }
   }
 
@@ -344,10 +406,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const context = { route: queue, source: source.name, tenant: m.tenant };
       const settings = settingsUnderBackoff(artifact.settings(route, source.name, m.tenant), activeBackoff(state, context, now)?.overrides);
       const path = { route: context.route, source: source.name, ...(m.tenant ? { tenant: m.tenant } : {}) };
-      const conn = connectionRequest(settings, path);
       const msg = messageRequests(settings, path)(m.size);
+      // An idle session to the first MX host already holds a connection slot: the
+      // message then needs only the message and data rates.
+      const first = answer.hosts[0];
+      const key = first ? sessionKey(source, first, settings.tls) : '';
+      const reuse = first ? takeIdle(key) : undefined;
+      const conn = reuse ? { rates: [], concurrency: [] } : connectionRequest(settings, path);
       const got = await limiters.tryAcquire({ rates: [...conn.rates, ...msg.rates], concurrency: [...conn.concurrency, ...msg.concurrency] });
       if (!got.ok) {
+        if (reuse) putIdle(key, reuse);
         item.notBefore = now + (got.retryAfterMs ?? 50);
         next = Math.min(next, item.notBefore);
         continue;
@@ -358,15 +426,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         const key = warmupKey(source, route, now);
         warmupSent.set(key, (warmupSent.get(key) ?? 0) + 1);
       }
-      const lease = got.lease;
-      deliver(item, route, source, answer.hosts, {
-        release: () => {
-          void limiters.release(lease);
-          inFlight--;
-          schedule(0);
-          if (inFlight === 0) for (const f of idle.splice(0)) f();
-        },
-      }).catch((e: Error) => {
+      // A reused session keeps its own slot; the new lease (rates only) holds nothing to give back.
+      const slot = reuse ? reuse.slot : got.lease;
+      if (reuse) void limiters.release(got.lease);
+      deliver(item, route, source, answer.hosts, slot, reuse).catch((e: Error) => {
         // Never lose the work: whatever failed (the spool, the message stream), the message
         // is still spooled; try its open recipients again in a minute.
         process.emitWarning(`petrel: delivery of ${item.id} failed: ${e.message}`);
@@ -539,6 +602,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (timer) clearTimeout(timer);
       await new Promise<void>((resolve) => smtp.close(() => resolve()));
       if (inFlight > 0) await Promise.race([new Promise<void>((resolve) => idle.push(resolve)), new Promise((r) => setTimeout(r, graceMs))]);
+      for (const list of idleSessions.values()) {
+        for (const p of list.splice(0)) {
+          clearTimeout(p.timer);
+          await p.session.close();
+        }
+      }
       await new Promise<void>((resolve) => http.close(() => resolve()));
       acct.close();
       await spool.close();

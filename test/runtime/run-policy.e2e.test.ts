@@ -67,11 +67,20 @@ describe('petrel run obeys the policy', () => {
     await submit(r.smtpPort, 20, 'rated.example');
     await until('20 deliveries', () => times.length === 20);
     const elapsed = (times[19]! - times[0]!) / 1000;
-    // GCRA at 5/s with a burst of 5: the 20th may go 3 s after the first, no sooner.
-    expect(elapsed).toBeGreaterThanOrEqual(2.9);
+    // GCRA at 5/s with a burst of 5: the 20th is admitted 3 s after the first, no sooner.
+    // Seen at the MX, the first arrival also waits for its connection to open while later
+    // ones reuse sessions, so allow the 10%: at least 2.7 s.
+    expect(elapsed).toBeGreaterThanOrEqual(2.7);
     // …and within 10% of the limit once the burst is spent (a lower bound keeps this robust on a busy machine).
     const lastFifteen = (times[19]! - times[4]!) / 1000;
     expect(15 / lastFifteen).toBeLessThanOrEqual(5 * 1.1);
+  }, 60_000);
+
+  it('reuses a connection for up to messages-per-connection messages', async () => {
+    const { runtime: r, sink: s, times } = await run('policy p version 1\n\ndefault {\n  connections 1 per source\n  messages-per-connection 3\n}\n');
+    await submit(r.smtpPort, 6, 'reuse.example');
+    await until('6 deliveries', () => times.length === 6);
+    expect(s.connections).toBe(2);
   }, 60_000);
 
   it('starts a backoff on the second [TS01] within the window, reports it with its rule, and ends it', async () => {
