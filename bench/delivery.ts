@@ -1,0 +1,612 @@
+/**
+ * `npx tsx bench/delivery.ts`: end-to-end delivery throughput of the real `petrel run`
+ * process, and of Debian's Postfix relaying the same load to the same sink for reference.
+ *
+ * N messages of 4 KB, one recipient each, are submitted over SMTP by 20 parallel sessions
+ * to the MTA, which delivers them (spool fsync'd as always) to a receiving sink on loopback:
+ *
+ * - submitter: Postfix's `smtp-source -d -s 20 -l 4096 -N` when installed (sessions stay
+ *   open between messages, distinct recipients), else a nodemailer pooled transport with
+ *   20 connections;
+ * - sink: Postfix's `smtp-sink` when installed (counts DATA completions), else the
+ *   smtp-server test fixture (test/runtime/fixtures/sink.ts) in this process;
+ * - Petrel: `node bin/petrel.js run --policies DIR --smtp 127.0.0.1:0 --http 127.0.0.1:0
+ *   --mx-override` to the sink, with the policy below (connections 50 per source,
+ *   messages-per-connection 1000);
+ * - Postfix (reference): a private instance in a temporary config directory (`postfix -c
+ *   DIR start`), relayhost = the sink, smtp concurrency 50, TLS off, logging to a file,
+ *   otherwise Debian's defaults (queue files fsync'd, in_flow_delay 1s). Needs root and
+ *   the `postfix` package; otherwise the table says "Postfix: not available (reason)".
+ *
+ * Figures per MTA: accepted/s (N / submitter wall time), delivered/s end to end (submitter
+ * start to the sink counting the N-th message), CPU seconds per message (Petrel: the node
+ * process's utime+stime from /proc; Postfix: master + every child, including reaped ones
+ * via cutime/cstime), and peak memory (Petrel: VmHWM; Postfix: the peak of the summed PSS
+ * of all its processes, sampled every 500 ms). The submitter and the sink run on the same
+ * machine and take CPU from the MTA under test: on a 2-core box read the ratio, not the
+ * absolute numbers.
+ *
+ *   npx tsx bench/delivery.ts                  N = 20,000 (see the default below)
+ *   npx tsx bench/delivery.ts --messages 5000
+ *   npx tsx bench/delivery.ts --json           the figures as JSON
+ *   npx tsx bench/delivery.ts --no-postfix     Petrel alone
+ *   npx tsx bench/delivery.ts --cpu-prof       also profile Petrel (node --cpu-prof); the
+ *                                              profile is kept and its top functions printed
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+const asJson = argv.includes('--json');
+const noPostfix = argv.includes('--no-postfix');
+const cpuProf = argv.includes('--cpu-prof');
+const mIdx = argv.indexOf('--messages');
+const N = mIdx >= 0 ? Number(argv[mIdx + 1]) : 20_000;
+if (!Number.isInteger(N) || N <= 0) {
+  process.stderr.write('usage: npx tsx bench/delivery.ts [--messages N] [--json] [--no-postfix] [--cpu-prof]\n');
+  process.exit(2);
+}
+const SESSIONS = 20;
+const SIZE = 4096;
+const STALL_MS = 60_000;
+const POLICY = 'policy bench version 1\ndefault {\n  connections 50 per source\n  messages-per-connection 1000\n}\n';
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+const isRoot = process.getuid?.() === 0;
+
+const log = (s: string) => process.stderr.write(`delivery-bench: ${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/lib/postfix/sbin'])) {
+    const p = path.join(dir, cmd);
+    if (dir && existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------- cleanup: everything started is tracked by PID and stopped on exit ----------
+
+const children = new Set<ChildProcess>();
+const cleanups: (() => Promise<void> | void)[] = [];
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', waitMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    process.kill(child.pid, signal);
+  } catch {
+    return;
+  }
+  const timer = sleep(waitMs).then(() => 'timeout' as const);
+  if ((await Promise.race([exited, timer])) === 'timeout') {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    await exited;
+  }
+}
+
+async function cleanupAll(): Promise<void> {
+  while (cleanups.length) {
+    try {
+      await cleanups.pop()!();
+    } catch (e) {
+      log(`cleanup: ${(e as Error).message}`);
+    }
+  }
+  for (const c of children) await stopChild(c);
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping everything`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+// ---------- /proc ----------
+
+interface ProcStat {
+  ppid: number;
+  /** utime + stime, seconds. */
+  self: number;
+  /** cutime + cstime (reaped children), seconds. */
+  children: number;
+}
+
+function procStat(pid: number): ProcStat | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), self: (Number(f[11]) + Number(f[12])) / CLK_TCK, children: (Number(f[13]) + Number(f[14])) / CLK_TCK };
+  } catch {
+    return undefined;
+  }
+}
+
+function procStatusKb(pid: number, field: string): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function pssKb(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The PID and every descendant of it now alive. */
+function processTree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const st = procStat(Number(e));
+    if (st) parent.set(Number(e), st.ppid);
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, pp] of parent) if (pp === out[i]) out.push(pid);
+  return out;
+}
+
+/** CPU seconds of a process tree: every live process's own time plus what it reaped. */
+function treeCpu(root: number): number {
+  let total = 0;
+  for (const pid of processTree(root)) {
+    const st = procStat(pid);
+    if (st) total += st.self + st.children;
+  }
+  return total;
+}
+
+// ---------- sink ----------
+
+interface SinkHandle {
+  kind: string;
+  port: number;
+  count(): number;
+  close(): Promise<void>;
+}
+
+async function startSinkProcess(): Promise<SinkHandle> {
+  const bin = which('smtp-sink');
+  if (bin) {
+    const port = await freePort();
+    const args = [...(isRoot ? ['-u', 'nobody'] : []), '-c', `127.0.0.1:${port}`, '1024'];
+    const child = track(spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let count = 0;
+    let tail = '';
+    let errors = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      tail = (tail + d).slice(-200);
+      const all = [...tail.matchAll(/mesg=(\d+)/g)];
+      if (all.length) count = Number(all[all.length - 1]![1]);
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors += d));
+    // Wait until it listens.
+    const end = Date.now() + 5_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`smtp-sink exited: ${errors.trim()}`);
+      const ok = await new Promise<boolean>((r) => {
+        const s = createServer();
+        s.once('error', () => r(true));
+        s.listen(port, '127.0.0.1', () => s.close(() => r(false)));
+      });
+      if (ok) break;
+      if (Date.now() > end) throw new Error('smtp-sink did not listen');
+      await sleep(50);
+    }
+    return { kind: 'Postfix smtp-sink', port, count: () => count, close: () => stopChild(child) };
+  }
+  const { startSink } = await import('../test/runtime/fixtures/sink.ts');
+  const sink = await startSink();
+  return {
+    kind: 'smtp-server fixture (in the bench process)',
+    port: sink.port,
+    count: () => sink.received.length,
+    close: async () => {
+      await sink.close();
+      sink.received.length = 0;
+    },
+  };
+}
+
+// ---------- submitter ----------
+
+interface Submitted {
+  tool: string;
+  startedAt: number;
+  endedAt: number;
+  failures: number;
+}
+
+async function submit(port: number, messages: number): Promise<Submitted> {
+  const bin = which('smtp-source');
+  if (bin) {
+    const startedAt = performance.now();
+    const child = track(spawn(bin, ['-d', '-s', String(SESSIONS), '-m', String(messages), '-l', String(SIZE), '-N', '-f', 'news@shop.example', '-t', 'user@bench.example', '-M', 'bench.client', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let errors = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors += d));
+    const code = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
+    const endedAt = performance.now();
+    if (code !== 0) throw new Error(`smtp-source exited ${code}: ${errors.trim().split('\n').slice(-3).join(' | ')}`);
+    const failures = (errors.match(/error|fatal|warning/gi) ?? []).length;
+    return { tool: 'Postfix smtp-source (-d -s 20)', startedAt, endedAt, failures };
+  }
+  const nodemailer = (await import('nodemailer')).default;
+  const transport = nodemailer.createTransport({ pool: true, maxConnections: SESSIONS, maxMessages: Infinity, host: '127.0.0.1', port, secure: false, ignoreTLS: true });
+  const body = 'x'.repeat(76) + '\r\n';
+  const text = body.repeat(Math.ceil(SIZE / body.length)).slice(0, SIZE);
+  let failures = 0;
+  let next = 0;
+  const startedAt = performance.now();
+  await Promise.all(
+    Array.from({ length: SESSIONS * 4 }, async () => {
+      while (next < messages) {
+        const i = next++;
+        try {
+          await transport.sendMail({ from: 'news@shop.example', to: `${i}user@bench.example`, subject: 'bench', text });
+        } catch {
+          failures++;
+        }
+      }
+    }),
+  );
+  const endedAt = performance.now();
+  transport.close();
+  return { tool: 'nodemailer pooled transport (20 connections)', startedAt, endedAt, failures };
+}
+
+// ---------- a run ----------
+
+interface Result {
+  mta: string;
+  messages: number;
+  acceptedPerSecond: number;
+  deliveredPerSecond: number;
+  submitSeconds: number;
+  endToEndSeconds: number;
+  cpuSecondsPerMessage: number;
+  cpuSeconds: number;
+  peakMemoryMB: number;
+  memoryNote: string;
+  submitFailures: number;
+  notes: string[];
+}
+
+async function waitDelivered(sink: SinkHandle, target: number, what: string): Promise<number> {
+  let last = -1;
+  let lastChange = performance.now();
+  for (;;) {
+    const c = sink.count();
+    const now = performance.now();
+    if (c >= target) return now;
+    if (c !== last) {
+      last = c;
+      lastChange = now;
+    } else if (now - lastChange > STALL_MS) throw new Error(`${what}: no delivery for ${STALL_MS / 1000} s, ${c} of ${target} delivered`);
+    await sleep(20);
+  }
+}
+
+async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Result> {
+  const dir = path.join(work, 'petrel');
+  mkdirSync(dir);
+  writeFileSync(path.join(dir, 'bench.policy'), POLICY);
+  const sink = await startSinkProcess();
+  sinkTool.kind = sink.kind;
+  cleanups.push(() => sink.close());
+  writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
+  const profDir = cpuProf ? mkdtempSync(path.join(tmpdir(), 'petrel-delivery-prof-')) : undefined;
+  const child = track(
+    spawn(process.execPath, [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), path.join(ROOT, 'bin', 'petrel.js'), 'run', '--policies', path.join(dir, 'bench.policy'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--mx-override', path.join(dir, 'mx.json'), '--grace', '5'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }),
+  );
+  cleanups.push(() => stopChild(child));
+  let stderr = '';
+  const ports = await new Promise<{ smtp: number; http: number }>((resolve, reject) => {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      const m = /SMTP on port (\d+), HTTP on port (\d+)/.exec(stderr);
+      if (m) resolve({ smtp: Number(m[1]), http: Number(m[2]) });
+    });
+    child.once('exit', (c) => reject(new Error(`petrel run exited ${c}: ${stderr.trim()}`)));
+    setTimeout(() => reject(new Error(`petrel run did not start in 60 s: ${stderr.trim()}`)), 60_000);
+  });
+  const pid = child.pid!;
+  const cpu0 = treeCpu(pid);
+  log(`Petrel (pid ${pid}) listening on ${ports.smtp}; submitting ${N} messages`);
+  const sub = await submit(ports.smtp, N);
+  log(`Petrel: submitted in ${((sub.endedAt - sub.startedAt) / 1000).toFixed(1)} s; ${sink.count()} delivered so far`);
+  const doneAt = await waitDelivered(sink, N, 'Petrel');
+  const cpu1 = treeCpu(pid);
+  const hwm = procStatusKb(pid, 'VmHWM') ?? 0;
+  const notes: string[] = [];
+  try {
+    const st = (await (await fetch(`http://127.0.0.1:${ports.http}/api/v1/status`)).json()) as Record<string, unknown>;
+    notes.push(`status: accepted ${st.accepted}, delivered ${st.delivered}, deferred ${st.deferred}, bounced ${st.bounced}`);
+  } catch (e) {
+    notes.push(`status API: ${(e as Error).message}`);
+  }
+  await stopChild(child);
+  if (profDir) notes.push(...summarizeProfile(profDir));
+  return {
+    mta: 'Petrel',
+    messages: N,
+    acceptedPerSecond: N / ((sub.endedAt - sub.startedAt) / 1000),
+    deliveredPerSecond: N / ((doneAt - sub.startedAt) / 1000),
+    submitSeconds: (sub.endedAt - sub.startedAt) / 1000,
+    endToEndSeconds: (doneAt - sub.startedAt) / 1000,
+    cpuSeconds: cpu1 - cpu0,
+    cpuSecondsPerMessage: (cpu1 - cpu0) / N,
+    peakMemoryMB: hwm / 1024,
+    memoryNote: 'VmHWM of the node process',
+    submitFailures: sub.failures,
+    notes: [`submitter: ${sub.tool}`, ...notes],
+  };
+}
+
+function summarizeProfile(dir: string): string[] {
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) return [`cpu profile: none written in ${dir}`];
+  const prof = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as { nodes: { id: number; hitCount?: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; startTime: number; endTime: number; samples: number[] };
+  const total = prof.samples.length || 1;
+  const by = new Map<string, number>();
+  for (const n of prof.nodes) {
+    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(ROOT + '/', '');
+    const key = `${n.callFrame.functionName || '(anonymous)'} ${url ? `${url.split('/node_modules/').pop()}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
+    by.set(key, (by.get(key) ?? 0) + (n.hitCount ?? 0));
+  }
+  const top = [...by].sort((a, b) => b[1] - a[1]).slice(0, 15);
+  return [`cpu profile kept: ${path.join(dir, file)} (top self time, whole process life):`, ...top.map(([k, v]) => `  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)];
+}
+
+async function runPostfix(work: string): Promise<Result> {
+  if (!isRoot) throw new Error('needs root to start a Postfix instance');
+  const postfix = which('postfix');
+  if (!postfix || !existsSync('/usr/lib/postfix/sbin/master')) throw new Error('the postfix package is not installed (apt-get install postfix)');
+  const dir = path.join(work, 'postfix');
+  const etc = path.join(dir, 'etc');
+  const queue = path.join(dir, 'queue');
+  const data = path.join(dir, 'data');
+  mkdirSync(etc, { recursive: true });
+  mkdirSync(queue);
+  mkdirSync(data);
+  // Postfix daemons run as `postfix` and must reach the queue through the temp dir.
+  chmodSync(work, 0o755);
+  chmodSync(dir, 0o755);
+  spawnSync('chown', ['postfix', data]);
+  const sink = await startSinkProcess();
+  cleanups.push(() => sink.close());
+  const port = await freePort();
+  const maillog = path.join(dir, 'maillog');
+  writeFileSync(
+    path.join(etc, 'main.cf'),
+    [
+      'compatibility_level = 3.6',
+      `queue_directory = ${queue}`,
+      `data_directory = ${data}`,
+      'mail_owner = postfix',
+      'setgid_group = postdrop',
+      'myhostname = bench.localdomain',
+      'mydestination =',
+      'inet_interfaces = 127.0.0.1',
+      'inet_protocols = ipv4',
+      'mynetworks = 127.0.0.0/8',
+      `relayhost = [127.0.0.1]:${sink.port}`,
+      'smtp_tls_security_level = none',
+      'smtpd_tls_security_level = none',
+      'default_process_limit = 200',
+      'smtp_destination_concurrency_limit = 50',
+      'alias_maps =',
+      'alias_database =',
+      'smtpd_peername_lookup = no',
+      'biff = no',
+      `maillog_file = ${maillog}`,
+      `maillog_file_prefixes = ${dir}`,
+      '',
+    ].join('\n'),
+  );
+  const svc = (name: string, type: string, priv: string, wakeup: string, limit: string, cmd: string) => `${name} ${type} ${priv} - n ${wakeup} ${limit} ${cmd}`;
+  writeFileSync(
+    path.join(etc, 'master.cf'),
+    [
+      svc(`127.0.0.1:${port}`, 'inet', 'n', '-', '-', 'smtpd'),
+      svc('pickup', 'unix', 'n', '60', '1', 'pickup'),
+      svc('cleanup', 'unix', 'n', '-', '0', 'cleanup'),
+      svc('qmgr', 'unix', 'n', '300', '1', 'qmgr'),
+      svc('tlsmgr', 'unix', '-', '1000?', '1', 'tlsmgr'),
+      svc('rewrite', 'unix', '-', '-', '-', 'trivial-rewrite'),
+      svc('bounce', 'unix', '-', '-', '0', 'bounce'),
+      svc('defer', 'unix', '-', '-', '0', 'bounce'),
+      svc('trace', 'unix', '-', '-', '0', 'bounce'),
+      svc('verify', 'unix', '-', '-', '1', 'verify'),
+      svc('flush', 'unix', 'n', '1000?', '0', 'flush'),
+      svc('proxymap', 'unix', '-', '-', '-', 'proxymap'),
+      svc('proxywrite', 'unix', '-', '-', '1', 'proxymap'),
+      svc('smtp', 'unix', '-', '-', '-', 'smtp'),
+      svc('relay', 'unix', '-', '-', '-', 'smtp'),
+      svc('showq', 'unix', 'n', '-', '-', 'showq'),
+      svc('error', 'unix', '-', '-', '-', 'error'),
+      svc('retry', 'unix', '-', '-', '-', 'error'),
+      svc('discard', 'unix', '-', '-', '-', 'discard'),
+      svc('anvil', 'unix', '-', '-', '1', 'anvil'),
+      svc('scache', 'unix', '-', '-', '1', 'scache'),
+      svc('postlog', 'unix-dgram', 'n', '-', '1', 'postlogd'),
+      '',
+    ].join('\n'),
+  );
+  const pidFile = path.join(queue, 'pid', 'master.pid');
+  let masterPid: number | undefined;
+  cleanups.push(async () => {
+    spawnSync(postfix, ['-c', etc, 'stop'], { stdio: 'ignore', timeout: 30_000 });
+    // `postfix stop` signals the master; make sure it and its children are gone.
+    if (masterPid !== undefined) {
+      const end = Date.now() + 10_000;
+      while (procStat(masterPid) && Date.now() < end) await sleep(100);
+      if (procStat(masterPid)) {
+        for (const p of processTree(masterPid).reverse()) {
+          try {
+            process.kill(p, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+      }
+    }
+  });
+  const started = spawnSync(postfix, ['-c', etc, 'start'], { encoding: 'utf8', timeout: 60_000 });
+  if (started.status !== 0) {
+    const why = existsSync(maillog) ? readFileSync(maillog, 'utf8').trim().split('\n').slice(-2).join(' | ') : (started.stderr || '').trim();
+    throw new Error(`postfix -c DIR start failed: ${why || `exit ${started.status}`}`);
+  }
+  const end = Date.now() + 15_000;
+  while (!existsSync(pidFile)) {
+    if (Date.now() > end) throw new Error('postfix master wrote no pid file');
+    await sleep(100);
+  }
+  masterPid = Number(readFileSync(pidFile, 'utf8').trim());
+  // Wait until smtpd's port accepts connections.
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = createServer();
+      s.once('error', () => r(true));
+      s.listen(port, '127.0.0.1', () => s.close(() => r(false)));
+    });
+    if (ok) break;
+    if (Date.now() > end) throw new Error('postfix smtpd did not listen');
+    await sleep(100);
+  }
+  const cpu0 = treeCpu(masterPid);
+  let peakPss = 0;
+  const sampler = setInterval(() => {
+    const s = processTree(masterPid!).reduce((a, p) => a + pssKb(p), 0);
+    if (s > peakPss) peakPss = s;
+  }, 500);
+  cleanups.push(() => clearInterval(sampler));
+  log(`Postfix (master pid ${masterPid}) listening on ${port}; submitting ${N} messages`);
+  const sub = await submit(port, N);
+  log(`Postfix: submitted in ${((sub.endedAt - sub.startedAt) / 1000).toFixed(1)} s; ${sink.count()} delivered so far`);
+  const doneAt = await waitDelivered(sink, N, 'Postfix');
+  clearInterval(sampler);
+  const cpu1 = treeCpu(masterPid);
+  const sent = existsSync(maillog) ? (readFileSync(maillog, 'utf8').match(/status=sent/g) ?? []).length : 0;
+  return {
+    mta: 'Postfix',
+    messages: N,
+    acceptedPerSecond: N / ((sub.endedAt - sub.startedAt) / 1000),
+    deliveredPerSecond: N / ((doneAt - sub.startedAt) / 1000),
+    submitSeconds: (sub.endedAt - sub.startedAt) / 1000,
+    endToEndSeconds: (doneAt - sub.startedAt) / 1000,
+    cpuSeconds: cpu1 - cpu0,
+    cpuSecondsPerMessage: (cpu1 - cpu0) / N,
+    peakMemoryMB: peakPss / 1024,
+    memoryNote: 'peak of summed PSS over master + children, sampled every 500 ms',
+    submitFailures: sub.failures,
+    notes: [`submitter: ${sub.tool}`, `${postfixVersion(postfix)}; maillog status=sent lines: ${sent}`],
+  };
+}
+
+function postfixVersion(bin: string): string {
+  const r = spawnSync(bin.replace(/postfix$/, 'postconf'), ['-d', 'mail_version'], { encoding: 'utf8' });
+  return `Postfix ${(r.stdout ?? '').split('=')[1]?.trim() ?? '?'}`;
+}
+
+// ---------- report ----------
+
+function table(petrel: Result | undefined, postfix: Result | undefined, postfixWhy: string | undefined, sinkKind: string): string {
+  const cols: [string, (r: Result) => string][] = [
+    ['messages (4 KB, 1 rcpt)', (r) => String(r.messages)],
+    ['accepted/s (submission)', (r) => r.acceptedPerSecond.toFixed(0)],
+    ['delivered/s (end to end)', (r) => r.deliveredPerSecond.toFixed(0)],
+    ['submission time, s', (r) => r.submitSeconds.toFixed(1)],
+    ['end to end, s', (r) => r.endToEndSeconds.toFixed(1)],
+    ['CPU s total', (r) => r.cpuSeconds.toFixed(1)],
+    ['CPU ms per message', (r) => (r.cpuSecondsPerMessage * 1000).toFixed(3)],
+    ['peak memory, MB', (r) => r.peakMemoryMB.toFixed(0)],
+    ['submission failures', (r) => String(r.submitFailures)],
+  ];
+  const rows = cols.map(([name, f]) => [name, petrel ? f(petrel) : '—', postfix ? f(postfix) : '—']);
+  const w = [Math.max(...rows.map((r) => r[0]!.length)), 10, 10];
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  ');
+  const out = [line(['', 'Petrel', 'Postfix']), ...rows.map(line)];
+  if (petrel && postfix) out.push('', `ratio Petrel/Postfix delivered/s: ${(petrel.deliveredPerSecond / postfix.deliveredPerSecond).toFixed(2)}`);
+  if (!postfix) out.push('', `Postfix: not available (${postfixWhy ?? 'not run'})`);
+  out.push(`sink: ${sinkKind}`);
+  for (const r of [petrel, postfix]) if (r) out.push(`${r.mta}: memory = ${r.memoryNote}`, ...r.notes.map((n) => `${r.mta}: ${n}`));
+  out.push('caveat: submitter, sink and MTA share this machine\'s CPUs; compare the ratio, not absolute figures.');
+  return out.join('\n') + '\n';
+}
+
+async function main(): Promise<number> {
+  const work = mkdtempSync(path.join(tmpdir(), 'petrel-delivery-bench-'));
+  cleanups.unshift(() => rmSync(work, { recursive: true, force: true }));
+  const sinkTool = { kind: '?' };
+  let petrel: Result | undefined;
+  let postfix: Result | undefined;
+  let postfixWhy: string | undefined;
+  let failed = false;
+  try {
+    try {
+      petrel = await runPetrel(work, sinkTool);
+    } catch (e) {
+      failed = true;
+      log(`Petrel run failed: ${(e as Error).message}`);
+    }
+    // Stop Petrel's sink (and anything else) before the reference run.
+    while (cleanups.length > 1) await cleanups.pop()!();
+    if (noPostfix) postfixWhy = '--no-postfix';
+    else {
+      try {
+        postfix = await runPostfix(work);
+      } catch (e) {
+        postfixWhy = (e as Error).message;
+        log(`Postfix: ${postfixWhy}`);
+      }
+    }
+  } finally {
+    await cleanupAll();
+  }
+  const host = { cpus: (await import('node:os')).cpus().length, node: process.version, loadavg: (await import('node:os')).loadavg().map((l) => Number(l.toFixed(2))) };
+  if (asJson) process.stdout.write(JSON.stringify({ messages: N, sessions: SESSIONS, sizeBytes: SIZE, sink: sinkTool.kind, host, petrel: petrel ?? null, postfix: postfix ?? null, postfixNotAvailable: postfix ? null : (postfixWhy ?? null), ratioDeliveredPerSecond: petrel && postfix ? petrel.deliveredPerSecond / postfix.deliveredPerSecond : null }, null, 2) + '\n');
+  else process.stdout.write(table(petrel, postfix, postfixWhy, sinkTool.kind) + `host: ${host.cpus} CPUs, ${host.node}, load average after the run ${host.loadavg.join(' ')}\n`);
+  return failed ? 1 : 0;
+}
+
+process.exitCode = await main().catch(async (e) => {
+  log(`error: ${(e as Error).stack ?? e}`);
+  await cleanupAll();
+  return 1;
+});
