@@ -195,8 +195,12 @@ describe('spool: reclaiming space', () => {
     const opened = spool.stats();
     expect(opened.diskBytes).toBeLessThanOrEqual(2 * opened.liveBytes + 2 * options.segmentBytes);
     await spool.compact();
-    expect(spool.stats().segments).toBe(1);
-    expect(spool.stats().diskBytes).toBe(spool.stats().liveBytes);
+    // No garbage left: every byte on disk is live. How the copies fall into segments depends
+    // on group-commit timing (a segment rolls between write groups), so the count is only
+    // bounded: each segment but the last is at least half full.
+    const compacted = spool.stats();
+    expect(compacted.diskBytes).toBe(compacted.liveBytes);
+    expect(compacted.segments).toBeLessThanOrEqual(2 * Math.ceil(compacted.liveBytes / options.segmentBytes));
     await spool.close();
 
     spool = await open(dir, options);
