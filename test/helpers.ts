@@ -1,9 +1,7 @@
 /** Shared test helpers: compile from memory, load a built artifact, run the real CLI binary. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { compile, packageRoot, type CompileResult, type SourceHost } from '../compiler/index.ts';
 import { importArtifactText, type PolicyArtifact } from '../runtime/index.ts';
 
@@ -39,6 +37,17 @@ export function compileFiles(files: Record<string, string>, options: { checkOnly
 export function compileRepoFiles(inputs: string[], options: { checkOnly?: boolean } = {}): Promise<CompileResult> {
   const host: SourceHost = { cwd: ROOT, readFile: readOrUndefined };
   return compile({ inputs, host, name: 'policies', checkOnly: options.checkOnly ?? false });
+}
+
+/** Writes a compile result as `petrel build` does (module, map, manifest) into `dir/artifact`; returns that directory. */
+export function writeArtifact(dir: string, result: CompileResult): string {
+  if (!result.artifact) throw new Error('no artifact: ' + JSON.stringify(result.diagnostics.filter((d) => d.severity === 'error').slice(0, 5)));
+  const out = path.join(dir, 'artifact');
+  mkdirSync(out, { recursive: true });
+  writeFileSync(path.join(out, result.artifact.moduleFile), result.artifact.module);
+  writeFileSync(path.join(out, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
+  writeFileSync(path.join(out, 'manifest.json'), JSON.stringify(result.artifact.manifest));
+  return out;
 }
 
 /** Imports a compiled module (through a temporary file). */

@@ -3,14 +3,14 @@
  * triggered backoff starts on its Nth deferral, shows in the status API with its rule,
  * and ends after its duration.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
-import { compileFiles } from '../helpers.ts';
+import { compileFiles, writeArtifact } from '../helpers.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 let dir: string;
@@ -37,11 +37,7 @@ async function run(policy: string, sinkOptions: Parameters<typeof startSink>[0] 
   });
   const built = await compileFiles({ 'p.policy': policy });
   expect(built.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
-  const art = path.join(dir, 'artifact');
-  mkdirSync(art);
-  writeFileSync(path.join(art, built.artifact!.moduleFile), built.artifact!.module);
-  writeFileSync(path.join(art, `${built.artifact!.moduleFile}.map`), built.artifact!.sourceMap);
-  writeFileSync(path.join(art, 'manifest.json'), JSON.stringify(built.artifact!.manifest));
+  const art = writeArtifact(dir, built);
   const { artifact, manifest } = await loadArtifact(art);
   runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: { '*': `127.0.0.1:${sink.port}` }, connectTimeoutMs: 1000 });
   return { runtime, sink, times };

@@ -3,14 +3,14 @@
  * excess goes out through the ramp's overflow pool, and each source binds its own address
  * and EHLO name.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
-import { compileFiles } from '../helpers.ts';
+import { compileFiles, writeArtifact } from '../helpers.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 const POLICY = `policy sources version 1.0.0
@@ -68,11 +68,7 @@ describe('petrel run: sources, pools and warmup', () => {
       pools: { rotation: ['fresh', 'seasoned'], warm: ['seasoned'] },
       tenants: { shop: 'rotation' },
     });
-    const art = path.join(dir, 'artifact');
-    mkdirSync(art);
-    writeFileSync(path.join(art, built.artifact!.moduleFile), built.artifact!.module);
-    writeFileSync(path.join(art, `${built.artifact!.moduleFile}.map`), built.artifact!.sourceMap);
-    writeFileSync(path.join(art, 'manifest.json'), JSON.stringify(built.artifact!.manifest));
+    const art = writeArtifact(dir, built);
     const { artifact, manifest } = await loadArtifact(art);
     // Day 1 of the ramp (2026-11-29): the cold source may send 2 messages to this route.
     const started = Date.now();

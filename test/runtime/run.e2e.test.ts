@@ -3,14 +3,14 @@
  * runtime spools and delivers to a scripted smtp-server acting as the receiving MX, and
  * accounting records what the policy decided.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
-import { compileFiles } from '../helpers.ts';
+import { compileFiles, writeArtifact } from '../helpers.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 const POLICY = `policy e2e version 1.0.0
@@ -43,11 +43,7 @@ beforeEach(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'petrel-e2e-'));
   sink = await startSink({ refuse: (rcpt) => (rcpt.startsWith('unknown@') ? { code: 550, text: '5.1.1 No such user' } : undefined) });
   const built = await compileFiles({ 'e2e.policy': POLICY });
-  const art = path.join(dir, 'artifact');
-  mkdirSync(art);
-  writeFileSync(path.join(art, built.artifact!.moduleFile), built.artifact!.module);
-  writeFileSync(path.join(art, `${built.artifact!.moduleFile}.map`), built.artifact!.sourceMap);
-  writeFileSync(path.join(art, 'manifest.json'), JSON.stringify(built.artifact!.manifest));
+  const art = writeArtifact(dir, built);
 });
 afterEach(async () => {
   await runtime?.stop(5_000);
