@@ -307,6 +307,26 @@ interface Result {
   notes: string[];
 }
 
+/** One MTA's figures from its submission, the moment the sink had all N, CPU and memory. */
+function figures(mta: string, sub: Submitted, doneAt: number, cpuSeconds: number, memoryKb: number, memoryNote: string, notes: string[]): Result {
+  const submitSeconds = (sub.endedAt - sub.startedAt) / 1000;
+  const endToEndSeconds = (doneAt - sub.startedAt) / 1000;
+  return {
+    mta,
+    messages: N,
+    acceptedPerSecond: N / submitSeconds,
+    deliveredPerSecond: N / endToEndSeconds,
+    submitSeconds,
+    endToEndSeconds,
+    cpuSeconds,
+    cpuSecondsPerMessage: cpuSeconds / N,
+    peakMemoryMB: memoryKb / 1024,
+    memoryNote,
+    submitFailures: sub.failures,
+    notes: [`submitter: ${sub.tool}`, ...notes],
+  };
+}
+
 async function waitDelivered(sink: SinkHandle, target: number, what: string): Promise<number> {
   let last = -1;
   let lastChange = performance.now();
@@ -362,20 +382,7 @@ async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Resu
   }
   await stopChild(child);
   if (profDir) notes.push(...summarizeProfile(profDir));
-  return {
-    mta: 'Petrel',
-    messages: N,
-    acceptedPerSecond: N / ((sub.endedAt - sub.startedAt) / 1000),
-    deliveredPerSecond: N / ((doneAt - sub.startedAt) / 1000),
-    submitSeconds: (sub.endedAt - sub.startedAt) / 1000,
-    endToEndSeconds: (doneAt - sub.startedAt) / 1000,
-    cpuSeconds: cpu1 - cpu0,
-    cpuSecondsPerMessage: (cpu1 - cpu0) / N,
-    peakMemoryMB: hwm / 1024,
-    memoryNote: 'VmHWM of the node process',
-    submitFailures: sub.failures,
-    notes: [`submitter: ${sub.tool}`, ...notes],
-  };
+  return figures('Petrel', sub, doneAt, cpu1 - cpu0, hwm, 'VmHWM of the node process', notes);
 }
 
 function summarizeProfile(dir: string): string[] {
@@ -523,20 +530,7 @@ async function runPostfix(work: string): Promise<Result> {
   clearInterval(sampler);
   const cpu1 = treeCpu(masterPid);
   const sent = existsSync(maillog) ? (readFileSync(maillog, 'utf8').match(/status=sent/g) ?? []).length : 0;
-  return {
-    mta: 'Postfix',
-    messages: N,
-    acceptedPerSecond: N / ((sub.endedAt - sub.startedAt) / 1000),
-    deliveredPerSecond: N / ((doneAt - sub.startedAt) / 1000),
-    submitSeconds: (sub.endedAt - sub.startedAt) / 1000,
-    endToEndSeconds: (doneAt - sub.startedAt) / 1000,
-    cpuSeconds: cpu1 - cpu0,
-    cpuSecondsPerMessage: (cpu1 - cpu0) / N,
-    peakMemoryMB: peakPss / 1024,
-    memoryNote: 'peak of summed PSS over master + children, sampled every 500 ms',
-    submitFailures: sub.failures,
-    notes: [`submitter: ${sub.tool}`, `${postfixVersion(postfix)}; maillog status=sent lines: ${sent}`],
-  };
+  return figures('Postfix', sub, doneAt, cpu1 - cpu0, peakPss, 'peak of summed PSS over master + children, sampled every 500 ms', [`${postfixVersion(postfix)}; maillog status=sent lines: ${sent}`]);
 }
 
 function postfixVersion(bin: string): string {
