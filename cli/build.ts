@@ -1,7 +1,7 @@
 /** `petrel build`: compile a policy set into a manifest and a bundled ES module. */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { COMPILER_VERSION, compile, OUTPUT_FORMATS, renderDiagnostics, type OutputFormat } from '../compiler/index.ts';
+import { writeArtifact } from '../runtime/loader.ts';
 import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const BUILD_HELP = `usage: petrel build [options] <paths…> --out DIR
@@ -36,11 +36,7 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   else io.out(rendered);
   if (!result.artifact) return EXIT.policy;
   const out = path.resolve(io.cwd, values.out);
-  mkdirSync(out, { recursive: true });
-  writeFileSync(path.join(out, result.artifact.moduleFile), result.artifact.module);
-  writeFileSync(path.join(out, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
-  // Manifest last: a reader that finds a manifest finds its module.
-  writeFileSync(path.join(out, 'manifest.json'), JSON.stringify(result.artifact.manifest, null, 2) + '\n');
+  await writeArtifact(out, result.artifact);
   const m = result.artifact.manifest;
   io.err(`built ${m.name} ${m.version} (${m.hash.slice(0, 12)}) from ${m.sources.length} files → ${path.relative(io.cwd, out) || '.'}/${m.module}\n`);
   return EXIT.ok;

@@ -3,10 +3,9 @@
  * options by name, finding `.policy` files under the paths given, and the disk host the
  * compiler reads through.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { SourceHost } from '../compiler/index.ts';
 
 export const EXIT = { ok: 0, internal: 1, usage: 2, policy: 3 } as const;
 
@@ -34,14 +33,6 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O) 
 /** Every `.policy` file named or under a named directory, sorted, as absolute paths. */
 export function findPolicyFiles(paths: string[], cwd: string): string[] {
   const found = new Set<string>();
-  const walk = (abs: string) => {
-    for (const entry of readdirSync(abs, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      if (entry.name.startsWith('.') || entry.name === 'node_modules') continue;
-      const child = path.join(abs, entry.name);
-      if (entry.isDirectory()) walk(child);
-      else if (entry.isFile() && entry.name.endsWith('.policy')) found.add(child);
-    }
-  };
   for (const p of paths) {
     const abs = path.resolve(cwd, p);
     let stat;
@@ -50,31 +41,15 @@ export function findPolicyFiles(paths: string[], cwd: string): string[] {
     } catch {
       throw new UsageError(`no such file or directory: \`${p}\``);
     }
-    if (stat.isDirectory()) walk(abs);
+    if (stat.isDirectory()) for (const f of listPolicyFiles(abs)) found.add(f);
     else found.add(abs);
   }
   return [...found];
 }
 
-/** The compiler's view of the disk. Reads are cached: `use` checks existence before reading. */
-export function diskHost(cwd: string): SourceHost {
-  const cache = new Map<string, string | undefined>();
-  return {
-    cwd,
-    readFile(absolutePath) {
-      if (!cache.has(absolutePath)) {
-        let text: string | undefined;
-        try {
-          text = readFileSync(absolutePath, 'utf8');
-        } catch {
-          text = undefined;
-        }
-        cache.set(absolutePath, text);
-      }
-      return cache.get(absolutePath);
-    },
-  };
-}
+/** The compiler's view of the disk (re-exported: the runtime's compile worker uses it too). */
+export { diskHost } from '../compiler/disk-host.ts';
+import { listPolicyFiles } from '../compiler/disk-host.ts';
 
 /** The set name when `--name` is not given: the first path's base name (`policies`). */
 export function defaultSetName(paths: string[], cwd: string): string {

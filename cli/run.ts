@@ -1,11 +1,13 @@
 /** `petrel run`: compile the policies, load the artifact, and deliver mail under it. */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
-import { COMPILER_VERSION, compile, packageRoot, renderDiagnostics } from '../compiler/index.ts';
-import { loadArtifact } from '../runtime/loader.ts';
+import { packageRoot } from '../compiler/index.ts';
+import { createPolicyCompiler } from '../runtime/policy-compiler.ts';
+import { createPolicyControl, type PolicySource } from '../runtime/policy-control.ts';
+import { openVersionStore } from '../runtime/policy-versions.ts';
 import { startRuntime } from '../runtime/runtime.ts';
-import { diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
+import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const RUN_HELP = `usage: petrel run [options]
 
@@ -14,17 +16,27 @@ durable spool, and deliver it under the policy. Stops on SIGTERM or SIGINT: no n
 accepted, deliveries in flight finish (up to --grace), everything else stays spooled.
 
 options:
-  --policies <path>     policy file or directory; repeat for several (default: policies, stdlib)
+  --policies <path>     policy file or directory; repeat for several (default: policies, stdlib);
+                        watched: a change is rebuilt, tested and goes live (see --no-watch)
+  --no-watch            do not watch --policies for changes
+  --policy-git <repo>   take the policies from a git repository (bare or not) instead
+  --ref <ref>           the branch, tag or commit to follow in --policy-git (default: main)
+  --policy-path <dir>   the folder inside the repository holding the policies (default: .)
+  --poll <seconds>      how often to look at --ref for a new commit (default: 30; 0: only
+                        when told: POST /api/v1/policy/reload, petrel reload, or the hook
+                        that \`petrel hook install\` writes)
+  --keep <n>            policy versions kept for rollback (default: 10)
   --spool <dir>         spool directory (default: var/spool)
   --acct <dir>          accounting directory (default: var/acct)
-  --artifact <dir>      where the compiled artifact is written (default: var/artifact)
+  --artifact <dir>      where policy versions are kept (default: var/artifact)
   --smtp <host:port>    SMTP submission listener (default: 127.0.0.1:2525)
   --http <host:port>    HTTP API listener (default: 127.0.0.1:8025): GET /api/v1/status,
                         GET /metrics (Prometheus), POST /api/v1/pause and /resume,
                         POST /api/v1/messages (JSON: from, to[], subject/text/html or raw,
-                        headers, tenant, pool, campaign; 202 with the id once spooled)
-  --api-key <key>       key HTTP submission requires (repeat for several); without any,
-                        only loopback clients may submit
+                        headers, tenant, pool, campaign; 202 with the id once spooled),
+                        GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact
+  --api-key <key>       key the HTTP API's POST endpoints require (repeat for several);
+                        without any, only client networks (loopback) may call them
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
   --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
@@ -44,6 +56,9 @@ function listen(value: string, flag: string): { host: string; port: number } {
 /** The configuration file, as runtime/config.schema.json describes it. */
 interface RunConfig {
   policies?: string[];
+  watch?: boolean;
+  policyGit?: { repo: string; ref?: string; path?: string; pollSeconds?: number };
+  keepVersions?: number;
   spool?: string;
   acct?: string;
   artifact?: string;
@@ -83,6 +98,12 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     grace: { type: 'string' },
     'api-key': { type: 'string', multiple: true },
     config: { type: 'string' },
+    'no-watch': { type: 'boolean' },
+    'policy-git': { type: 'string' },
+    ref: { type: 'string' },
+    'policy-path': { type: 'string' },
+    poll: { type: 'string' },
+    keep: { type: 'string' },
   });
   if (values.help) {
     io.out(RUN_HELP);
@@ -101,19 +122,41 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   }
   const grace = Number(values.grace ?? config.graceSeconds ?? 30);
   if (!(grace >= 0)) throw new UsageError('`--grace` takes a number of seconds');
+  const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
+    const n = Number(value ?? fallback);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`\`${flag}\` takes a whole number of at least ${min}, not \`${value}\``);
+    return n;
+  };
+  const gitRepo = values['policy-git'] ?? config.policyGit?.repo;
+  if (!gitRepo && (values.ref || values['policy-path'] || values.poll)) throw new UsageError('`--ref`, `--policy-path` and `--poll` go with `--policy-git`');
+  if (gitRepo && values.policies) throw new UsageError('give either `--policies` or `--policy-git`, not both');
   const policyPaths = values.policies ?? config.policies ?? ['policies', 'stdlib'];
-  const result = await compile({ inputs: findPolicyFiles(policyPaths, io.cwd), host: diskHost(io.cwd), name: path.basename(at(policyPaths[0]!)) });
-  io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
-  if (!result.artifact) return EXIT.policy;
-  const artifactDir = at(values.artifact ?? config.artifact ?? 'var/artifact');
-  mkdirSync(artifactDir, { recursive: true });
-  writeFileSync(path.join(artifactDir, result.artifact.moduleFile), result.artifact.module);
-  writeFileSync(path.join(artifactDir, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
-  writeFileSync(path.join(artifactDir, 'manifest.json'), JSON.stringify(result.artifact.manifest, null, 2) + '\n');
-  const { artifact, manifest } = await loadArtifact(artifactDir);
+  if (!gitRepo) findPolicyFiles(policyPaths, io.cwd); // a missing path is a usage error now, not a refusal later
+  const source: PolicySource = gitRepo
+    ? {
+        kind: 'git',
+        repo: at(gitRepo),
+        ref: values.ref ?? config.policyGit?.ref ?? 'main',
+        subdir: values['policy-path'] ?? config.policyGit?.path ?? '.',
+        pollSeconds: number(values.poll ?? config.policyGit?.pollSeconds?.toString(), '--poll', 30, 0),
+        name: path.basename(at(gitRepo)).replace(/\.git$/, ''),
+      }
+    : { kind: 'paths', paths: policyPaths, cwd: io.cwd, listInputs: () => findPolicyFiles(policyPaths, io.cwd), watch: !values['no-watch'] && (config.watch ?? true), name: defaultSetName(policyPaths, io.cwd) };
+  const store = await openVersionStore(at(values.artifact ?? config.artifact ?? 'var/artifact'), { keep: number(values.keep ?? config.keepVersions?.toString(), '--keep', 10, 2) });
+  const control = createPolicyControl({ source, store, compiler: createPolicyCompiler(), log: (line) => io.err(`${line}\n`) });
+  let first;
+  try {
+    first = await control.initial();
+  } catch (e) {
+    io.err(`${(e as Error).message.trimEnd()}\npetrel: no policy version to run\n`);
+    await control.close();
+    return EXIT.policy;
+  }
+  const { artifact, manifest } = first.loaded;
   const runtime = await startRuntime({
     artifact,
     manifest,
+    httpRoutes: control.httpRoutes,
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
     smtp: { ...listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp'), ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}) },
@@ -122,6 +165,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
     ...(mxOverride ? { mxOverride } : {}),
   });
+  control.attach(runtime);
   io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on port ${runtime.smtpPort}, HTTP on port ${runtime.httpPort}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -129,6 +173,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGINT', stop);
   });
   io.err('petrel: stopping\n');
+  await control.close();
   await runtime.stop(grace * 1000);
   return EXIT.ok;
 }

@@ -24,6 +24,7 @@ export { interpret } from './interpret.ts';
 export { runTests, type TestFailure, type TestResult } from './run-tests.ts';
 export type * from './ir.ts';
 export { IR_VERSION } from './ir.ts';
+export { diskHost, listPolicyFiles } from './disk-host.ts';
 export { displayPath, type SourceHost, type SourceSet } from './load.ts';
 export { OUTPUT_FORMATS, renderDiagnostics, type OutputFormat, type RenderOptions } from './render.ts';
 export { packageRoot, stdlibDir } from './paths.ts';

@@ -3,7 +3,7 @@
  * own `meta`, import it, and run a self-test of every member before anything uses it.
  * The runtime never compiles: it only loads what `petrel build` wrote.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,6 +27,22 @@ export async function loadArtifact(dir: string): Promise<{ artifact: PolicyArtif
   const artifact = (await import(url.href)).default as PolicyArtifact;
   selfTest(artifact, manifest);
   return { artifact, manifest };
+}
+
+/** A compiled artifact as texts, as `compile()` returns it. */
+export interface ArtifactTexts {
+  module: string;
+  moduleFile: string;
+  sourceMap: string;
+  manifest: ArtifactManifest;
+}
+
+/** Writes an artifact into `dir` (created if missing) the way `loadArtifact` reads it: the manifest last, so a reader that finds a manifest finds its module. */
+export async function writeArtifact(dir: string, texts: ArtifactTexts): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, texts.moduleFile), texts.module);
+  await writeFile(path.join(dir, `${texts.moduleFile}.map`), texts.sourceMap);
+  await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(texts.manifest, null, 2) + '\n');
 }
 
 /** Every member answers a plain question with the right kind of answer. */

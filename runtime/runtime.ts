@@ -42,6 +42,11 @@ export interface RuntimeOptions {
   maxInFlight?: number;
   clock?: () => number;
   random?: () => number;
+  /**
+   * More HTTP endpoints (the policy control API of hot reload): called for every request
+   * the runtime's own routes do not answer; returns true when it answered.
+   */
+  httpRoutes?: HttpRoutes;
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
@@ -65,8 +70,47 @@ export interface Runtime {
   smtpPort: number;
   httpPort: number;
   status(): RuntimeStatus;
+  /** The policy version every new decision is made under. */
+  policy(): { artifact: PolicyArtifact; manifest: ArtifactManifest };
+  /**
+   * Makes another loaded artifact current, at once for every new decision: routing,
+   * source choice, limits and reactions. Deliveries in flight finish under the version
+   * they started with, and their accounting records name it. Queued work is routed anew
+   * at its next look, so messages whose route changed move to their new queue; limiter
+   * state, backoffs and suspensions are keyed by route and source names and carry over
+   * wherever those still exist.
+   */
+  swapPolicy(artifact: PolicyArtifact, manifest: ArtifactManifest): void;
+  /** The runtime's Prometheus registry, for metrics of the parts around it. */
+  registry: Registry;
   /** Stops accepting, waits for deliveries in flight (up to `graceMs`), keeps the rest spooled. */
   stop(graceMs?: number): Promise<void>;
+}
+
+/** What an extra HTTP route gets besides the request: the runtime's answer helpers. */
+export interface HttpHelpers {
+  send(res: ServerResponse, code: number, body: unknown): void;
+  /** The same check the pause and submission endpoints make (API key, else client network). */
+  authorized(req: IncomingMessage): boolean;
+  /** Reads a JSON body of at most `maxBytes`; answers 400/413 itself and resolves undefined then. */
+  readJson(req: IncomingMessage, res: ServerResponse, maxBytes?: number): Promise<unknown>;
+}
+export type HttpRoutes = (req: IncomingMessage, res: ServerResponse, helpers: HttpHelpers) => boolean;
+
+/** A loaded version with what the scheduler derives from its manifest. */
+interface LivePolicy {
+  artifact: PolicyArtifact;
+  manifest: ArtifactManifest;
+  topology: DeliveryTopology;
+  /** The policy's sources, or the one unbound `default` source when it defines none. */
+  allSources: Source[];
+  sourceByName: Map<string, Source>;
+}
+
+function livePolicy(artifact: PolicyArtifact, manifest: ArtifactManifest): LivePolicy {
+  const topology: DeliveryTopology = manifest.delivery ?? { sources: [], pools: {}, tenants: {} };
+  const allSources = topology.sources.length > 0 ? topology.sources : [DEFAULT_SOURCE];
+  return { artifact, manifest, topology, allSources, sourceByName: new Map(allSources.map((s) => [s.name, s])) };
 }
 
 /** The one unbound source used when the policy defines none. */
@@ -85,7 +129,7 @@ interface Work {
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const clock = options.clock ?? Date.now;
   const random = options.random ?? Math.random;
-  const { artifact, manifest } = options;
+  let policy = livePolicy(options.artifact, options.manifest);
   const spool: Spool = await openSpool(options.spoolDir);
   const acct: AccountingWriter = openAccounting(options.accountingDir);
   const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
@@ -104,7 +148,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   new Gauge({ name: 'petrel_in_flight', help: 'Deliveries in progress', registers: [registry], collect() { this.set(inFlight); } });
   new Gauge({ name: 'petrel_backoffs_active', help: 'Queues in a backoff now', registers: [registry], collect() { this.set([...state.backoffs.values()].filter((b) => b.until > clock()).length); } });
   new Gauge({ name: 'petrel_suspensions_active', help: 'Suspensions in force now', registers: [registry], collect() { this.set([...state.suspensions.values()].filter((x) => x.until > clock()).length); } });
-  new Gauge({ name: 'petrel_policy_info', help: 'The policy version in use (value 1)', labelNames: ['name', 'version', 'hash'], registers: [registry] }).set({ name: manifest.name, version: manifest.version, hash: manifest.hash }, 1);
+  const policyInfo = new Gauge({ name: 'petrel_policy_info', help: 'The policy version in use (value 1)', labelNames: ['name', 'version', 'hash'], registers: [registry] });
+  policyInfo.set({ name: policy.manifest.name, version: policy.manifest.version, hash: policy.manifest.hash }, 1);
   const work: Work[] = [];
   /** Operator pauses: `queue:Q`, `source:S`, `tenant:T`. */
   const paused = new Set<string>();
@@ -124,7 +169,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
   for (const m of spool.pending()) enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
 
-  const record = (type: RecordType, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, reaction: Reaction | undefined, mxHost: string) => {
+  const record = (p: LivePolicy, type: RecordType, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, reaction: Reaction | undefined, mxHost: string) => {
     metrics.outcomes.inc({ type, route, category: reaction && reaction.category !== 'success' ? reaction.category : '' });
     const status = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(reply)?.[1] ?? (type === 'd' ? '2.0.0' : type === 'b' ? '5.0.0' : '4.0.0');
     acct.write({
@@ -142,20 +187,21 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       queue: `${queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase())}/${source.name}`,
       jobId: m.campaign ?? '',
       tenant: m.tenant ?? '',
-      policyVersion: manifest.hash,
+      policyVersion: p.manifest.hash,
       policyRule: reaction?.rule ? `${reaction.rule.file}:${reaction.rule.line}` : '',
     });
   };
 
   /** Decides one recipient's fate from its reply. */
-  async function judge(m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string): Promise<void> {
+  async function judge(p: LivePolicy, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string): Promise<void> {
+    const { artifact } = p;
     const reaction = artifact.react(route, reply, phase);
     const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: source.name, tenant: m.tenant };
     applyReaction(state, context, reaction, reply, clock());
     if (accepted) {
       await spool.recordOutcome(m.id, rcpt, 'delivered');
       counters.delivered++;
-      record('d', m, rcpt, route, source, reply, reaction, mxHost);
+      record(p, 'd', m, rcpt, route, source, reply, reaction, mxHost);
       return;
     }
     const settings = artifact.settings(route, source.name, m.tenant);
@@ -167,14 +213,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await spool.recordOutcome(m.id, rcpt, expired ? 'expired' : 'bounced');
       counters.bounced++;
       const why = expired ? { ...reaction, category: 'message-expired' as const } : reaction;
-      record('b', m, rcpt, route, source, reply, why, mxHost);
+      record(p, 'b', m, rcpt, route, source, reply, why, mxHost);
       return;
     }
     const jitter = 1 + (random() * 2 - 1) * settings.retryJitter;
     const at = clock() + Math.round(delay * jitter);
     await spool.recordDeferral(m.id, rcpt, at);
     counters.deferred++;
-    record('t', m, rcpt, route, source, reply, reaction, mxHost);
+    record(p, 't', m, rcpt, route, source, reply, reaction, mxHost);
     const updated = spool.get(m.id);
     if (updated) work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at });
   }
@@ -230,7 +276,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
    * session, host after host in MX order. `slot` is the connection slot a new session
    * occupies; a session that can take more messages goes back to the idle pool with it.
    */
-  async function deliver(item: Work, route: string, source: Source, hosts: { host: string; port: number }[], slot: Lease, reuse: Pooled | undefined): Promise<void> {
+  async function deliver(p: LivePolicy, item: Work, route: string, source: Source, hosts: { host: string; port: number }[], slot: Lease, reuse: Pooled | undefined): Promise<void> {
+    const { artifact } = p;
     let slotHandedOff = false;
     let pooled = reuse;
     try {
@@ -266,7 +313,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
             const batch = rcpts.slice(i, i + perTransaction);
             const result = await session.send({ from: m.envelope.from, to: batch, raw });
             sent++;
-            for (const r of result.perRecipient) await judge(m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host);
+            for (const r of result.perRecipient) await judge(p, m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host);
           }
           keep = !session.closed && !stopping && sent < (settings.messagesPerConnection ?? Infinity);
         } finally {
@@ -277,7 +324,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
         return;
       }
-      for (const rcpt of rcpts) await judge(m, rcpt, route, source, lastFailure?.reply ?? '421 4.4.1 no answer from host', lastFailure?.phase ?? 'connect', false, lastFailure?.host ?? '');
+      for (const rcpt of rcpts) await judge(p, m, rcpt, route, source, lastFailure?.reply ?? '421 4.4.1 no answer from host', lastFailure?.phase ?? 'connect', false, lastFailure?.host ?? '');
     } finally {
       if (pooled) await pooled.session.close();
       if (!slotHandedOff) void limiters.release(slot);
@@ -287,10 +334,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }
   }
 
-  const topology: DeliveryTopology = manifest.delivery ?? { sources: [], pools: {}, tenants: {} };
-  const allSources = topology.sources.length > 0 ? topology.sources : [DEFAULT_SOURCE];
-  const sourceByName = new Map(allSources.map((s) => [s.name, s]));
-  const poolSources = (pool: string): Source[] => (topology.pools[pool] ?? []).flatMap((n) => sourceByName.get(n) ?? []);
+  const poolSources = (p: LivePolicy, pool: string): Source[] => (p.topology.pools[pool] ?? []).flatMap((n) => p.sourceByName.get(n) ?? []);
   /** Messages sent by warming-up sources, per source, route and UTC day (in memory: a restart starts the day's count again). */
   const warmupSent = new Map<string, number>();
   const warmupKey = (source: Source, route: string, now: number) => `${source.name}|${route}|${Math.floor(now / DAY_MS)}`;
@@ -298,10 +342,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const turn = new Map<string, number>();
 
   /** The sources a message may go out from: its `X-Petrel-Pool`, else its tenant's pool, else all. */
-  function candidates(m: SpooledMessage): Source[] {
-    const pool = m.pool ?? (m.tenant !== undefined ? topology.tenants[m.tenant] : undefined);
-    const list = pool ? poolSources(pool) : [];
-    return list.length > 0 ? list : allSources;
+  function candidates(p: LivePolicy, m: SpooledMessage): Source[] {
+    const pool = m.pool ?? (m.tenant !== undefined ? p.topology.tenants[m.tenant] : undefined);
+    const list = pool ? poolSources(p, pool) : [];
+    return list.length > 0 ? list : p.allSources;
   }
 
   /**
@@ -310,8 +354,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
    * pool takes the excess instead of waiting (PowerMTA's cold-VMTA overflow). With none
    * left, the work waits for the earliest suspension end or the next UTC day.
    */
-  function pickSource(m: SpooledMessage, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
-    let list = candidates(m);
+  function pickSource(p: LivePolicy, m: SpooledMessage, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
+    let list = candidates(p, m);
     const tried = new Set<string>();
     let waitUntil = Math.floor(now / DAY_MS + 1) * DAY_MS;
     for (let hop = 0; hop < 4 && list.length > 0; hop++) {
@@ -330,7 +374,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         if (isDisabled(state, context)) continue;
         if (source.warmup) {
           const age = Math.floor((now - Date.parse(`${source.warmup.since}T00:00:00Z`)) / DAY_MS);
-          const limit = artifact.warmupLimit(source.warmup.ramp, route, age);
+          const limit = p.artifact.warmupLimit(source.warmup.ramp, route, age);
           if ((warmupSent.get(warmupKey(source, route, now)) ?? 0) >= limit) {
             overflow ??= source.warmup.overflowPool;
             continue;
@@ -340,7 +384,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         return { source };
       }
       if (!overflow) break;
-      list = poolSources(overflow);
+      list = poolSources(p, overflow);
     }
     return { waitUntil };
   }
@@ -391,16 +435,20 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           taken.add(item);
           continue;
         }
+        // The version this item is decided under, from routing to its last reply (a swap
+        // while DNS or the limiter store is awaited applies to the next item).
+        const p = policy;
+        const { artifact } = p;
         const answer = await mx.resolve(item.domain);
         if (!answer.ok) {
           taken.add(item);
           const reply = answer.permanent ? `550 5.1.2 ${answer.reason}` : `451 4.4.3 ${answer.reason}`;
-          for (const rcpt of item.rcpts) await judge(m, rcpt, artifact.route(item.domain), candidates(m)[0] ?? DEFAULT_SOURCE, reply, 'connect', false, '');
+          for (const rcpt of item.rcpts) await judge(p, m, rcpt, artifact.route(item.domain), candidates(p, m)[0] ?? DEFAULT_SOURCE, reply, 'connect', false, '');
           continue;
         }
         const route = artifact.route(item.domain, answer.via === 'mx' ? answer.hosts.map((h) => h.host) : undefined);
         const queue = queueOf(route, item.domain);
-        const picked = pickSource(m, route, queue, now);
+        const picked = pickSource(p, m, route, queue, now);
         if ('waitUntil' in picked) {
           item.notBefore = picked.waitUntil;
           next = Math.min(next, picked.waitUntil);
@@ -440,7 +488,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         // A reused session keeps its own slot; the new lease (rates only) holds nothing to give back.
         const slot = reuse ? reuse.slot : got.lease;
         if (reuse) void limiters.release(got.lease);
-        deliver(item, route, source, answer.hosts, slot, reuse).catch((e: Error) => {
+        deliver(p, item, route, source, answer.hosts, slot, reuse).catch((e: Error) => {
           // Never lose the work: whatever failed (the spool, the message stream), the message
           // is still spooled; try its open recipients again in a minute.
           process.emitWarning(`petrel: delivery of ${item.id} failed: ${e.message}`);
@@ -513,7 +561,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   });
 
   const status = (): RuntimeStatus => ({
-    policy: { name: manifest.name, version: manifest.version, hash: manifest.hash },
+    policy: { name: policy.manifest.name, version: policy.manifest.version, hash: policy.manifest.hash },
     ...counters,
     queued: spool.pending().reduce((n, m) => n + m.recipients.length, 0),
     inFlight,
@@ -534,6 +582,28 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return key !== undefined && apiKeys.has(key);
   };
   const maxBody = options.smtp.maxMessageBytes ?? 50 * 1024 * 1024;
+  const readJson = (req: IncomingMessage, res: ServerResponse, maxBytes = 1024 * 1024): Promise<unknown> =>
+    new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= maxBytes) chunks.push(c);
+      });
+      req.on('end', () => {
+        if (size > maxBytes) {
+          send(res, 413, { error: `body larger than ${maxBytes} bytes` });
+          return resolve(undefined);
+        }
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
+        } catch {
+          send(res, 400, { error: 'body is not JSON' });
+          resolve(undefined);
+        }
+      });
+    });
+  const helpers: HttpHelpers = { send, authorized, readJson };
   const http: HttpServer = createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/api/v1/status') return send(res, 200, status());
     if (req.method === 'GET' && req.url === '/metrics') {
@@ -550,15 +620,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     if (control) {
       if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
       if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        let body: { queue?: unknown; source?: unknown; tenant?: unknown };
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-        } catch {
-          return send(res, 400, { error: 'body is not JSON' });
-        }
+      void readJson(req, res).then((parsed) => {
+        if (parsed === undefined) return;
+        const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as { queue?: unknown; source?: unknown; tenant?: unknown };
         const given = (['queue', 'source', 'tenant'] as const).filter((k) => typeof body[k] === 'string');
         if (given.length !== 1 || Object.keys(body).length !== 1) return send(res, 400, { error: 'give exactly one of `queue`, `source` or `tenant`' });
         const key = `${given[0]}:${body[given[0]!] as string}`;
@@ -573,20 +637,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
       if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });
       if (stopping) return send(res, 503, { error: 'shutting down; try again later' });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size <= maxBody) chunks.push(c);
-      });
-      req.on('end', () => {
-        if (size > maxBody) return send(res, 413, { error: `body larger than ${maxBody} bytes` });
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          return send(res, 400, { error: 'body is not JSON' });
-        }
+      void readJson(req, res, maxBody).then((body) => {
+        if (body === undefined) return;
         const checked = checkSubmission(body);
         if (!checked.ok) return send(res, 400, { error: checked.error });
         const request = checked.request;
@@ -603,6 +655,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       });
       return;
     }
+    if (options.httpRoutes?.(req, res, helpers)) return;
     send(res, 404, { error: 'not found' });
   });
   await new Promise<void>((resolve, reject) => {
@@ -615,6 +668,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     smtpPort: (smtp.server.address() as AddressInfo).port,
     httpPort: (http.address() as AddressInfo).port,
     status,
+    registry,
+    policy: () => ({ artifact: policy.artifact, manifest: policy.manifest }),
+    swapPolicy(artifact, manifest) {
+      policy = livePolicy(artifact, manifest);
+      policyInfo.reset();
+      policyInfo.set({ name: manifest.name, version: manifest.version, hash: manifest.hash }, 1);
+      schedule(0);
+    },
     async stop(graceMs = 30_000) {
       stopping = true;
       if (timer) clearTimeout(timer);

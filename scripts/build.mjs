@@ -3,7 +3,8 @@
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: { petrel: 'cli/main.ts' },
+  // Worker threads are entries of their own (runtime/worker-file.ts finds them in dist/).
+  entryPoints: { petrel: 'cli/main.ts', 'compile-worker': 'runtime/compile-worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   // Each command is its own chunk, loaded when it runs.

@@ -1,0 +1,226 @@
+/**
+ * Hot reload end to end, with the real binaries: a bare git repository with the hook that
+ * `petrel hook install` writes, a `petrel run --policy-git` following it, and pushes from a
+ * clone. A pushed change goes live within 2 s and the delivery rate follows it; a pushed
+ * syntax error or failing test is refused and the old version keeps serving; rollback and
+ * deploy switch versions the same way; accounting names the version that decided.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runPetrel } from '../helpers.ts';
+import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
+import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
+
+/** A policy whose provider `example` (example.com) sends at `rate`. */
+export const ratePolicy = (rate: string, note = '') => `policy reload version 1
+${note ? `# ${note}\n` : ''}
+default {
+  connections 10
+}
+
+provider example {
+  match domain example.com
+  rate ${rate}
+  connections 10
+}
+
+test "example.com routes to the example provider" {
+  deliver to someone@example.com
+  expect route provider:example
+}
+`;
+
+export function git(cwd: string, ...args: string[]): string {
+  return execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 'Dee Liverability', GIT_AUTHOR_EMAIL: 'dee@shop.example', GIT_COMMITTER_NAME: 'Dee Liverability', GIT_COMMITTER_EMAIL: 'dee@shop.example' } });
+}
+
+/** A bare repository with one commit of `files`, and a clone to push from. */
+export function policyRepo(dir: string, files: Record<string, string>): { bare: string; work: string; push: (files: Record<string, string>, message: string) => { commit: string; pushedAt: number } } {
+  const bare = path.join(dir, 'policies.git');
+  const work = path.join(dir, 'work');
+  git(dir, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
+  git(dir, 'clone', '--quiet', bare, work);
+  git(work, 'checkout', '--quiet', '-b', 'main');
+  const push = (changed: Record<string, string>, message: string) => {
+    for (const [name, text] of Object.entries(changed)) writeFileSync(path.join(work, name), text);
+    git(work, 'add', '-A');
+    git(work, 'commit', '--quiet', '-m', message);
+    git(work, 'push', '--quiet', 'origin', 'main');
+    return { commit: git(work, 'rev-parse', 'HEAD').trim(), pushedAt: Date.now() };
+  };
+  push(files, 'first version');
+  return { bare, work, push };
+}
+
+export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+interface PolicyView {
+  current: { hash: string; commit?: string; trigger: string; activatedAt: string; replacedAt?: string; author?: string; subject?: string };
+  previous: { hash: string; commit?: string; trigger: string }[];
+  refusals: { commit?: string; stage: string; report: string; problems: { code: string; file: string; line: number }[] }[];
+}
+
+let dir: string;
+let sink: Sink;
+let petrel: PetrelProcess;
+let repo: ReturnType<typeof policyRepo>;
+/** When each message reached the sink, by recipient. */
+const arrivals = new Map<string, number>();
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'petrel-reload-'));
+  sink = await startSink({
+    refuse: (rcpt) => {
+      arrivals.set(rcpt, Date.now());
+      return undefined;
+    },
+  });
+  writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
+  repo = policyRepo(dir, { 'example.policy': ratePolicy('100/s') });
+  petrel = await startPetrel(['--policy-git', repo.bare, '--ref', 'main', '--poll', '0', '--artifact', path.join(dir, 'artifact'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--mx-override', path.join(dir, 'mx.json')]);
+  const hook = runPetrel(['hook', 'install', repo.bare, '--notify', `http://127.0.0.1:${petrel.http}`]);
+  expect(hook.code, hook.stderr).toBe(0);
+}, 60_000);
+
+afterAll(async () => {
+  if (petrel) expect(await petrel.stop()).toBe(0);
+  killAllPetrel();
+  await sink?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function send(prefix: string, count: number): Promise<string[]> {
+  const transport = nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
+  const rcpts = Array.from({ length: count }, (_, n) => `${prefix}${n}@example.com`);
+  await Promise.all(rcpts.map((to) => transport.sendMail({ from: 'news@shop.example', to, subject: to, text: 'x' })));
+  transport.close();
+  await until(`${count} ${prefix} deliveries`, () => (rcpts.every((r) => arrivals.has(r)) ? true : undefined), 30_000);
+  return rcpts;
+}
+
+/** Milliseconds between deliveries after the first `skip` (the burst). */
+function interval(rcpts: string[], skip: number): number {
+  const times = rcpts.map((r) => arrivals.get(r)!).sort((a, b) => a - b);
+  return (times.at(-1)! - times[skip]!) / (times.length - 1 - skip);
+}
+
+describe('petrel run --policy-git with the post-receive hook', () => {
+  let v1: string;
+  let v2: string;
+
+  it('a pushed rate change is live within 2 s and the delivery rate follows it', async () => {
+    const first = await petrel.get<PolicyView>('/api/v1/policy');
+    v1 = first.current.hash;
+    expect(first.current.trigger).toBe('startup');
+    expect(first.current.commit).toBe(git(repo.work, 'rev-parse', 'HEAD').trim());
+
+    // Under v1 (100/s) twenty messages go out in well under the 3 s they take at 5/s.
+    const fast = await send('v1-', 20);
+    const fastSpan = Math.max(...fast.map((r) => arrivals.get(r)!)) - Math.min(...fast.map((r) => arrivals.get(r)!));
+    expect(fastSpan).toBeLessThan(1500);
+
+    const pushed = repo.push({ 'example.policy': ratePolicy('5/s') }, 'example: slow down to 5/s');
+    const live = await until('the new version', async () => {
+      const view = await petrel.get<PolicyView>('/api/v1/policy');
+      return view.current.hash !== v1 ? view : undefined;
+    }, 2000);
+    expect(Date.now() - pushed.pushedAt).toBeLessThan(2000);
+    v2 = live.current.hash;
+    expect(live.current).toMatchObject({ commit: pushed.commit, trigger: 'post-receive', subject: 'example: slow down to 5/s', author: 'Dee Liverability <dee@shop.example>' });
+    expect(live.previous[0]).toMatchObject({ hash: v1, trigger: 'startup' });
+    expect((await petrel.get<{ policy: { hash: string } }>('/api/v1/status')).policy.hash).toBe(v2);
+
+    // Under v2: 5/s after the burst, within 10 %.
+    const slow = await send('v2-', 20);
+    const gap = interval(slow, 5);
+    expect(gap).toBeGreaterThan(200 * 0.9);
+    expect(gap).toBeLessThan(200 * 1.1);
+  }, 60_000);
+
+  it('a pushed syntax error is refused with its diagnostics; the old version keeps serving', async () => {
+    const pushed = repo.push({ 'example.policy': ratePolicy('5/s').replace('rate 5/s', 'rate five per second') }, 'broken');
+    const view = await until('the refusal', async () => {
+      const v = await petrel.get<PolicyView>('/api/v1/policy');
+      return v.refusals.some((r) => r.commit === pushed.commit) ? v : undefined;
+    });
+    expect(view.current.hash).toBe(v2);
+    const refusal = view.refusals.find((r) => r.commit === pushed.commit)!;
+    expect(refusal.stage).toBe('compile');
+    expect(refusal.problems[0]).toMatchObject({ file: 'example.policy', line: 9 });
+    expect(refusal.report).toMatch(/example\.policy:9/);
+    expect(petrel.log()).toMatch(new RegExp(`policy refused \\(post-receive, commit ${pushed.commit.slice(0, 12)}`));
+    expect((await petrel.get<{ policy: { hash: string } }>('/api/v1/status')).policy.hash).toBe(v2);
+    const metrics = await (await fetch(`http://127.0.0.1:${petrel.http}/metrics`)).text();
+    expect(metrics).toMatch(/^petrel_policy_refusals_total 1$/m);
+    // Still delivering, under v2.
+    await send('after-broken-', 3);
+  }, 30_000);
+
+  it('a pushed failing test is refused at the test stage', async () => {
+    const pushed = repo.push({ 'example.policy': ratePolicy('5/s').replace('expect route provider:example', 'expect route default') }, 'wrong expectation');
+    const view = await until('the refusal', async () => {
+      const v = await petrel.get<PolicyView>('/api/v1/policy');
+      return v.refusals.some((r) => r.commit === pushed.commit) ? v : undefined;
+    });
+    expect(view.current.hash).toBe(v2);
+    expect(view.refusals[0]).toMatchObject({ commit: pushed.commit, stage: 'test' });
+    expect(view.refusals[0]!.report).toMatch(/example\.policy:\d+: expect route default: expected default, got provider:example/);
+    // Put the good version back at the head of main for what follows.
+    repo.push({ 'example.policy': ratePolicy('5/s') }, 'fix the expectation');
+    await until('the fixed head', async () => ((await petrel.get<PolicyView>('/api/v1/policy')).refusals.length === 2 ? true : undefined));
+  }, 30_000);
+
+  it('petrel rollback goes back to the version before, and --to forward again', async () => {
+    const back = runPetrel(['rollback', '--url', `http://127.0.0.1:${petrel.http}`]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toContain(`live: ${v1}`);
+    let view = await petrel.get<PolicyView>('/api/v1/policy');
+    expect(view.current).toMatchObject({ hash: v1, trigger: 'rollback' });
+    const again = runPetrel(['rollback', '--url', `http://127.0.0.1:${petrel.http}`, '--to', v2.slice(0, 10)]);
+    expect(again.code, again.stderr).toBe(0);
+    view = await petrel.get<PolicyView>('/api/v1/policy');
+    expect(view.current).toMatchObject({ hash: v2, trigger: 'rollback' });
+    const unknown = runPetrel(['rollback', '--url', `http://127.0.0.1:${petrel.http}`, '--to', 'abcdef123']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/no kept version `abcdef123`/);
+  }, 30_000);
+
+  it('petrel deploy uploads a locally built and tested version; a failing test uploads nothing', async () => {
+    const local = path.join(dir, 'local');
+    rmSync(local, { recursive: true, force: true });
+    execFileSync('mkdir', ['-p', local]);
+    writeFileSync(path.join(local, 'example.policy'), ratePolicy('7/s', 'deployed by hand'));
+    const ok = runPetrel(['deploy', local, '--to', `http://127.0.0.1:${petrel.http}`, '--message', 'hotfix']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const view = await petrel.get<PolicyView>('/api/v1/policy');
+    expect(view.current).toMatchObject({ trigger: 'deploy', subject: 'hotfix' });
+    expect(ok.stdout).toContain(`live: ${view.current.hash}`);
+    writeFileSync(path.join(local, 'example.policy'), ratePolicy('7/s').replace('expect route provider:example', 'expect route default'));
+    const bad = runPetrel(['deploy', local, '--to', `http://127.0.0.1:${petrel.http}`]);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/nothing uploaded/);
+    expect((await petrel.get<PolicyView>('/api/v1/policy')).current.hash).toBe(view.current.hash);
+  }, 30_000);
+
+  it('every accounting record names the version that decided it', async () => {
+    const acct = readdirSync(path.join(dir, 'acct'))
+      .map((f) => readFileSync(path.join(dir, 'acct', f), 'utf8'))
+      .join('');
+    const versionOf = (prefix: string) => new Set([...acct.matchAll(new RegExp(`^d,.*,${prefix}\\d+@example\\.com,.*,([0-9a-f]{64}),[^,\\n]*$`, 'gm'))].map((m) => m[1]));
+    expect([...versionOf('v1-')]).toEqual([v1]);
+    expect([...versionOf('v2-')]).toEqual([v2]);
+    expect([...versionOf('after-broken-')]).toEqual([v2]);
+  });
+});
