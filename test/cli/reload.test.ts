@@ -5,8 +5,7 @@
  * syntax error or failing test is refused and the old version keeps serving; rollback and
  * deploy switch versions the same way; accounting names the version that decided.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
@@ -14,57 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
-
-/** A policy whose provider `example` (example.com) sends at `rate`. */
-export const ratePolicy = (rate: string, note = '') => `policy reload version 1
-${note ? `# ${note}\n` : ''}
-default {
-  connections 10
-}
-
-provider example {
-  match domain example.com
-  rate ${rate}
-  connections 10
-}
-
-test "example.com routes to the example provider" {
-  deliver to someone@example.com
-  expect route provider:example
-}
-`;
-
-export function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 'Dee Liverability', GIT_AUTHOR_EMAIL: 'dee@shop.example', GIT_COMMITTER_NAME: 'Dee Liverability', GIT_COMMITTER_EMAIL: 'dee@shop.example' } });
-}
-
-/** A bare repository with one commit of `files`, and a clone to push from. */
-export function policyRepo(dir: string, files: Record<string, string>): { bare: string; work: string; push: (files: Record<string, string>, message: string) => { commit: string; pushedAt: number } } {
-  const bare = path.join(dir, 'policies.git');
-  const work = path.join(dir, 'work');
-  git(dir, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
-  git(dir, 'clone', '--quiet', bare, work);
-  git(work, 'checkout', '--quiet', '-b', 'main');
-  const push = (changed: Record<string, string>, message: string) => {
-    for (const [name, text] of Object.entries(changed)) writeFileSync(path.join(work, name), text);
-    git(work, 'add', '-A');
-    git(work, 'commit', '--quiet', '-m', message);
-    git(work, 'push', '--quiet', 'origin', 'main');
-    return { commit: git(work, 'rev-parse', 'HEAD').trim(), pushedAt: Date.now() };
-  };
-  push(files, 'first version');
-  return { bare, work, push };
-}
-
-export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { git, policyRepo, ratePolicy, until } from './policy-repo.ts';
 
 interface PolicyView {
   current: { hash: string; commit?: string; trigger: string; activatedAt: string; replacedAt?: string; author?: string; subject?: string };
@@ -200,7 +149,7 @@ describe('petrel run --policy-git with the post-receive hook', () => {
   it('petrel deploy uploads a locally built and tested version; a failing test uploads nothing', async () => {
     const local = path.join(dir, 'local');
     rmSync(local, { recursive: true, force: true });
-    execFileSync('mkdir', ['-p', local]);
+    mkdirSync(local, { recursive: true });
     writeFileSync(path.join(local, 'example.policy'), ratePolicy('7/s', 'deployed by hand'));
     const ok = runPetrel(['deploy', local, '--to', `http://127.0.0.1:${petrel.http}`, '--message', 'hotfix']);
     expect(ok.code, ok.stderr).toBe(0);

@@ -1,0 +1,55 @@
+/** A policy repository for hot-reload tests: a bare repository, a clone to push from, and a policy whose rate a push changes. */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** A policy whose provider `example` (example.com) sends at `rate`. */
+export const ratePolicy = (rate: string, note = '') => `policy reload version 1
+${note ? `# ${note}\n` : ''}
+default {
+  connections 10
+}
+
+provider example {
+  match domain example.com
+  rate ${rate}
+  connections 10
+}
+
+test "example.com routes to the example provider" {
+  deliver to someone@example.com
+  expect route provider:example
+}
+`;
+
+export function git(cwd: string, ...args: string[]): string {
+  return execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 'Dee Liverability', GIT_AUTHOR_EMAIL: 'dee@shop.example', GIT_COMMITTER_NAME: 'Dee Liverability', GIT_COMMITTER_EMAIL: 'dee@shop.example' } });
+}
+
+/** A bare repository with one commit of `files`, and a clone to push from. */
+export function policyRepo(dir: string, files: Record<string, string>): { bare: string; work: string; push: (files: Record<string, string>, message: string) => { commit: string; pushedAt: number } } {
+  const bare = path.join(dir, 'policies.git');
+  const work = path.join(dir, 'work');
+  git(dir, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
+  git(dir, 'clone', '--quiet', bare, work);
+  git(work, 'checkout', '--quiet', '-b', 'main');
+  const push = (changed: Record<string, string>, message: string) => {
+    for (const [name, text] of Object.entries(changed)) writeFileSync(path.join(work, name), text);
+    git(work, 'add', '-A');
+    git(work, 'commit', '--quiet', '-m', message);
+    git(work, 'push', '--quiet', 'origin', 'main');
+    return { commit: git(work, 'rev-parse', 'HEAD').trim(), pushedAt: Date.now() };
+  };
+  push(files, 'first version');
+  return { bare, work, push };
+}
+
+export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
