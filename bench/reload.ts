@@ -2,8 +2,8 @@
  * `npm run bench:reload` (`npx tsx bench/reload.ts`): how fast a pushed policy goes live,
  * and what reloading costs delivery.
  *
- * Setup: a bare git repository in a temporary directory with the hook `petrel hook
- * install` writes, the real `petrel run --policy-git … --poll 0` following it, a loopback
+ * Setup: a bare git repository in a temporary directory holding the shipped policies and
+ * one provider of the benchmark's own, with the hook `petrel hook install` writes, the real `petrel run --policy-git … --poll 0` following it, a loopback
  * smtp-server sink as every domain's MX (test/runtime/fixtures/sink.ts).
  *
  * 1. Push → live: 20 pushes, one after another, each changing the provider's rate. Timed
@@ -19,7 +19,7 @@
  *
  *   npx tsx bench/reload.ts [--messages N] [--pushes K] [--json]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -42,6 +42,8 @@ const flag = (name: string, fallback: number) => {
 const N = flag('--messages', 5000);
 const PUSHES = flag('--pushes', 20);
 const asJson = argv.includes('--json');
+/** The benchmark's own provider (the shipped default policy's tests use example.com). */
+const DOMAIN = 'reload.example';
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
@@ -59,8 +61,11 @@ async function main(): Promise<void> {
   try {
     writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
     let serial = 0;
-    const nextPolicy = () => ratePolicy(++serial % 2 ? '4000/s' : '5000/s', `push ${serial}`);
-    const repo = policyRepo(dir, { 'example.policy': nextPolicy() });
+    const nextPolicy = () => ratePolicy(++serial % 2 ? '4000/s' : '5000/s', `push ${serial}`, { withDefault: false, domain: DOMAIN });
+    // The shipped policies (25 files, ~300 test blocks) plus one of ours: a push builds and
+    // tests a realistic set.
+    const shipped = Object.fromEntries(readdirSync(path.join(ROOT, 'policies')).filter((f) => f.endsWith('.policy')).map((f) => [f, readFileSync(path.join(ROOT, 'policies', f), 'utf8')]));
+    const repo = policyRepo(dir, { ...shipped, 'example.policy': nextPolicy() });
     petrel = await startPetrel(['--policy-git', repo.bare, '--poll', '0', '--keep', '5', '--artifact', path.join(dir, 'artifact'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--mx-override', path.join(dir, 'mx.json')]);
     const p = petrel;
     const hook = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'hook', 'install', repo.bare, '--notify', `http://127.0.0.1:${p.http}`], { encoding: 'utf8' });
@@ -93,9 +98,9 @@ async function main(): Promise<void> {
           await new Promise((r) => setTimeout(r, 500));
         }
       })();
-      await Promise.all(Array.from({ length: N }, (_, n) => transport.sendMail({ from: 'news@shop.example', to: `${prefix}${n}@example.com`, subject: `m${n}`, text: 'x'.repeat(1024) })));
+      await Promise.all(Array.from({ length: N }, (_, n) => transport.sendMail({ from: 'news@shop.example', to: `${prefix}${n}@${DOMAIN}`, subject: `m${n}`, text: 'x'.repeat(1024) })));
       transport.close();
-      await until('every delivery', () => (Array.from({ length: N }, (_, n) => `${prefix}${n}@example.com`).every((r) => received.has(r)) ? true : undefined), 600_000);
+      await until('every delivery', () => (Array.from({ length: N }, (_, n) => `${prefix}${n}@${DOMAIN}`).every((r) => received.has(r)) ? true : undefined), 600_000);
       const seconds = (Date.now() - started) / 1000;
       done = true;
       await reloader;

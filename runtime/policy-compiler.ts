@@ -51,8 +51,7 @@ export function createPolicyCompiler(options: { recycleAfter?: number } = {}): P
 
   const run = (job: CompileJob): Promise<CompileAnswer> =>
     new Promise((resolve) => {
-      if (!worker || builds >= recycleAfter) {
-        void worker?.terminate();
+      if (!worker) {
         worker = start();
         builds = 0;
       }
@@ -62,6 +61,12 @@ export function createPolicyCompiler(options: { recycleAfter?: number } = {}): P
         w.off('message', done);
         w.off('error', failed);
         w.off('exit', exited);
+        // Replace a worn worker now, while nothing waits, so the next build pays no start-up.
+        if (worker === w && builds >= recycleAfter) {
+          void w.terminate();
+          worker = start();
+          builds = 0;
+        }
         resolve(answer);
       };
       const failed = (e: Error) => {

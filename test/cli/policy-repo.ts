@@ -3,21 +3,20 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-/** A policy whose provider `example` (example.com) sends at `rate`. */
-export const ratePolicy = (rate: string, note = '') => `policy reload version 1
-${note ? `# ${note}\n` : ''}
-default {
-  connections 10
-}
-
+/**
+ * A policy whose provider `example` (`domain`, default example.com) sends at `rate`; with
+ * `withDefault` false, for adding to a set that has its own `default`.
+ */
+export const ratePolicy = (rate: string, note = '', { withDefault = true, domain = 'example.com' } = {}) => `policy reload version 1
+${note ? `# ${note}\n` : ''}${withDefault ? '\ndefault {\n  connections 10\n}\n' : ''}
 provider example {
-  match domain example.com
+  match domain ${domain}
   rate ${rate}
   connections 10
 }
 
 test "example.com routes to the example provider" {
-  deliver to someone@example.com
+  deliver to someone@${domain}
   expect route provider:example
 }
 `;
