@@ -37,7 +37,8 @@ options:
                         GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact
   --api-key <key>       key the HTTP API's POST endpoints require (repeat for several);
                         without any, only client networks (loopback) may call them
-  --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX
+  --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX;
+                        several hosts comma-separated, in preference order
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
   --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
                         flags win over the file; an unknown or bad key exits 2 and names it

@@ -37,7 +37,11 @@ export interface DnsClient {
 export interface MxResolverOptions {
   /** DNS servers (`host` or `host:port`); default: the system's. */
   servers?: string[];
-  /** Static routing: domain (or `*` for every domain) → `host:port` or `host`. Wins over DNS. */
+  /**
+   * Static routing: domain (or `*` for every domain) → `host:port` or `host`, or several
+   * separated by commas, in preference order (`"127.0.0.1:2601, 127.0.0.1:2602"`). Wins
+   * over DNS.
+   */
   override?: Record<string, string>;
   /** Port to deliver to when the override or DNS gives none. */
   port?: number;
@@ -130,7 +134,7 @@ export function createMxResolver(options: MxResolverOptions = {}): MxResolver {
     async resolve(domain) {
       const name = domain.toLowerCase().replace(/\.$/, '');
       const fixed = override.get(name) ?? override.get('*');
-      if (fixed !== undefined) return { ok: true, via: 'override', hosts: [{ ...hostPort(fixed, port), preference: 0 }] };
+      if (fixed !== undefined) return { ok: true, via: 'override', hosts: fixed.split(',').map((h, i) => ({ ...hostPort(h.trim(), port), preference: i * 10 })) };
       const now = clock();
       const hit = cache.get(name);
       if (hit && hit.until > now) return hit.answer;

@@ -124,6 +124,10 @@ interface Work {
   domain: string;
   rcpts: string[];
   notBefore: number;
+  /** A `reroute pool P` reaction sent these recipients to pool P (in memory: a restart forgets it). */
+  pool?: string;
+  /** MX hosts (`host:port`) a `skip-mx` reaction moved these recipients away from. */
+  avoid?: string[];
 }
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
@@ -193,7 +197,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   };
 
   /** Decides one recipient's fate from its reply. */
-  async function judge(p: LivePolicy, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string): Promise<void> {
+  async function judge(p: LivePolicy, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string, via: { item?: Work; hostCount?: number; at?: string } = {}): Promise<void> {
     const { artifact } = p;
     const reaction = artifact.react(route, reply, phase);
     const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: source.name, tenant: m.tenant };
@@ -216,13 +220,23 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       record(p, 'b', m, rcpt, route, source, reply, why, mxHost);
       return;
     }
+    // `reroute pool P` and `skip-mx` try again at once, elsewhere: through pool P (unless
+    // this source is already in it), or on the MX hosts not yet skipped (until every host
+    // of the domain has been). Otherwise the curve decides when.
+    const reroute = reaction.actions.find((a) => a.type === 'reroute');
+    const pool = reroute && !poolSources(p, reroute.pool).some((s) => s.name === source.name) ? reroute.pool : via.item?.pool;
+    const avoid = via.at && phase !== 'connect' && reaction.actions.some((a) => a.type === 'skip-mx') ? [...(via.item?.avoid ?? []), via.at] : undefined;
+    const elsewhere = (pool !== undefined && pool !== via.item?.pool) || (avoid !== undefined && avoid.length < (via.hostCount ?? 0));
     const jitter = 1 + (random() * 2 - 1) * settings.retryJitter;
-    const at = clock() + Math.round(delay * jitter);
+    const at = elsewhere ? clock() : clock() + Math.round(delay * jitter);
     await spool.recordDeferral(m.id, rcpt, at);
     counters.deferred++;
     record(p, 't', m, rcpt, route, source, reply, reaction, mxHost);
     const updated = spool.get(m.id);
-    if (updated) work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at });
+    if (updated) {
+      work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at, ...(pool !== undefined ? { pool } : {}), ...(elsewhere && avoid ? { avoid } : {}) });
+      if (elsewhere) schedule(0);
+    }
   }
 
   /**
@@ -313,7 +327,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
             const batch = rcpts.slice(i, i + perTransaction);
             const result = await session.send({ from: m.envelope.from, to: batch, raw });
             sent++;
-            for (const r of result.perRecipient) await judge(p, m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host);
+            for (const r of result.perRecipient) await judge(p, m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host, { item, hostCount: hosts.length, at: `${target.host}:${target.port}` });
           }
           keep = !session.closed && !stopping && sent < (settings.messagesPerConnection ?? Infinity);
         } finally {
@@ -341,9 +355,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   /** Round-robin position per queue. */
   const turn = new Map<string, number>();
 
-  /** The sources a message may go out from: its `X-Petrel-Pool`, else its tenant's pool, else all. */
-  function candidates(p: LivePolicy, m: SpooledMessage): Source[] {
-    const pool = m.pool ?? (m.tenant !== undefined ? p.topology.tenants[m.tenant] : undefined);
+  /** The sources a message may go out from: the pool a reaction rerouted it to, else its `X-Petrel-Pool`, else its tenant's pool, else all. */
+  function candidates(p: LivePolicy, m: SpooledMessage, rerouted?: string): Source[] {
+    const pool = rerouted ?? m.pool ?? (m.tenant !== undefined ? p.topology.tenants[m.tenant] : undefined);
     const list = pool ? poolSources(p, pool) : [];
     return list.length > 0 ? list : p.allSources;
   }
@@ -354,8 +368,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
    * pool takes the excess instead of waiting (PowerMTA's cold-VMTA overflow). With none
    * left, the work waits for the earliest suspension end or the next UTC day.
    */
-  function pickSource(p: LivePolicy, m: SpooledMessage, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
-    let list = candidates(p, m);
+  function pickSource(p: LivePolicy, m: SpooledMessage, rerouted: string | undefined, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
+    let list = candidates(p, m, rerouted);
     const tried = new Set<string>();
     let waitUntil = Math.floor(now / DAY_MS + 1) * DAY_MS;
     for (let hop = 0; hop < 4 && list.length > 0; hop++) {
@@ -448,7 +462,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
         const route = artifact.route(item.domain, answer.via === 'mx' ? answer.hosts.map((h) => h.host) : undefined);
         const queue = queueOf(route, item.domain);
-        const picked = pickSource(p, m, route, queue, now);
+        const picked = pickSource(p, m, item.pool, route, queue, now);
         if ('waitUntil' in picked) {
           item.notBefore = picked.waitUntil;
           next = Math.min(next, picked.waitUntil);
@@ -467,7 +481,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         const msg = messageRequests(settings, path)(m.size);
         // An idle session to the first MX host already holds a connection slot: the
         // message then needs only the message and data rates.
-        const first = answer.hosts[0];
+        // Hosts a skip-mx moved this work away from come last, not never (they may be all there is).
+        const avoided = (h: { host: string; port: number }) => item.avoid!.includes(`${h.host}:${h.port}`);
+        const hosts = item.avoid ? [...answer.hosts.filter((h) => !avoided(h)), ...answer.hosts.filter(avoided)] : answer.hosts;
+        const first = hosts[0];
         const key = first ? sessionKey(source, first, settings.tls) : '';
         const reuse = first ? takeIdle(key) : undefined;
         const conn = reuse ? { rates: [], concurrency: [] } : connectionRequest(settings, path);
@@ -488,7 +505,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         // A reused session keeps its own slot; the new lease (rates only) holds nothing to give back.
         const slot = reuse ? reuse.slot : got.lease;
         if (reuse) void limiters.release(got.lease);
-        deliver(p, item, route, source, answer.hosts, slot, reuse).catch((e: Error) => {
+        deliver(p, item, route, source, hosts, slot, reuse).catch((e: Error) => {
           // Never lose the work: whatever failed (the spool, the message stream), the message
           // is still spooled; try its open recipients again in a minute.
           process.emitWarning(`petrel: delivery of ${item.id} failed: ${e.message}`);

@@ -29,8 +29,8 @@ async function run(policy: string, sinkOptions: Parameters<typeof startSink>[0] 
   const times: number[] = [];
   sink = await startSink({
     ...sinkOptions,
-    refuse: (rcpt) => {
-      const r = sinkOptions.refuse?.(rcpt);
+    refuse: (rcpt, remote) => {
+      const r = sinkOptions.refuse?.(rcpt, remote);
       if (!r) times.push(Date.now());
       return r;
     },

@@ -1,0 +1,155 @@
+/**
+ * Reactions that send a recipient elsewhere: `reroute pool P` retries it at once through
+ * another pool's source, `skip-mx` at once on the next MX host — and neither loops.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadArtifact } from '../../runtime/loader.ts';
+import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
+import { compileFiles, writeArtifact } from '../helpers.ts';
+import { startSink, type Sink } from './fixtures/sink.ts';
+
+const POLICY = `policy reactions version 1
+
+source cold {
+  address 127.0.0.2
+  ehlo cold.petrel.test
+}
+
+source warm {
+  address 127.0.0.3
+  ehlo warm.petrel.test
+}
+
+pool coldpool {
+  cold
+}
+
+pool warmpool {
+  warm
+}
+
+tenant shop {
+  pool coldpool
+}
+
+rules local {
+  on reply 4xx "volume from this ip" {
+    classify policy-related
+    reroute pool warmpool
+    retry after 1h
+  }
+
+  on reply 4xx "try another host" {
+    classify other
+    skip-mx
+    retry after 1h
+  }
+}
+
+default {
+  connections 10
+  rules local
+}
+`;
+
+let dir: string;
+let runtime: Runtime | undefined;
+const sinks: Sink[] = [];
+afterEach(async () => {
+  await runtime?.stop(5_000);
+  runtime = undefined;
+  for (const s of sinks.splice(0)) await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function start(mx: string): Promise<Runtime> {
+  const built = await compileFiles({ 'reactions.policy': POLICY });
+  expect(built.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+  const { artifact, manifest } = await loadArtifact(writeArtifact(dir, built));
+  runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: { '*': mx } });
+  return runtime;
+}
+
+async function until(what: string, done: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const accounting = () => readdirSync(path.join(dir, 'acct')).flatMap((f) => readFileSync(path.join(dir, 'acct', f), 'utf8').split('\n')).filter((l) => /^[dbt],/.test(l));
+
+describe('petrel run: reroute and skip-mx', () => {
+  it('reroutes a deferral from the cold pool through the warm pool at once', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-reroute-'));
+    const tried: string[] = [];
+    const sink = await startSink({
+      refuse: (_rcpt, remote) => {
+        tried.push(remote);
+        return remote === '127.0.0.2' ? { code: 421, text: '4.7.0 Too much volume from this IP, try later' } : undefined;
+      },
+    });
+    sinks.push(sink);
+    const r = await start(`127.0.0.1:${sink.port}`);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
+    const sent = Date.now();
+    await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x', headers: { 'X-Petrel-Tenant': 'shop' } });
+    await until('delivery through the warm pool', () => sink.received.length === 1);
+    // At once, not after the rule's hour.
+    expect(Date.now() - sent).toBeLessThan(5_000);
+    expect(tried).toEqual(['127.0.0.2', '127.0.0.3']);
+    expect(sink.received[0]).toMatchObject({ remote: '127.0.0.3', ehlo: 'warm.petrel.test' });
+    // Stopping flushes accounting.
+    await r.stop(5_000);
+    runtime = undefined;
+    const lines = accounting();
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^t,.*,policy-related,cold,/);
+    expect(lines[1]).toMatch(/^d,.*,warm,/);
+  });
+
+  it('a deferral that rerouting cannot help waits for its retry instead of looping', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-reroute-'));
+    const tried: string[] = [];
+    const sink = await startSink({
+      refuse: (_rcpt, remote) => {
+        tried.push(remote);
+        return { code: 421, text: '4.7.0 Too much volume from this IP, try later' };
+      },
+    });
+    sinks.push(sink);
+    const r = await start(`127.0.0.1:${sink.port}`);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
+    await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x', headers: { 'X-Petrel-Tenant': 'shop' } });
+    await until('two attempts', () => tried.length >= 2);
+    await new Promise((res) => setTimeout(res, 1500));
+    // Cold, then warm once; the warm source is in the pool already, so the rule's hour applies.
+    expect(tried).toEqual(['127.0.0.2', '127.0.0.3']);
+    expect(r.status()).toMatchObject({ deferred: 2, delivered: 0, queued: 1 });
+  });
+
+  it('skip-mx moves a recipient to the next MX host at once, and not in circles', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-skipmx-'));
+    const busy = (rcpt: string) => (rcpt.startsWith('both') ? { code: 451, text: '4.3.0 Temporary problem, try another host' } : undefined);
+    const first = await startSink({ refuse: (rcpt) => ({ code: 451, text: `4.3.0 Temporary problem, try another host (${rcpt})` }) });
+    const second = await startSink({ refuse: (rcpt) => busy(rcpt) });
+    sinks.push(first, second);
+    const r = await start(`127.0.0.1:${first.port}, 127.0.0.1:${second.port}`);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
+    await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x' });
+    await until('delivery on the second MX', () => second.received.length === 1);
+    expect(first.received).toHaveLength(0);
+
+    // Both hosts busy: each tried once, then the rule's hour.
+    await transport.sendMail({ from: 'news@shop.example', to: 'both@example.net', subject: 'hi', text: 'x' });
+    await until('both hosts tried', () => r.status().deferred >= 3);
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(r.status()).toMatchObject({ delivered: 1, deferred: 3, queued: 1 });
+    expect(first.connections + second.connections).toBeLessThanOrEqual(4);
+  });
+});
