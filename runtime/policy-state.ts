@@ -164,3 +164,25 @@ export function settingsUnderBackoff(settings: EffectiveSettings, overrides: Bac
     expireSeconds: overrides.expireSeconds ?? settings.expireSeconds,
   };
 }
+
+/** The state as JSON-ready data, without what has run out by `now` (for a state file). */
+export interface PolicyStateSnapshot {
+  triggerHits: [string, number[]][];
+  backoffs: [string, ActiveBackoff][];
+  suspensions: [string, ActiveSuspension][];
+  disabled: [string, { since: number; rule: { file: string; line: number } | null; reason: string }][];
+}
+
+export function snapshotPolicyState(state: PolicyState, now: number): PolicyStateSnapshot {
+  return {
+    triggerHits: [...state.triggerHits].filter(([, hits]) => hits.length > 0),
+    backoffs: [...state.backoffs].filter(([, b]) => b.until > now),
+    suspensions: [...state.suspensions].filter(([, s]) => s.until > now),
+    disabled: [...state.disabled],
+  };
+}
+
+/** The inverse of {@link snapshotPolicyState}. */
+export function restorePolicyState(snapshot: PolicyStateSnapshot): PolicyState {
+  return { triggerHits: new Map(snapshot.triggerHits), backoffs: new Map(snapshot.backoffs), suspensions: new Map(snapshot.suspensions), disabled: new Map(snapshot.disabled) };
+}

@@ -11,9 +11,11 @@
  *
  * No module state: everything lives in the object `startRuntime` returns.
  */
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
+import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, Reaction } from './abi.ts';
@@ -22,7 +24,7 @@ import { takeControlHeaders } from './headers.ts';
 import { checkSubmission, composeSubmission } from './http-submission.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type PolicyState } from './policy-state.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState, type PolicyStateSnapshot } from './policy-state.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
 
@@ -113,6 +115,38 @@ function livePolicy(artifact: PolicyArtifact, manifest: ArtifactManifest): LiveP
   return { artifact, manifest, topology, allSources, sourceByName: new Map(allSources.map((s) => [s.name, s])) };
 }
 
+/** `SPOOL/runtime-state.json`: the state a restart must not forget. */
+interface RuntimeStateFile {
+  version: 1;
+  policy: PolicyStateSnapshot;
+  paused: string[];
+  /** Messages sent per `source|route|UTC day` by warming-up sources (today's only). */
+  warmup: [string, number][];
+}
+
+async function readRuntimeState(file: string): Promise<RuntimeStateFile | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const data = JSON.parse(text) as RuntimeStateFile;
+    if (data.version === 1) return data;
+  } catch {
+    // A torn file: start with empty state (and say so) rather than not start.
+  }
+  process.emitWarning(`petrel: ignoring unreadable ${file}; backoffs, suspensions and pauses start empty`);
+  return undefined;
+}
+
+async function writeRuntimeState(file: string, data: RuntimeStateFile): Promise<void> {
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, JSON.stringify(data));
+  await rename(tmp, file);
+}
+
 /** The one unbound source used when the policy defines none. */
 const DEFAULT_SOURCE: Source = { name: 'default', address: null, ehlo: null, warmup: null };
 type Source = DeliveryTopology['sources'][number];
@@ -138,7 +172,12 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const acct: AccountingWriter = openAccounting(options.accountingDir);
   const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
   const limiters = new MemoryLimiterStore({ clock });
-  const state: PolicyState = createPolicyState();
+  // What the policy and the operators decided survives a restart: backoffs, suspensions,
+  // disabled sources, trigger counts, pauses and the day's warmup counts.
+  const stateFile = path.join(options.spoolDir, 'runtime-state.json');
+  const saved = await readRuntimeState(stateFile);
+  const state: PolicyState = saved ? restorePolicyState(saved.policy) : createPolicyState();
+  let stateDirty = false;
   const ehlo = options.ehlo ?? hostname();
   const maxInFlight = options.maxInFlight ?? 100;
   const counters = { accepted: 0, delivered: 0, deferred: 0, bounced: 0 };
@@ -156,7 +195,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   policyInfo.set({ name: policy.manifest.name, version: policy.manifest.version, hash: policy.manifest.hash }, 1);
   const work: Work[] = [];
   /** Operator pauses: `queue:Q`, `source:S`, `tenant:T`. */
-  const paused = new Set<string>();
+  const paused = new Set<string>(saved?.paused ?? []);
   let inFlight = 0;
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
@@ -202,6 +241,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const reaction = artifact.react(route, reply, phase);
     const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: source.name, tenant: m.tenant };
     applyReaction(state, context, reaction, reply, clock());
+    stateDirty = true;
     if (accepted) {
       await spool.recordOutcome(m.id, rcpt, 'delivered');
       counters.delivered++;
@@ -350,7 +390,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const poolSources = (p: LivePolicy, pool: string): Source[] => (p.topology.pools[pool] ?? []).flatMap((n) => p.sourceByName.get(n) ?? []);
   /** Messages sent by warming-up sources, per source, route and UTC day (in memory: a restart starts the day's count again). */
-  const warmupSent = new Map<string, number>();
+  const warmupSent = new Map<string, number>(saved?.warmup ?? []);
   const warmupKey = (source: Source, route: string, now: number) => `${source.name}|${route}|${Math.floor(now / DAY_MS)}`;
   /** Round-robin position per queue. */
   const turn = new Map<string, number>();
@@ -501,6 +541,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         if (source.warmup) {
           const key = warmupKey(source, route, now);
           warmupSent.set(key, (warmupSent.get(key) ?? 0) + 1);
+          stateDirty = true;
         }
         // A reused session keeps its own slot; the new lease (rates only) holds nothing to give back.
         const slot = reuse ? reuse.slot : got.lease;
@@ -645,6 +686,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         const key = `${given[0]}:${body[given[0]!] as string}`;
         if (control[1] === 'pause') paused.add(key);
         else paused.delete(key);
+        stateDirty = true;
+        void saveState();
         schedule(0);
         send(res, 200, { paused: [...paused].sort() });
       });
@@ -680,6 +723,27 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     http.listen(options.http.port, options.http.host, () => resolve());
   });
 
+  /** Writes the state file when something changed: every 2 s at most, and on stop and pause. */
+  let saving: Promise<void> = Promise.resolve();
+  function saveState(): Promise<void> {
+    if (!stateDirty) return saving;
+    stateDirty = false;
+    const today = Math.floor(clock() / DAY_MS);
+    const data: RuntimeStateFile = {
+      version: 1,
+      policy: snapshotPolicyState(state, clock()),
+      paused: [...paused],
+      warmup: [...warmupSent].filter(([k]) => k.endsWith(`|${today}`)),
+    };
+    saving = saving.then(() => writeRuntimeState(stateFile, data)).catch((e: Error) => {
+      stateDirty = true;
+      process.emitWarning(`petrel: cannot save ${stateFile}: ${e.message}`);
+    });
+    return saving;
+  }
+  const stateTimer = setInterval(() => void saveState(), 2000);
+  stateTimer.unref();
+
   schedule(0);
   return {
     smtpPort: (smtp.server.address() as AddressInfo).port,
@@ -705,6 +769,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
       }
       await new Promise<void>((resolve) => http.close(() => resolve()));
+      clearInterval(stateTimer);
+      await saveState();
       acct.close();
       await spool.close();
     },

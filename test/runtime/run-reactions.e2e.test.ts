@@ -1,6 +1,7 @@
 /**
  * Reactions that send a recipient elsewhere: `reroute pool P` retries it at once through
- * another pool's source, `skip-mx` at once on the next MX host — and neither loops.
+ * another pool's source, `skip-mx` at once on the next MX host — and neither loops. And
+ * what reactions and operators decided (suspensions, pauses) survives a restart.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,6 +42,11 @@ rules local {
     classify policy-related
     reroute pool warmpool
     retry after 1h
+  }
+
+  on reply 4xx "come back in an hour" {
+    classify policy-related
+    suspend destination 1h
   }
 
   on reply 4xx "try another host" {
@@ -151,5 +157,30 @@ describe('petrel run: reroute and skip-mx', () => {
     await new Promise((res) => setTimeout(res, 1500));
     expect(r.status()).toMatchObject({ delivered: 1, deferred: 3, queued: 1 });
     expect(first.connections + second.connections).toBeLessThanOrEqual(4);
+  });
+
+  it('keeps suspensions and pauses across a restart', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-state-'));
+    const sink = await startSink({ refuse: () => ({ code: 421, text: '4.7.0 Too many messages, come back in an hour' }) });
+    sinks.push(sink);
+    let r = await start(`127.0.0.1:${sink.port}`);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
+    await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x' });
+    await until('the suspension', () => r.status().suspensions.length === 1);
+    const paused = await fetch(`http://127.0.0.1:${r.httpPort}/api/v1/pause`, { method: 'POST', body: JSON.stringify({ source: 'warm' }) });
+    expect(paused.status).toBe(200);
+    const before = r.status();
+    await r.stop(5_000);
+    runtime = undefined;
+
+    r = await start(`127.0.0.1:${sink.port}`);
+    const after = r.status();
+    expect(after.suspensions).toEqual(before.suspensions);
+    expect(after.suspensions[0]).toMatchObject({ key: 'destination|default/example.org', reason: expect.stringContaining('come back in an hour') });
+    expect(after.paused).toEqual(['source:warm']);
+    // Still suspended: the queued message is not tried again.
+    await new Promise((res) => setTimeout(res, 1000));
+    expect(sink.connections).toBe(1);
+    expect(after.queued).toBe(1);
   });
 });
