@@ -18,7 +18,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, Reaction } from './abi.ts';
+import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, RateLimit, Reaction } from './abi.ts';
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
 import { takeControlHeaders } from './headers.ts';
 import { checkSubmission, composeSubmission } from './http-submission.ts';
@@ -66,6 +66,26 @@ export interface RuntimeStatus {
   paused: string[];
   backoffs: { queue: string; until: string; reason: string; rule: string | null }[];
   suspensions: { key: string; until: string; reason: string; rule: string | null }[];
+  /** Every queue with mail waiting or in flight, or sent in the last minute. */
+  queues: QueueStatus[];
+}
+
+/** One queue (a route; on `default`, a recipient domain) in `GET /api/v1/status`. */
+export interface QueueStatus {
+  queue: string;
+  route: string;
+  /** Recipients waiting (due or not). */
+  queued: number;
+  inFlight: number;
+  /** Deliveries started per second, over the last 10 s, and in the last minute. */
+  ratePerSecond: number;
+  sentLastMinute: number;
+  /** The route's limits now (under a backoff, the backoff's), as the policy states them: `5/s per source`. */
+  limits: { rate: string[]; connections: string[] };
+  paused: boolean;
+  /** In force on this queue now, for any of its sources or tenants. */
+  backoffs: { source: string; until: string; reason: string; rule: string | null }[];
+  suspensions: { target: string; who: string | null; until: string; reason: string; rule: string | null }[];
 }
 
 export interface Runtime {
@@ -162,7 +182,33 @@ interface Work {
   pool?: string;
   /** MX hosts (`host:port`) a `skip-mx` reaction moved these recipients away from. */
   avoid?: string[];
+  /** The queue the scheduler last put it in (routing happens when it is due). */
+  queue?: string;
 }
+
+/** Deliveries started per second, in one-second buckets over the last minute. */
+class RateWindow {
+  private readonly buckets = new Float64Array(60);
+  private second = 0;
+  private advance(now: number): void {
+    const sec = Math.floor(now / 1000);
+    for (let s = Math.max(this.second + 1, sec - 59); s <= sec; s++) this.buckets[s % 60] = 0;
+    this.second = Math.max(this.second, sec);
+  }
+  add(now: number): void {
+    this.advance(now);
+    this.buckets[Math.floor(now / 1000) % 60]!++;
+  }
+  /** Sum of the last `seconds` whole buckets before now's (the current one is still filling). */
+  sum(now: number, seconds: number): number {
+    this.advance(now);
+    let n = 0;
+    for (let s = this.second - seconds; s < this.second; s++) n += this.buckets[((s % 60) + 60) % 60]!;
+    return n;
+  }
+}
+
+const formatRate = (r: RateLimit) => `${r.count}/${r.perSeconds === 1 ? 's' : r.perSeconds === 60 ? 'min' : r.perSeconds === 3600 ? 'h' : r.perSeconds === 86400 ? 'd' : `${r.perSeconds}s`} per ${r.scope}`;
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const clock = options.clock ?? Date.now;
@@ -383,10 +429,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (pooled) await pooled.session.close();
       if (!slotHandedOff) void limiters.release(slot);
       inFlight--;
+      const qs = item.queue ? queueStats.get(item.queue) : undefined;
+      if (qs) qs.inFlight--;
       schedule(0);
       if (inFlight === 0) for (const f of idle.splice(0)) f();
     }
   }
+
+  /** Per queue: deliveries in flight and started, for the status API. */
+  const queueStats = new Map<string, { route: string; inFlight: number; started: RateWindow }>();
 
   const poolSources = (p: LivePolicy, pool: string): Source[] => (p.topology.pools[pool] ?? []).flatMap((n) => p.sourceByName.get(n) ?? []);
   /** Messages sent by warming-up sources, per source, route and UTC day (in memory: a restart starts the day's count again). */
@@ -502,6 +553,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
         const route = artifact.route(item.domain, answer.via === 'mx' ? answer.hosts.map((h) => h.host) : undefined);
         const queue = queueOf(route, item.domain);
+        item.queue = queue;
         const picked = pickSource(p, m, item.pool, route, queue, now);
         if ('waitUntil' in picked) {
           item.notBefore = picked.waitUntil;
@@ -538,6 +590,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         }
         taken.add(item);
         inFlight++;
+        const qs = queueStats.get(queue) ?? { route, inFlight: 0, started: new RateWindow() };
+        queueStats.set(queue, qs);
+        qs.inFlight++;
+        qs.started.add(now);
         if (source.warmup) {
           const key = warmupKey(source, route, now);
           warmupSent.set(key, (warmupSent.get(key) ?? 0) + 1);
@@ -626,7 +682,36 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     paused: [...paused].sort(),
     backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: b.rule ? `${b.rule.file}:${b.rule.line}` : null })),
     suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: s.rule ? `${s.rule.file}:${s.rule.line}` : null })),
+    queues: queueStatus(),
   });
+
+  function queueStatus(): QueueStatus[] {
+    const now = clock();
+    const rule = (r: { file: string; line: number } | null) => (r ? `${r.file}:${r.line}` : null);
+    const waiting = new Map<string, number>();
+    for (const w of work) if (w.queue) waiting.set(w.queue, (waiting.get(w.queue) ?? 0) + w.rcpts.length);
+    const names = new Set([...waiting.keys(), ...[...queueStats].filter(([, q]) => q.inFlight > 0 || q.started.sum(now, 60) > 0).map(([name]) => name)]);
+    return [...names].sort().map((queue) => {
+      const qs = queueStats.get(queue);
+      const route = qs?.route ?? (queue.startsWith('default/') ? 'default' : queue);
+      const backoff = [...state.backoffs].find(([k, b]) => k.startsWith(`${queue}|`) && b.until > now)?.[1];
+      const settings = settingsUnderBackoff(policy.artifact.settings(route), backoff?.overrides);
+      return {
+        queue,
+        route,
+        queued: waiting.get(queue) ?? 0,
+        inFlight: qs?.inFlight ?? 0,
+        ratePerSecond: qs ? qs.started.sum(now, 10) / 10 : 0,
+        sentLastMinute: qs ? qs.started.sum(now, 60) : 0,
+        limits: { rate: settings.messageRate.map(formatRate), connections: settings.connections.map((c) => `${c.max} per ${c.scope}`) },
+        paused: paused.has(`queue:${queue}`),
+        backoffs: [...state.backoffs].filter(([k, b]) => k.startsWith(`${queue}|`) && b.until > now).map(([k, b]) => ({ source: k.slice(queue.length + 1), until: new Date(b.until).toISOString(), reason: b.reason, rule: rule(b.rule) })),
+        suspensions: [...state.suspensions]
+          .filter(([k, x]) => x.until > now && (k === `destination|${queue}` || k.startsWith(`source|${queue}|`) || k.startsWith(`tenant|${queue}|`)))
+          .map(([k, x]) => ({ target: x.target, who: x.target === 'destination' ? null : k.slice(`${x.target}|${queue}|`.length), until: new Date(x.until).toISOString(), reason: x.reason, rule: rule(x.rule) })),
+      };
+    });
+  }
   const send = (res: ServerResponse, code: number, body: unknown) => {
     res.writeHead(code, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
