@@ -163,7 +163,27 @@ describe('petrel run --policy-git with the post-receive hook', () => {
     expect((await petrel.get<PolicyView>('/api/v1/policy')).current.hash).toBe(view.current.hash);
   }, 30_000);
 
+  it('queued messages whose route changed move to their new queue', async () => {
+    const http = `http://127.0.0.1:${petrel.http}`;
+    // Held in the long tail's queue for moved.example by a pause…
+    const paused = await fetch(`${http}/api/v1/pause`, { method: 'POST', body: JSON.stringify({ queue: 'default/moved.example' }) });
+    expect(paused.status).toBe(200);
+    const transport = nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, secure: false, ignoreTLS: true });
+    for (let n = 0; n < 3; n++) await transport.sendMail({ from: 'news@shop.example', to: `moved${n}@moved.example`, subject: 'x', text: 'x' });
+    await until('three waiting in default/moved.example', async () => {
+      const q = (await petrel.get<{ queues: { queue: string; queued: number }[] }>('/api/v1/status')).queues.find((x) => x.queue === 'default/moved.example');
+      return q?.queued === 3 ? true : undefined;
+    });
+    // …until a push routes the domain to the example provider, whose queue is not paused.
+    repo.push({ 'example.policy': ratePolicy('50/s').replace('match domain example.com', 'match domain example.com, moved.example') }, 'example: also moved.example');
+    await until('the three delivered', () => (['moved0@moved.example', 'moved1@moved.example', 'moved2@moved.example'].every((r) => arrivals.has(r)) ? true : undefined));
+    const status = await petrel.get<{ queues: { queue: string; queued: number }[] }>('/api/v1/status');
+    expect(status.queues.find((x) => x.queue === 'default/moved.example')?.queued ?? 0).toBe(0);
+  }, 30_000);
+
   it('every accounting record names the version that decided it', async () => {
+    // Accounting is flushed every 200 ms.
+    await new Promise((r) => setTimeout(r, 500));
     const acct = readdirSync(path.join(dir, 'acct'))
       .map((f) => readFileSync(path.join(dir, 'acct', f), 'utf8'))
       .join('');
@@ -171,5 +191,7 @@ describe('petrel run --policy-git with the post-receive hook', () => {
     expect([...versionOf('v1-')]).toEqual([v1]);
     expect([...versionOf('v2-')]).toEqual([v2]);
     expect([...versionOf('after-broken-')]).toEqual([v2]);
+    // The moved messages went out in the provider's queue.
+    expect(acct).toMatch(/^d,.*,moved0@moved\.example,.*,provider:example\/default,/m);
   });
 });
