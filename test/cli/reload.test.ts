@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runPetrel } from '../helpers.ts';
+import { compileFiles, runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
 import { git, policyRepo, ratePolicy, until } from './policy-repo.ts';
@@ -161,6 +161,16 @@ describe('petrel run --policy-git with the post-receive hook', () => {
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/nothing uploaded/);
     expect((await petrel.get<PolicyView>('/api/v1/policy')).current.hash).toBe(view.current.hash);
+
+    // An artifact of another ABI is refused at load, and says why.
+    const built = await compileFiles({ 'example.policy': ratePolicy('9/s') });
+    const other = { ...built.artifact!, manifest: { ...built.artifact!.manifest, abi: 99 } };
+    const res = await fetch(`http://127.0.0.1:${petrel.http}/api/v1/policy/artifact`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ artifact: other, tests: [] }) });
+    expect(res.status).toBe(422);
+    const answer = (await res.json()) as { refusal: { stage: string; report: string }; hash: string };
+    expect(answer.refusal.stage).toBe('abi');
+    expect(answer.refusal.report).toMatch(/artifact ABI 99, this runtime speaks ABI 1/);
+    expect(answer.hash).toBe(view.current.hash);
   }, 30_000);
 
   it('queued messages whose route changed move to their new queue', async () => {
