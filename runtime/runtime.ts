@@ -317,7 +317,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const at = elsewhere ? clock() : clock() + Math.round(delay * jitter);
     await spool.recordDeferral(m.id, rcpt, at);
     counters.deferred++;
-    record(p, 't', m, rcpt, route, source, reply, reaction, mxHost);
+    // No reply from the host for this recipient (connection, greeting, EHLO, TLS): the
+    // failure is the queue's, not the recipient's — PowerMTA's queue-level `tq` record.
+    record(p, phase === 'connect' || phase === 'ehlo' ? 'tq' : 't', m, rcpt, route, source, reply, reaction, mxHost);
     const updated = spool.get(m.id);
     if (updated) {
       work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at, ...(pool !== undefined ? { pool } : {}), ...(elsewhere && avoid ? { avoid } : {}) });
@@ -636,6 +638,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     await spool.accept(spooled, message);
     counters.accepted++;
     metrics.accepted.inc();
+    // PowerMTA's `r` records: one per recipient, when the message is accepted.
+    for (const rcpt of spooled.envelope.to) {
+      acct.write({ type: 'r', timeLogged: spooled.receivedAt, timeQueued: spooled.receivedAt, orig: envelope.from, rcpt, dsnAction: '', dsnStatus: '', dsnDiag: '', dsnMta: '', bounceCat: '', vmta: '', queue: '', jobId: spooled.campaign ?? '', tenant: spooled.tenant ?? '', policyVersion: policy.manifest.hash, policyRule: '' });
+    }
     enqueue(spool.get(id)!, () => 0);
     schedule(0);
     return id;

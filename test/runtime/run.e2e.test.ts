@@ -93,6 +93,11 @@ describe('petrel run (first assembly)', () => {
     const byRcpt = Object.fromEntries(rows.map((row) => [row[4], row]));
     expect(byRcpt['ok@a.example']).toMatchObject({ 0: 'd', 5: 'relayed', 12: 'black-friday', 13: 'shop', 14: hash });
     expect(byRcpt['unknown@a.example']).toMatchObject({ 0: 'b', 6: '5.1.1', 9: 'bad-mailbox', 14: hash, 15: 'e2e.policy:9' });
+    // Each recipient was first logged as received (PowerMTA's `r`), when the message was accepted.
+    expect(rows.filter((row) => row[0] === 'r').map((row) => [row[4], row[12], row[13], row[14]]).sort()).toEqual([
+      ['ok@a.example', 'black-friday', 'shop', hash],
+      ['unknown@a.example', 'black-friday', 'shop', hash],
+    ]);
   });
 
   it('refuses to relay for clients outside its networks', async () => {
@@ -119,7 +124,9 @@ describe('petrel run (first assembly)', () => {
     await r.stop(1000);
     runtime = undefined;
     const types = accounting().filter((row) => row[4] === 'later@b.example').map((row) => row[0]);
-    expect(types[0]).toBe('t');
+    // Received, then queue-level deferrals (no reply from any host), then delivered.
+    expect(types[0]).toBe('r');
+    expect(types[1]).toBe('tq');
     expect(types.at(-1)).toBe('d');
   });
 
@@ -142,7 +149,7 @@ describe('petrel run (first assembly)', () => {
     expect(sink.received[0]!.raw).not.toMatch(/X-Petrel-/i);
     await r.stop(1000);
     runtime = undefined;
-    const row = accounting().find((x) => x[4] === 'x@c.example')!;
+    const row = accounting().find((x) => x[4] === 'x@c.example' && x[0] === 'd')!;
     expect(row).toMatchObject({ 0: 'd', 12: 'api', 13: 'shop' });
   });
 
