@@ -11,6 +11,9 @@ import { ABI_VERSION, type ArtifactManifest, type PolicyArtifact } from './abi.t
 
 export class ArtifactError extends Error {}
 
+/** Loads so far in this process (makes each import URL unique). */
+let loads = 0;
+
 /** Loads `dir/manifest.json` and the module it names; throws ArtifactError with the reason on any mismatch. */
 export async function loadArtifact(dir: string): Promise<{ artifact: PolicyArtifact; manifest: ArtifactManifest }> {
   let manifest: ArtifactManifest;
@@ -22,8 +25,9 @@ export async function loadArtifact(dir: string): Promise<{ artifact: PolicyArtif
   if (manifest.abi !== ABI_VERSION) throw new ArtifactError(`artifact ABI ${manifest.abi}, this runtime speaks ABI ${ABI_VERSION}`);
   if (typeof manifest.module !== 'string' || manifest.module.includes('/') || manifest.module.includes('\\')) throw new ArtifactError('manifest names no module file');
   const url = pathToFileURL(path.join(dir, manifest.module));
-  // A fresh query string per load, so a rebuilt module at the same path is imported anew.
-  url.search = `?hash=${manifest.hash}`;
+  // A fresh query string per load, so a module written again at the same path is imported
+  // anew — never a cached one that an earlier, refused upload left under the same hash.
+  url.search = `?hash=${manifest.hash}&load=${++loads}`;
   const artifact = (await import(url.href)).default as PolicyArtifact;
   selfTest(artifact, manifest);
   return { artifact, manifest };
@@ -39,6 +43,8 @@ export interface ArtifactTexts {
 
 /** Writes an artifact into `dir` (created if missing) the way `loadArtifact` reads it: the manifest last, so a reader that finds a manifest finds its module. */
 export async function writeArtifact(dir: string, texts: ArtifactTexts): Promise<void> {
+  // The names come from the manifest, which may have come over the network (deploy).
+  if (!/^[\w.-]+\.mjs$/.test(texts.moduleFile) || texts.moduleFile !== texts.manifest.module) throw new ArtifactError(`module file \`${String(texts.moduleFile).slice(0, 80)}\` is not a plain .mjs name matching the manifest`);
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, texts.moduleFile), texts.module);
   await writeFile(path.join(dir, `${texts.moduleFile}.map`), texts.sourceMap);

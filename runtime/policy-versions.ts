@@ -45,7 +45,7 @@ export interface LoadedVersion {
 }
 
 export interface VersionStore {
-  /** Writes an artifact (unless that hash is already there) and loads it: ABI check and self-test. Throws ArtifactError. */
+  /** Writes an artifact (unless that version went live before: it is kept as it ran) and loads it: ABI check and self-test. Throws ArtifactError and leaves nothing behind. */
   install(texts: ArtifactTexts): Promise<LoadedVersion>;
   /** Loads a kept version by its hash or a unique prefix of it; throws when there is none. */
   load(hashOrPrefix: string): Promise<LoadedVersion>;
@@ -82,14 +82,26 @@ export async function openVersionStore(dir: string, options: { keep?: number } =
   return {
     async install(texts) {
       const target = hashDir(texts.manifest.hash);
-      if (!existsSync(path.join(target, 'manifest.json'))) {
+      // A version that went live before is on disk as it ran; anything else is written anew
+      // (a directory left by a refused attempt may hold other texts under the same name).
+      if (!entries.some((e) => e.hash === texts.manifest.hash) || !existsSync(path.join(target, 'manifest.json'))) {
         const tmp = `${target}.tmp-${process.pid}`;
         await rm(tmp, { recursive: true, force: true });
-        await writeArtifact(tmp, texts);
+        try {
+          await writeArtifact(tmp, texts);
+        } catch (e) {
+          await rm(tmp, { recursive: true, force: true });
+          throw e;
+        }
         await rm(target, { recursive: true, force: true });
         await rename(tmp, target);
       }
-      return loadArtifact(target);
+      try {
+        return await loadArtifact(target);
+      } catch (e) {
+        if (!entries.some((x) => x.hash === texts.manifest.hash)) await rm(target, { recursive: true, force: true });
+        throw e;
+      }
     },
     async load(hashOrPrefix) {
       const matches = entries.filter((e) => e.hash.startsWith(hashOrPrefix));

@@ -5,7 +5,7 @@
  * syntax error or failing test is refused and the old version keeps serving; rollback and
  * deploy switch versions the same way; accounting names the version that decided.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
@@ -171,6 +171,13 @@ describe('petrel run --policy-git with the post-receive hook', () => {
     expect(answer.refusal.stage).toBe('abi');
     expect(answer.refusal.report).toMatch(/artifact ABI 99, this runtime speaks ABI 1/);
     expect(answer.hash).toBe(view.current.hash);
+
+    // A module name that would write outside the version store is refused before anything is written.
+    const sneaky = { ...built.artifact!, moduleFile: '../../sneaky.mjs', manifest: { ...built.artifact!.manifest, module: '../../sneaky.mjs' } };
+    const res2 = await fetch(`http://127.0.0.1:${petrel.http}/api/v1/policy/artifact`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ artifact: sneaky, tests: [] }) });
+    expect(res2.status).toBe(422);
+    expect(((await res2.json()) as { refusal: { report: string } }).refusal.report).toMatch(/not a plain \.mjs name/);
+    expect(existsSync(path.join(dir, 'sneaky.mjs'))).toBe(false);
   }, 30_000);
 
   it('queued messages whose route changed move to their new queue', async () => {
