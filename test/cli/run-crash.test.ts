@@ -3,42 +3,26 @@
  * every message it acknowledged is delivered. Duplicates (delivered before the crash but
  * not yet recorded) are counted and bounded.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers.ts';
+import { killAll, startPetrelProcess } from '../runtime/fixtures/e2e.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 const children: ChildProcess[] = [];
 let sink: Sink | undefined;
 let dir: string | undefined;
 afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await killAll(children);
   await sink?.close();
   sink = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-function startPetrel(dir: string): Promise<{ child: ChildProcess; smtp: number; http: number }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`petrel run did not start: ${stderr}`)), 30_000);
-    child.stderr!.on('data', (c: Buffer) => {
-      stderr += c.toString();
-      const m = /SMTP on port (\d+), HTTP on port (\d+)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, smtp: Number(m[1]), http: Number(m[2]) });
-      }
-    });
-    child.once('exit', (code, signal) => reject(new Error(`petrel run exited ${code ?? signal}: ${stderr}`)));
-  });
-}
+const startPetrel = (dir: string) => startPetrelProcess(['--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json')], children);
 
 describe('petrel run under kill -9', () => {
   it('delivers every acknowledged message after a crash and restart', async () => {
@@ -79,7 +63,7 @@ describe('petrel run under kill -9', () => {
     );
     transport.close();
     expect(killed).toBe(true);
-    await new Promise<void>((r) => (first.child.exitCode !== null || first.child.signalCode !== null ? r() : first.child.once('exit', () => r())));
+    await first.exited();
 
     await startPetrel(dir);
     const end = Date.now() + 60_000;

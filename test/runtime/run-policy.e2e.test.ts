@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
 import { compileFiles, writeArtifact } from '../helpers.ts';
+import { until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 let dir: string;
@@ -47,14 +48,6 @@ async function submit(port: number, count: number, domain: string): Promise<void
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
   await Promise.all(Array.from({ length: count }, (_, n) => transport.sendMail({ from: 'news@shop.example', to: `r${n}@${domain}`, subject: `m${n}`, text: 'x' })));
   transport.close();
-}
-
-async function until(what: string, done: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('petrel run obeys the policy', () => {

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/loader.ts';
 import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
 import { compileFiles, writeArtifact } from '../helpers.ts';
+import { until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 const POLICY = `policy e2e version 1.0.0
@@ -27,14 +28,6 @@ default {
   }
 }
 `;
-
-async function until(what: string, done: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 let dir: string;
 let sink: Sink;

@@ -3,8 +3,7 @@
  * receiving providers do. Servers hide their own enhanced status codes so every reply is
  * exactly the provider's text.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { Readable } from 'node:stream';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_REPLIES, openSession, type SessionOptions, type SmtpSession } from '../../runtime/smtp-client.ts';
+import { selfSignedCertificate } from './fixtures/e2e.ts';
 
 const YAHOO_TS01 =
   '421 4.7.0 [TS01] Messages from 192.0.2.1 temporarily deferred due to user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes';
@@ -398,15 +398,8 @@ describe('STARTTLS', { timeout: 15_000 }, () => {
   let key: Buffer;
   let cert: Buffer;
   beforeAll(() => {
-    // Node cannot make X.509 certificates; openssl can, in a few milliseconds.
     dir = mkdtempSync(path.join(tmpdir(), 'petrel-smtp-tls-'));
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${MX_NAME}`, '-addext', `subjectAltName=DNS:${MX_NAME}`, '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
-      { stdio: 'pipe', timeout: 10_000 },
-    );
-    key = readFileSync(path.join(dir, 'key.pem'));
-    cert = readFileSync(path.join(dir, 'cert.pem'));
+    ({ key, cert } = selfSignedCertificate(dir, MX_NAME));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
