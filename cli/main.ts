@@ -10,6 +10,7 @@ type Command = (argv: string[], io: Io) => Promise<number>;
 const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
   check: { load: async () => (await import('./check.ts')).check, summary: 'check policy files and report problems' },
   build: { load: async () => (await import('./build.ts')).buildCommand, summary: 'compile policy files into an artifact' },
+  'hash-password': { load: async () => (await import('./hash-password.ts')).hashPasswordCommand, summary: 'hash a password for SMTP AUTH users (petrel run config)' },
   fmt: { load: async () => (await import('./fmt.ts')).fmtCommand, summary: 'format policy files canonically' },
   run: { load: async () => (await import('./run.ts')).runCommand, summary: 'accept mail and deliver it under the policies' },
   test: { load: async () => (await import('./test.ts')).testCommand, summary: 'run the policies\' test blocks against the compiled artifact' },
@@ -23,7 +24,7 @@ export const MAIN_HELP = `usage: petrel <command> [options]
 
 commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(13)} ${c.summary}`)
   .join('\n')}
 
 Run \`petrel <command> --help\` for a command's options.

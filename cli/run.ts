@@ -7,6 +7,7 @@ import { createPolicyCompiler } from '../runtime/policy-compiler.ts';
 import { createPolicyControl, type PolicySource } from '../runtime/policy-control.ts';
 import { openVersionStore } from '../runtime/policy-versions.ts';
 import { startRuntime } from '../runtime/runtime.ts';
+import { isPasswordHash, type SubmissionOptions, type SubmissionUser } from '../runtime/submission-smtp.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const RUN_HELP = `usage: petrel run [options]
@@ -35,13 +36,17 @@ options:
                         POST /api/v1/messages (JSON: from, to[], subject/text/html or raw,
                         headers, tenant, pool, campaign; 202 with the id once spooled),
                         GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact
+  --smtp-tls-key <file>  PEM private key for STARTTLS on SMTP submission (with --smtp-tls-cert)
+  --smtp-tls-cert <file> PEM certificate chain for STARTTLS on SMTP submission
   --api-key <key>       key the HTTP API's POST endpoints require (repeat for several);
                         without any, only client networks (loopback) may call them
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX;
                         several hosts comma-separated, in preference order
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
   --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
-                        flags win over the file; an unknown or bad key exits 2 and names it
+                        flags win over the file; an unknown or bad key exits 2 and names it.
+                        SMTP AUTH users are set there only (smtp.users, password hashes
+                        made by \`petrel hash-password\`), with smtp.allowInsecureAuth
   -h, --help            show this help
 
 This is the runtime's first assembly; docs/runtime.md says what it does and does not do yet.
@@ -66,7 +71,7 @@ interface RunConfig {
   ehlo?: string;
   maxInFlight?: number;
   graceSeconds?: number;
-  smtp?: { listen?: string; maxMessageBytes?: number; clientNetworks?: string[] };
+  smtp?: { listen?: string; maxMessageBytes?: number; clientNetworks?: string[]; tls?: { key: string; cert: string }; users?: SubmissionUser[]; allowInsecureAuth?: boolean };
   http?: { listen?: string; apiKeys?: string[] };
   mxOverride?: Record<string, string>;
 }
@@ -87,6 +92,31 @@ function readConfig(file: string, shown: string): RunConfig {
   throw new UsageError(e.keyword === 'additionalProperties' ? `config \`${shown}\`: unknown key \`${key}\`` : `config \`${shown}\`: \`${key || '(top level)'}\` ${e.message}`);
 }
 
+/**
+ * STARTTLS certificate (flags win over the file) and AUTH users for submission. Unreadable
+ * files, a malformed password hash, and users without TLS (unless `allowInsecureAuth`)
+ * are usage errors: AUTH must never be offered where a password would cross in clear.
+ */
+function submissionSecurity(keyFlag: string | undefined, certFlag: string | undefined, config: RunConfig, at: (p: string) => string): Pick<SubmissionOptions, 'tls' | 'users' | 'allowInsecureAuth'> {
+  if ((keyFlag === undefined) !== (certFlag === undefined)) throw new UsageError('`--smtp-tls-key` and `--smtp-tls-cert` go together');
+  const files = keyFlag !== undefined ? { key: keyFlag, cert: certFlag!, how: '--smtp-tls-' } : config.smtp?.tls ? { ...config.smtp.tls, how: 'smtp.tls.' } : undefined;
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(at(file));
+    } catch (e) {
+      throw new UsageError(`cannot read \`${what}\` ${file}: ${(e as Error).message}`);
+    }
+  };
+  const tls = files ? { key: read(files.key, `${files.how}key`), cert: read(files.cert, `${files.how}cert`) } : undefined;
+  const users = config.smtp?.users ?? [];
+  users.forEach((u, i) => {
+    if (!isPasswordHash(u.passwordHash)) throw new UsageError(`config: \`smtp.users.${i}.passwordHash\` is not a hash made by \`petrel hash-password\``);
+  });
+  const allowInsecureAuth = config.smtp?.allowInsecureAuth ?? false;
+  if (users.length > 0 && !tls && !allowInsecureAuth) throw new UsageError('config: `smtp.users` needs `smtp.tls` (or `--smtp-tls-key`/`--smtp-tls-cert`), or `smtp.allowInsecureAuth: true`');
+  return { ...(tls ? { tls } : {}), ...(users.length > 0 ? { users } : {}), allowInsecureAuth };
+}
+
 export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     policies: { type: 'string', multiple: true },
@@ -98,6 +128,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     'mx-override': { type: 'string' },
     grace: { type: 'string' },
     'api-key': { type: 'string', multiple: true },
+    'smtp-tls-key': { type: 'string' },
+    'smtp-tls-cert': { type: 'string' },
     config: { type: 'string' },
     'no-watch': { type: 'boolean' },
     'policy-git': { type: 'string' },
@@ -123,6 +155,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   }
   const grace = Number(values.grace ?? config.graceSeconds ?? 30);
   if (!(grace >= 0)) throw new UsageError('`--grace` takes a number of seconds');
+  const submission = submissionSecurity(values['smtp-tls-key'], values['smtp-tls-cert'], config, at);
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
     if (!Number.isInteger(n) || n < min) throw new UsageError(`\`${flag}\` takes a whole number of at least ${min}, not \`${value}\``);
@@ -160,7 +193,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     httpRoutes: control.httpRoutes,
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
-    smtp: { ...listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp'), ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}) },
+    smtp: { ...listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp'), ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
     http: { ...listen(values.http ?? config.http?.listen ?? '127.0.0.1:8025', '--http'), ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
     ...(config.ehlo ? { ehlo: config.ehlo } : {}),
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),

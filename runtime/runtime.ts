@@ -7,7 +7,7 @@
  * What this first assembly does not do yet (docs/runtime.md, "Still to build"): worker
  * threads (deliveries run on the main event loop; network I/O is asynchronous), connection
  * reuse across messages, sources and pools from the policy (one unbound source named
- * `default`), warmup, HTTP submission, AUTH, STARTTLS on submission, hot reload.
+ * `default`), warmup, HTTP submission, hot reload. SMTP submission is `submission-smtp.ts`.
  *
  * No module state: everything lives in the object `startRuntime` returns.
  */
@@ -17,7 +17,6 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, RateLimit, Reaction } from './abi.ts';
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
 import { takeControlHeaders } from './headers.ts';
@@ -27,13 +26,14 @@ import { createMxResolver, type MxResolver } from './mx.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState, type PolicyStateSnapshot } from './policy-state.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
+import { createSubmissionServer, DEFAULT_CLIENT_NETWORKS, inNetworks, type SubmissionOptions } from './submission-smtp.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
   manifest: ArtifactManifest;
   spoolDir: string;
   accountingDir: string;
-  smtp: { host: string; port: number; maxMessageBytes?: number; clientNetworks?: string[] };
+  smtp: SubmissionOptions;
   /** `apiKeys`: with any, HTTP submission needs one (`Authorization: Bearer KEY` or `X-Api-Key`); without, only client networks may submit. */
   http: { host: string; port: number; apiKeys?: string[] };
   /** Domain (or `*`) → `host:port`: where to deliver instead of the domain's MX. */
@@ -647,34 +647,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return id;
   }
 
-  const clientNetworks = options.smtp.clientNetworks ?? ['127.', '::1', '::ffff:127.'];
-  const fromClientNetwork = (address: string | undefined) => address !== undefined && clientNetworks.some((n) => address.startsWith(n));
-  const smtp = new SMTPServer({
-    name: ehlo,
-    banner: 'Petrel',
-    authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    size: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
-    logger: false,
-    onRcptTo(address, session: SMTPServerSession, callback) {
-      if (!fromClientNetwork(session.remoteAddress)) return callback(Object.assign(new Error('5.7.1 Relaying denied'), { responseCode: 550 }));
-      callback();
-    },
-    onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        if (stream.sizeExceeded) return callback(Object.assign(new Error('5.3.4 Message too big'), { responseCode: 552 }));
-        if (stopping) return callback(Object.assign(new Error('4.3.2 Shutting down, try again later'), { responseCode: 421 }));
-        const { values, message } = takeControlHeaders(Buffer.concat(chunks));
-        const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
-        acceptMessage(envelope, message, values).then(
-          (id) => callback(null, `2.0.0 queued as ${id}`),
-          (e: Error) => callback(Object.assign(new Error(`4.3.0 Spool error: ${e.message}`), { responseCode: 451 })),
-        );
-      });
-    },
-  });
+  const clientNetworks = options.smtp.clientNetworks ?? DEFAULT_CLIENT_NETWORKS;
+  const fromClientNetwork = (address: string | undefined) => inNetworks(address, clientNetworks);
+  const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, acceptMessage, () => stopping);
   await new Promise<void>((resolve, reject) => {
     smtp.once('error', reject);
     smtp.listen(options.smtp.port, options.smtp.host, () => resolve());

@@ -1,19 +1,23 @@
 /** The real `petrel run` process: starts on the shipped policies, delivers over loopback, stops cleanly on SIGTERM. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, runPetrel } from '../helpers.ts';
+import { hashPassword, verifyPassword } from '../../runtime/submission-smtp.ts';
+import { killAll, selfSignedCertificate, startPetrelProcess, until } from '../runtime/fixtures/e2e.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 let child: ChildProcess | undefined;
+const children: ChildProcess[] = [];
 let sink: Sink | undefined;
 let dir: string | undefined;
 afterEach(async () => {
   if (child && child.exitCode === null) child.kill('SIGKILL');
   child = undefined;
+  await killAll(children);
   await sink?.close();
   sink = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -30,6 +34,57 @@ describe('petrel run --config', () => {
     const bad = runPetrel(['run', '--config', path.join(dir, 'bad2.json')]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/`maxInFlight` must be >= 1/);
+  });
+});
+
+describe('petrel run: submission AUTH and STARTTLS settings', () => {
+  it('refuses AUTH users without TLS, a malformed password hash, and a lone TLS flag, naming the key (exit 2)', () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-config-'));
+    const config = (name: string, smtp: unknown) => {
+      writeFileSync(path.join(dir!, name), JSON.stringify({ smtp }));
+      return runPetrel(['run', '--config', path.join(dir!, name)]);
+    };
+    const hash = 'scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+    const noTls = config('no-tls.json', { users: [{ user: 'app', passwordHash: hash }] });
+    expect(noTls.code).toBe(2);
+    expect(noTls.stderr).toContain('`smtp.users` needs `smtp.tls`');
+    const malformed = config('malformed.json', { users: [{ user: 'app', passwordHash: 'scrypt$plain' }], allowInsecureAuth: true });
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('`smtp.users.0.passwordHash` is not a hash made by `petrel hash-password`');
+    const plain = config('plain.json', { users: [{ user: 'app', password: 'x' }] });
+    expect(plain.code).toBe(2);
+    expect(plain.stderr).toContain("`smtp.users.0` must have required property 'passwordHash'");
+    const lone = runPetrel(['run', '--smtp-tls-key', 'key.pem']);
+    expect(lone.code).toBe(2);
+    expect(lone.stderr).toContain('`--smtp-tls-key` and `--smtp-tls-cert` go together');
+  });
+
+  it('`petrel hash-password` hashes standard input into a hash that verifies', async () => {
+    const run = (input: string) => spawnSync(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'hash-password'], { input, encoding: 'utf8', timeout: 30_000 });
+    const first = run('s3cret words\n');
+    expect(first.status).toBe(0);
+    const hash = first.stdout.trim();
+    expect(await verifyPassword('s3cret words', hash)).toBe(true);
+    expect(await verifyPassword('s3cret words\n', hash)).toBe(false);
+    expect(run('s3cret words').stdout.trim()).not.toBe(hash);
+    const empty = run('');
+    expect(empty.status).toBe(2);
+    expect(empty.stderr).toContain('empty password on standard input');
+  });
+
+  it('the real process offers STARTTLS from --smtp-tls-key/--smtp-tls-cert and relays for a config user only', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'petrel-run-auth-'));
+    sink = await startSink();
+    const tls = selfSignedCertificate(dir, 'submit.petrel.test');
+    writeFileSync(path.join(dir, 'petrel.config.json'), JSON.stringify({ spool: path.join(dir, 'spool'), acct: path.join(dir, 'acct'), artifact: path.join(dir, 'artifact'), mxOverride: { '*': `127.0.0.1:${sink.port}` }, smtp: { clientNetworks: ['127.0.0.1'], users: [{ user: 'app', passwordHash: await hashPassword('correct horse') }] } }));
+    const petrel = await startPetrelProcess(['--config', path.join(dir, 'petrel.config.json'), '--smtp-tls-key', tls.keyFile, '--smtp-tls-cert', tls.certFile], children);
+    const transport = (auth?: { user: string; pass: string }) => nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, localAddress: '127.0.0.2', requireTLS: true, tls: { ca: tls.cert, servername: 'submit.petrel.test' }, ...(auth ? { auth } : {}) });
+    await expect(transport().sendMail({ from: 'a@shop.example', to: 'x@relay.example', text: 'no auth' })).rejects.toMatchObject({ responseCode: 550 });
+    await expect(transport({ user: 'app', pass: 'wrong' }).sendMail({ from: 'a@shop.example', to: 'x@relay.example', text: 'bad auth' })).rejects.toMatchObject({ responseCode: 535 });
+    const info = await transport({ user: 'app', pass: 'correct horse' }).sendMail({ from: 'a@shop.example', to: 'x@relay.example', text: 'authenticated' });
+    expect(info.response).toMatch(/^250 /);
+    await until('delivery', () => sink!.received.length === 1);
+    expect(sink.received[0]!.raw).toContain('authenticated');
   });
 });
 
