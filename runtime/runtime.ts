@@ -362,13 +362,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   function putIdle(key: string, p: Pooled): void {
     const list = idleSessions.get(key) ?? [];
     idleSessions.set(key, list);
-    // An idle session closes after a while, giving its connection slot back.
+    // An idle session closes after a while, giving its connection slot back once the
+    // connection is gone: until QUIT is answered the receiver still counts it.
     p.timer = setTimeout(() => {
       const i = list.indexOf(p);
       if (i !== -1) list.splice(i, 1);
-      void p.session.close();
-      void limiters.release(p.slot);
-      schedule(0);
+      void p.session.close().finally(() => {
+        void limiters.release(p.slot);
+        schedule(0);
+      });
     }, IDLE_MS);
     list.push(p);
   }

@@ -7,6 +7,7 @@
  * categories asserted are the stdlib's.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
@@ -245,4 +246,52 @@ describe('petrel run against scripted providers', () => {
     // messages-per-connection 10: at least total/10 connections were needed.
     expect(load.sink.connections).toBeGreaterThanOrEqual(total / 10);
   }, 90_000);
+
+  it('an idle connection gives its slot back only once it is closed: one route over two MX hosts never has two connections', async () => {
+    let open = 0;
+    let maxOpen = 0;
+    const onSocket = (delta: 1 | -1) => (maxOpen = Math.max(maxOpen, (open += delta)));
+    // MX A is 150 ms away (each way), as real ones are: QUIT takes a while to complete.
+    const mxA = await mx();
+    const farA = await latencyProxy(mxA.sink.port, 150, onSocket);
+    const mxB = await mx({ onSocket });
+    const r = await start('policy providers version 1\n\nprovider pair {\n  match domain a.example, b.example\n  connections 1\n}\n', {}, { mxOverride: { 'a.example': `127.0.0.1:${farA.port}`, 'b.example': `127.0.0.1:${mxB.sink.port}` }, connectTimeoutMs: 2000, greetingTimeoutMs: 3000 });
+    try {
+      await submit(r.smtpPort, ['x@a.example']);
+      await until('the first delivery', () => r.status().delivered === 1);
+      // The session to A stays open, idle, holding the route's one slot; B's mail waits for
+      // it to close (after 5 s idle) and must not connect before A's connection is gone.
+      await submit(r.smtpPort, ['y@b.example']);
+      await until('the second delivery', () => r.status().delivered === 2, 20_000);
+      expect(mxB.connectedAt[0]! - mxA.connectedAt[0]!).toBeGreaterThanOrEqual(4_000);
+      expect(maxOpen).toBe(1);
+    } finally {
+      await farA.close();
+    }
+  });
 });
+
+/** A TCP relay to `port` that delays every chunk and every close by `delayMs`: a faraway MX. */
+async function latencyProxy(port: number, delayMs: number, onSocket: (delta: 1 | -1) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    onSocket(1);
+    client.once('close', () => onSocket(-1));
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(from);
+      from.on('error', () => to.destroy());
+      from.on('data', (chunk: Buffer) => setTimeout(() => to.write(chunk), delayMs));
+      from.on('end', () => setTimeout(() => to.end(), delayMs));
+      from.on('close', () => setTimeout(() => to.destroy(), delayMs));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
