@@ -98,6 +98,8 @@ describe('petrel run against scripted providers', () => {
     let offset = 0;
     const clock = () => Date.now() + offset;
     const r = await start(`policy providers version 1\nuse stdlib/bounces\n\ndefault {\n  rules bounces\n  ${CURVE}\n  expire 3h\n}\n`, { 'accept.example': accept, 'yahoo.example': yahoo, 'strict.example': strict, 'quota.example': quota, 'dropper.example': dropper, 'slow.example': slow, 'nudge.example': nudge }, { greetingTimeoutMs: 500, clock });
+    // After the `r` (received) line each recipient has: deferrals (`t`; `tq` when the
+    // connection failed before any recipient was tried), then one final `d` or `b`.
     const expected: Record<string, string[]> = {
       'a1@accept.example': ['d'],
       'a2@accept.example': ['d'],
@@ -106,7 +108,7 @@ describe('petrel run against scripted providers', () => {
       'somebody@strict.example': ['d'],
       'full@quota.example': ['t quota-issues', 't quota-issues', 'b message-expired'],
       'drop@dropper.example': ['t bad-connection', 'd'],
-      'wait@slow.example': ['t bad-connection', 'd'],
+      'wait@slow.example': ['tq bad-connection', 'd'],
     };
     await submit(r.smtpPort, Object.keys(expected));
     const decided = () => r.status().delivered + r.status().bounced === r.status().accepted && r.status().inFlight === 0;
@@ -124,16 +126,17 @@ describe('petrel run against scripted providers', () => {
     expect(accepted).toBe(8 + halfHours);
     expect(r.status()).toMatchObject({ queued: 0, bounced: 2, delivered: accepted - 2 });
     const rows = await stopAndReadAccounting(r);
-    expect(Object.fromEntries(Object.keys(expected).map((rcpt) => [rcpt, outline(byRcpt(rows, rcpt))]))).toEqual(expected);
-    // Every accepted recipient, the nudges included, has exactly one final line, d or b.
+    expect(Object.fromEntries(Object.keys(expected).map((rcpt) => [rcpt, outline(byRcpt(rows, rcpt))]))).toEqual(Object.fromEntries(Object.entries(expected).map(([rcpt, lines]) => [rcpt, ['r', ...lines]])));
+    // Every accepted recipient, the nudges included, was received once and has exactly one final line, d or b.
     const finals = rows.filter((row) => row.type === 'd' || row.type === 'b');
     expect(finals).toHaveLength(accepted);
     expect(new Set(finals.map((row) => row.rcpt)).size).toBe(accepted);
+    expect(rows.filter((row) => row.type === 'r').map((row) => row.rcpt).sort()).toEqual(finals.map((row) => row.rcpt).sort());
     // Each line carries the policy version and, where a stdlib rule decided, its file and line.
     expect(new Set(rows.map((row) => row.policyVersion))).toEqual(new Set([r.status().policy.hash]));
-    for (const rcpt of ['someone@yahoo.example', 'nobody@strict.example', 'full@quota.example']) for (const row of byRcpt(rows, rcpt).filter((x) => x.type !== 'd')) expect(row.policyRule).toMatch(/^petrel:stdlib\/bounces\.policy:\d+$/);
+    for (const rcpt of ['someone@yahoo.example', 'nobody@strict.example', 'full@quota.example']) for (const row of byRcpt(rows, rcpt).filter((x) => x.type !== 'd' && x.type !== 'r')) expect(row.policyRule).toMatch(/^petrel:stdlib\/bounces\.policy:\d+$/);
     expect(byRcpt(rows, 'full@quota.example').at(-1)).toMatchObject({ dsnAction: 'failed', dsnDiag: 'smtp;452 4.2.2 The recipient\'s inbox is out of storage space' });
-    expect(byRcpt(rows, 'nobody@strict.example')[0]).toMatchObject({ dsnStatus: '5.1.1', dsnAction: 'failed' });
+    expect(byRcpt(rows, 'nobody@strict.example').at(-1)).toMatchObject({ dsnStatus: '5.1.1', dsnAction: 'failed' });
     // What reached the MXs: one copy of each delivered message, nothing of what bounced.
     const delivered = sinks.flatMap((x) => x.received.flatMap((m) => m.to)).sort();
     expect(delivered).toEqual(finals.filter((row) => row.type === 'd').map((row) => row.rcpt).sort());
@@ -165,10 +168,10 @@ describe('petrel run against scripted providers', () => {
     await hourLater(4);
     await until('the full mailbox given up', () => r.status().bounced === 1);
     const rows = await stopAndReadAccounting(r);
-    expect(outline(byRcpt(rows, 'freed@quota.example'))).toEqual(['t quota-issues', 'd']);
+    expect(outline(byRcpt(rows, 'freed@quota.example'))).toEqual(['r', 't quota-issues', 'd']);
     // Tried at 0 h, 1 h and 2 h; a try at 3 h would pass `expire 3h`: bounced then, as expired.
-    const full = byRcpt(rows, 'full@quota.example');
-    expect(outline(full)).toEqual(['t quota-issues', 't quota-issues', 'b message-expired']);
+    expect(outline(byRcpt(rows, 'full@quota.example'))).toEqual(['r', 't quota-issues', 't quota-issues', 'b message-expired']);
+    const full = byRcpt(rows, 'full@quota.example').slice(1);
     expect(quota.rcpts.filter((x) => x.rcpt === 'full@quota.example')).toHaveLength(3);
     const seconds = full.map((row) => Date.parse(row.timeLogged.replace(' ', 'T').replace(/\+0000$/, 'Z')) / 1000);
     for (const gap of [seconds[1]! - seconds[0]!, seconds[2]! - seconds[1]!]) {
@@ -185,7 +188,8 @@ describe('petrel run against scripted providers', () => {
     await until('delivery', () => r.status().delivered === 1);
     const rows = await stopAndReadAccounting(r);
     expect(rows.map((row) => [row.type, row.dsnDiag])).toEqual([
-      ['t', 'smtp;421 4.4.2 no greeting from host within 400 ms'],
+      ['r', ''],
+      ['tq', 'smtp;421 4.4.2 no greeting from host within 400 ms'],
       ['d', expect.stringMatching(/^smtp;250 /)],
     ]);
     // The retry waits the curve's first step (1 s) after the 400 ms timeout, no less.
@@ -194,7 +198,7 @@ describe('petrel run against scripted providers', () => {
     expect(slow.sink.received).toHaveLength(1);
   });
 
-  it('a connection dropped in the middle of DATA is deferred, then delivered: accounting has t, then d', async () => {
+  it('a connection dropped in the middle of DATA is deferred, then delivered: accounting has r, t, then d', async () => {
     let drops = 0;
     const dropper = await mx({ dropInData: () => drops++ === 0 });
     const r = await start(`policy providers version 1\nuse stdlib/bounces\n\ndefault {\n  rules bounces\n  ${CURVE}\n}\n`, { 'dropper.example': dropper });
@@ -202,6 +206,7 @@ describe('petrel run against scripted providers', () => {
     await until('delivery', () => r.status().delivered === 1);
     const rows = await stopAndReadAccounting(r);
     expect(rows.map((row) => [row.type, row.rcpt, row.dsnDiag])).toEqual([
+      ['r', 'drop@dropper.example', ''],
       ['t', 'drop@dropper.example', expect.stringMatching(/^smtp;421 4\.4\.2 connection lost/)],
       ['d', 'drop@dropper.example', expect.stringMatching(/^smtp;250 /)],
     ]);

@@ -99,7 +99,10 @@ describe('SMTP submission: STARTTLS and AUTH', () => {
     expect(sink.received.map((m) => m.to)).toEqual([['plain@relay.example']]);
     await r.stop(1000);
     runtime = undefined;
-    expect(readAccounting(path.join(dir, 'acct')).map((row) => [row.type, row.rcpt])).toEqual([['d', 'plain@relay.example']]);
+    expect(readAccounting(path.join(dir, 'acct')).map((row) => [row.type, row.rcpt])).toEqual([
+      ['r', 'plain@relay.example'],
+      ['d', 'plain@relay.example'],
+    ]);
   });
 
   it('AUTH LOGIN through nodemailer\'s transport relays too', async () => {
