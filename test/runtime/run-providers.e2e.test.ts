@@ -192,9 +192,12 @@ describe('petrel run against scripted providers', () => {
       ['tq', 'smtp;421 4.4.2 no greeting from host within 400 ms'],
       ['d', expect.stringMatching(/^smtp;250 /)],
     ]);
-    // The retry waits the curve's first step (1 s) after the 400 ms timeout, no less.
+    // The retry waits the curve's first step (1 s) after the 400 ms timeout: 1.4 s after
+    // the client's first connect. The MX notes a connection when it sees it, which on a
+    // loaded machine can be well after the client started its timer, so the bound kept is
+    // the curve's 1 s, with the timeout's 400 ms as the margin for that lag.
     expect(slow.connectedAt).toHaveLength(2);
-    expect(slow.connectedAt[1]! - slow.connectedAt[0]!).toBeGreaterThanOrEqual(1400 - 20);
+    expect(slow.connectedAt[1]! - slow.connectedAt[0]!).toBeGreaterThanOrEqual(1000);
     expect(slow.sink.received).toHaveLength(1);
   });
 
@@ -219,7 +222,7 @@ describe('petrel run against scripted providers', () => {
     const blocky = await mx({ refuse: () => (!complained && (complained = true) ? '421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints' : undefined) });
     const steady = await mx();
     const other = await mx();
-    const policy = `policy providers version 1\nuse stdlib/bounces\n\ndefault {\n  rules bounces\n  ${CURVE}\n}\n\nprovider blocky {\n  match domain blocky.example\n  on reply /\\[TSS04\\]/ {\n    suspend source 4s\n    example "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints"\n  }\n}\n\nprovider steady {\n  match domain steady.example\n}\n`;
+    const policy = `policy providers version 1\nuse stdlib/bounces\n\ndefault {\n  rules bounces\n  ${CURVE}\n}\n\nprovider blocky {\n  match domain blocky.example\n  on reply /\\[TSS04\\]/ {\n    suspend source 6s\n    example "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints"\n  }\n}\n\nprovider steady {\n  match domain steady.example\n}\n`;
     const r = await start(policy, { 'blocky.example': blocky, 'steady.example': steady, 'other.example': other });
     await submit(r.smtpPort, ['first@blocky.example']);
     await until('the suspension', () => r.status().suspensions.length === 1);
