@@ -127,7 +127,7 @@ async function main(): Promise<void> {
     }
   } finally {
     if (petrel) await petrel.stop();
-    killAllPetrel();
+    await killAllPetrel();
     await sink.close();
     rmSync(dir, { recursive: true, force: true });
   }

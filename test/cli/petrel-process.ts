@@ -14,6 +14,8 @@ export interface PetrelProcess {
   get<T = Record<string, unknown>>(apiPath: string): Promise<T>;
   /** SIGTERM and wait for the exit code (SIGKILL after `ms`). */
   stop(ms?: number): Promise<number | null>;
+  /** Resolves when the process has exited (at once if it already has). */
+  exited(): Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -59,6 +61,7 @@ export function startPetrel(args: string[], options: { cwd?: string } = {}): Pro
         smtp: Number(m[1]),
         http,
         log: () => stderr,
+        exited: () => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()))),
         get: <T>(apiPath: string) => getJson<T>(`http://127.0.0.1:${http}${apiPath}`),
         stop: (ms = 30_000) =>
           new Promise((done) => {
@@ -80,8 +83,15 @@ export function startPetrel(args: string[], options: { cwd?: string } = {}): Pro
   });
 }
 
-/** Kills (SIGKILL) every process `startPetrel` started that is still running: for afterEach. */
-export function killAllPetrel(): void {
-  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  running.clear();
+/** Kills (SIGKILL) every process `startPetrel` started that is still running, and waits for each to exit: for afterEach. */
+export async function killAllPetrel(): Promise<void> {
+  await Promise.all(
+    [...running].map((c) => {
+      running.delete(c);
+      if (c.exitCode !== null || c.signalCode !== null) return undefined;
+      const gone = new Promise<void>((r) => c.once('exit', () => r()));
+      c.kill('SIGKILL');
+      return gone;
+    }),
+  );
 }

@@ -22,7 +22,7 @@ let sink: Sink | undefined;
 let petrel: PetrelProcess | undefined;
 afterAll(async () => {
   if (petrel) await petrel.stop();
-  killAllPetrel();
+  await killAllPetrel();
   await sink?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });

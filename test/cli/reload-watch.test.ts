@@ -13,7 +13,7 @@ let dir: string | undefined;
 let petrel: PetrelProcess | undefined;
 afterAll(async () => {
   if (petrel) expect(await petrel.stop()).toBe(0);
-  killAllPetrel();
+  await killAllPetrel();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -45,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (petrel) expect(await petrel.stop()).toBe(0);
-  killAllPetrel();
+  await killAllPetrel();
   await sink?.close();
   rmSync(dir, { recursive: true, force: true });
 });

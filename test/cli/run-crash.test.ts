@@ -11,7 +11,8 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers.ts';
-import { killAll, startPetrelProcess } from '../runtime/fixtures/e2e.ts';
+import { killAll } from '../runtime/fixtures/e2e.ts';
+import { killAllPetrel, startPetrel } from './petrel-process.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 const children: ChildProcess[] = [];
@@ -19,12 +20,13 @@ let sink: Sink | undefined;
 let dir: string | undefined;
 afterEach(async () => {
   await killAll(children);
+  await killAllPetrel();
   await sink?.close();
   sink = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const startPetrel = (dir: string, extra: string[] = []) => startPetrelProcess(['--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json'), ...extra], children);
+const startIn = (dir: string, extra: string[] = []) => startPetrel(['--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json'), ...extra]);
 
 describe('petrel run under kill -9', () => {
   it('delivers every acknowledged message after a crash and restart', async () => {
@@ -34,7 +36,7 @@ describe('petrel run under kill -9', () => {
     const received = () => sink!.received.flatMap((m) => /^Message-ID:\s*(<[^>]+>)/im.exec(m.raw)?.[1] ?? []);
     writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
 
-    const first = await startPetrel(dir);
+    const first = await startIn(dir);
     const acknowledged: string[] = [];
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: first.smtp, secure: false, ignoreTLS: true, pool: true, maxConnections: 10, maxMessages: 1000 });
     transport.on('error', () => undefined);
@@ -67,7 +69,7 @@ describe('petrel run under kill -9', () => {
     expect(killed).toBe(true);
     await first.exited();
 
-    await startPetrel(dir);
+    await startIn(dir);
     const end = Date.now() + 60_000;
     const missing = () => {
       const got = new Set(received());
@@ -142,7 +144,7 @@ describe('petrel run under kill -9', () => {
       });
 
     const started = Date.now();
-    const first = await startPetrel(dir, policies);
+    const first = await startIn(dir, policies);
     const killAfter = 1500 + Math.floor(Math.random() * 1500);
     let killed = false;
     let deliveredAtKill = 0;
@@ -168,7 +170,7 @@ describe('petrel run under kill -9', () => {
     const backlog = beforeKill - deliveredAtKill;
     expect(backlog).toBeGreaterThan(0);
 
-    const again = await startPetrel(dir, policies);
+    const again = await startIn(dir, policies);
     const restartedAt = Date.now();
     expect(await Promise.all(submit(again.smtp, 'q', total - beforeKill, () => undefined))).toEqual(Array(clients).fill(0));
     const submittedAt = Date.now();

@@ -7,7 +7,8 @@ import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, runPetrel } from '../helpers.ts';
 import { hashPassword, verifyPassword } from '../../runtime/submission-smtp.ts';
-import { killAll, selfSignedCertificate, startPetrelProcess, until } from '../runtime/fixtures/e2e.ts';
+import { killAll, selfSignedCertificate, until } from '../runtime/fixtures/e2e.ts';
+import { killAllPetrel, startPetrel } from './petrel-process.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 
 let child: ChildProcess | undefined;
@@ -18,6 +19,7 @@ afterEach(async () => {
   if (child && child.exitCode === null) child.kill('SIGKILL');
   child = undefined;
   await killAll(children);
+  await killAllPetrel();
   await sink?.close();
   sink = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -77,7 +79,7 @@ describe('petrel run: submission AUTH and STARTTLS settings', () => {
     sink = await startSink();
     const tls = selfSignedCertificate(dir, 'submit.petrel.test');
     writeFileSync(path.join(dir, 'petrel.config.json'), JSON.stringify({ spool: path.join(dir, 'spool'), acct: path.join(dir, 'acct'), artifact: path.join(dir, 'artifact'), mxOverride: { '*': `127.0.0.1:${sink.port}` }, smtp: { clientNetworks: ['127.0.0.1'], users: [{ user: 'app', passwordHash: await hashPassword('correct horse') }] } }));
-    const petrel = await startPetrelProcess(['--config', path.join(dir, 'petrel.config.json'), '--smtp-tls-key', tls.keyFile, '--smtp-tls-cert', tls.certFile], children);
+    const petrel = await startPetrel(['--config', path.join(dir, 'petrel.config.json'), '--smtp-tls-key', tls.keyFile, '--smtp-tls-cert', tls.certFile]);
     const transport = (auth?: { user: string; pass: string }) => nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, localAddress: '127.0.0.2', requireTLS: true, tls: { ca: tls.cert, servername: 'submit.petrel.test' }, ...(auth ? { auth } : {}) });
     await expect(transport().sendMail({ from: 'a@shop.example', to: 'x@relay.example', text: 'no auth' })).rejects.toMatchObject({ responseCode: 550 });
     await expect(transport({ user: 'app', pass: 'wrong' }).sendMail({ from: 'a@shop.example', to: 'x@relay.example', text: 'bad auth' })).rejects.toMatchObject({ responseCode: 535 });
