@@ -82,20 +82,23 @@ export function parseReplyInto(target: ParsedReply, scratch: [number, number, nu
   target.status = scratch;
 }
 
+/** How a fallback classifies a reply's text: `categoryByText`, or an artifact's equivalent that skips regexes a scan ruled out. */
+export type TextClassifier = (reply: ParsedReply) => Category;
+
 /** The category of a reply that no rule classified: by enhanced status code, then by text. */
-export function fallbackCategory(reply: ParsedReply): Category | 'success' {
+export function fallbackCategory(reply: ParsedReply, byText: TextClassifier = categoryByText): Category | 'success' {
   const cls = reply.code ? Math.floor(reply.code / 100) : 0;
   if (cls === 2 || cls === 3) return 'success';
   if (reply.status) {
     if (reply.status[1] === 7) {
       // X.7.x covers spam blocks, relay denials and plain policy alike: the text decides.
-      const byText = categoryByText(reply.text);
-      return byText === 'spam-related' || byText === 'relaying-issues' || byText === 'virus-related' ? byText : 'policy-related';
+      const category = byText(reply);
+      return category === 'spam-related' || category === 'relaying-issues' || category === 'virus-related' ? category : 'policy-related';
     }
     const byStatus = categoryByStatus(reply.status[1], reply.status[2]);
     if (byStatus !== 'other') return byStatus;
   }
-  return categoryByText(reply.text);
+  return byText(reply);
 }
 
 /**
@@ -134,7 +137,8 @@ function categoryByStatus(subject: number, detail: number): Category {
   }
 }
 
-const TEXT_CATEGORIES: [RegExp, Category][] = [
+/** Text patterns of the fallback classification, in order: the first that matches decides. */
+export const TEXT_CATEGORIES: readonly (readonly [RegExp, Category])[] = [
   [/virus|malware|infected/i, 'virus-related'],
   [/spam|blocklist|blacklist|block list|black list|spamhaus|junk|\bRBL\b|reputation/i, 'spam-related'],
   [/relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed)|not permitted to relay|unable to relay/i, 'relaying-issues'],
@@ -150,8 +154,9 @@ const TEXT_CATEGORIES: [RegExp, Category][] = [
   [/syntax|command not recognized|unrecognized command|protocol/i, 'protocol-errors'],
 ];
 
-function categoryByText(text: string): Category {
-  for (const [pattern, category] of TEXT_CATEGORIES) if (pattern.test(text)) return category;
+/** The fallback category of a reply by its text alone. */
+export function categoryByText(reply: ParsedReply): Category {
+  for (const [pattern, category] of TEXT_CATEGORIES) if (pattern.test(reply.text)) return category;
   return 'other';
 }
 
@@ -324,9 +329,9 @@ export function composeSettings(routeId: string, base: IRSettings, tables: Setti
 }
 
 /** The reaction a matching rule gives to a reply (fallbacks fill what the rule leaves open). */
-export function ruleReaction(rule: IRRule, reply: ParsedReply): Reaction {
+export function ruleReaction(rule: IRRule, reply: ParsedReply, byText?: TextClassifier): Reaction {
   const reaction: Reaction = {
-    category: rule.category ?? fallbackCategory(reply),
+    category: rule.category ?? fallbackCategory(reply, byText),
     disposition: rule.disposition ?? fallbackDisposition(reply),
     actions: rule.actions as Reaction['actions'],
     rule: { file: rule.loc.file, line: rule.loc.line },
@@ -336,8 +341,8 @@ export function ruleReaction(rule: IRRule, reply: ParsedReply): Reaction {
 }
 
 /** The reaction when no rule matches. */
-export function fallbackReaction(reply: ParsedReply): Reaction {
-  return { category: fallbackCategory(reply), disposition: fallbackDisposition(reply), actions: [] };
+export function fallbackReaction(reply: ParsedReply, byText?: TextClassifier): Reaction {
+  return { category: fallbackCategory(reply, byText), disposition: fallbackDisposition(reply), actions: [] };
 }
 
 /**
@@ -358,4 +363,133 @@ export function retryDelayFor(reaction: Reaction | undefined, curve: IRRetryCurv
   }
   if (!curve) return null;
   return curveDelay(curve, attempt, expireSeconds);
+}
+
+/**
+ * Which of many literals a text may contain, in one pass: `scan(text)` marks
+ * `seen[g] = stamp` for the group `g` of every literal that `text.toLowerCase()` contains
+ * (and, rarely, of one it does not), so after a scan `seen[g] !== stamp` proves that no
+ * literal of group `g` occurs. A prefilter: a hit still needs the exact test.
+ */
+export interface LiteralScanner {
+  readonly seen: Int32Array;
+  stamp: number;
+  scan(text: string): void;
+}
+
+/** Characters of a literal the scanner looks at: a prefix is enough for a prefilter, and keeps the table small. */
+const SCAN_PREFIX = 8;
+/** Alphabet size: a transition row is 32 entries, so the rows the scan visits most stay in the CPU cache. */
+const SCAN_CLASSES = 32;
+
+/**
+ * The scan's alphabet: class 0 for characters no literal contains, letters by their
+ * lowercase, all digits as one class, and other characters hashed onto the last classes.
+ * Merging characters only adds hits, never loses one.
+ */
+function scanClass(c: number, used: ReadonlySet<number>): number {
+  if (c >= 65 && c <= 90) c += 32;
+  if (!used.has(c)) return 0;
+  if (c >= 97 && c <= 122) return c - 96;
+  if (c >= 48 && c <= 57) return 27;
+  if (c === 32) return 28;
+  return 29 + (c % 3);
+}
+
+/**
+ * An Aho–Corasick automaton over the first characters of lowercase `literals` (each
+ * `[text, group]`), as a dense transition table over a 32-class alphabet. ASCII texts
+ * (nearly every SMTP reply) are lowercased on the fly; others are scanned as
+ * `toLowerCase()` gives them.
+ */
+export function literalScanner(literals: readonly (readonly [string, number])[], groups: number): LiteralScanner {
+  const keys = literals.map(([text, group]) => [text.slice(0, SCAN_PREFIX), group] as const);
+  const used = new Set<number>();
+  for (const [text] of keys) for (let i = 0; i < text.length; i++) used.add(text.charCodeAt(i));
+  const ascii = new Int32Array(128);
+  for (let c = 0; c < 128; c++) ascii[c] = scanClass(c, used);
+  // The trie, then failure links breadth first, then the dense table.
+  const children: Map<number, number>[] = [new Map()];
+  const own: number[][] = [[]];
+  for (const [text, group] of keys) {
+    let s = 0;
+    for (let i = 0; i < text.length; i++) {
+      const k = scanClass(text.charCodeAt(i), used);
+      let next = children[s]!.get(k);
+      if (next === undefined) {
+        next = children.length;
+        children.push(new Map());
+        own.push([]);
+        children[s]!.set(k, next);
+      }
+      s = next;
+    }
+    own[s]!.push(group);
+  }
+  const states = children.length;
+  const width = SCAN_CLASSES;
+  const delta = new Int32Array(states * width);
+  const fail = new Int32Array(states);
+  const outputs: number[][] = own.map((o) => [...o]);
+  const queue: number[] = [];
+  for (const [k, next] of children[0]!) {
+    delta[k] = next;
+    queue.push(next);
+  }
+  for (let q = 0; q < queue.length; q++) {
+    const s = queue[q]!;
+    outputs[s] = [...new Set([...outputs[s]!, ...outputs[fail[s]!]!])];
+    for (let k = 0; k < width; k++) {
+      const next = children[s]!.get(k);
+      if (next === undefined) delta[s * width + k] = delta[fail[s]! * width + k]!;
+      else {
+        fail[next] = delta[fail[s]! * width + k]!;
+        delta[s * width + k] = next;
+        queue.push(next);
+      }
+    }
+  }
+  // Entries hold the next state premultiplied by the width, complemented (negative) when
+  // that state ends a literal, so the scan loop does one load and one sign test per character.
+  const offsets = new Int32Array(states + 1);
+  for (let s = 0; s < states; s++) offsets[s + 1] = offsets[s]! + outputs[s]!.length;
+  const found = Int32Array.from(outputs.flat());
+  for (let i = 0; i < delta.length; i++) {
+    const t = delta[i]!;
+    delta[i] = outputs[t]!.length > 0 ? ~(t * width) : t * width;
+  }
+  const seen = new Int32Array(groups);
+  const mark = (s: number, stamp: number) => {
+    const state = s / width;
+    for (let j = offsets[state]!; j < offsets[state + 1]!; j++) seen[found[j]!] = stamp;
+  };
+  const scanner: LiteralScanner = {
+    seen,
+    stamp: 0,
+    scan(text: string): void {
+      if (scanner.stamp === 0x7fffffff) {
+        seen.fill(0);
+        scanner.stamp = 0;
+      }
+      const stamp = ++scanner.stamp;
+      let s = 0;
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 128) return scanLowered(text.toLowerCase(), stamp);
+        const t = delta[s + ascii[c]!]!;
+        if (t >= 0) s = t;
+        else mark((s = ~t), stamp);
+      }
+    },
+  };
+  function scanLowered(text: string, stamp: number): void {
+    let s = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      const t = delta[s + (c < 128 ? ascii[c]! : scanClass(c, used))]!;
+      if (t >= 0) s = t;
+      else mark((s = ~t), stamp);
+    }
+  }
+  return scanner;
 }

@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import { ABI_VERSION, type ArtifactMeta } from '../runtime/abi.ts';
-import { normalizeDomain } from './artifact-lib.ts';
-import type { IR, IRMatcher, IRRule, IRSettings, Loc } from './ir.ts';
+import { normalizeDomain, TEXT_CATEGORIES } from './artifact-lib.ts';
+import type { IR, IRRule, IRSettings, Loc } from './ir.ts';
 import { SourceMapBuilder } from './source-map.ts';
 import { requiredLiterals } from './literals.ts';
 import { CODE_CLASSES, type EmitPlan } from './optimize.ts';
@@ -35,7 +35,7 @@ export function emit(ir: IR, plan: EmitPlan, meta: ArtifactMeta, libImport = './
     }
   };
   out.push(`// Petrel policy artifact ${meta.name} ${meta.version} (${meta.hash}), ABI ${ABI_VERSION}. Generated: do not edit.`);
-  out.push(`import { composeSettings, curveDelay, fallbackReaction, normalizeDomain, parseReplyInto, planLimit, retryDelayFor, ruleReaction } from ${json(libImport)};`);
+  out.push(`import { composeSettings, curveDelay, fallbackReaction, literalScanner, normalizeDomain, parseReplyInto, planLimit, retryDelayFor, ruleReaction, TEXT_CATEGORIES } from ${json(libImport)};`);
   out.push('');
   out.push(`const META = Object.freeze(${json(meta)});`);
   out.push('');
@@ -153,24 +153,34 @@ function deepFreeze(value) {
 }
 `);
 
-  // Rules: one test function per rule, one chain per distinct rule list.
+  // Rules as data, one line each (mapped to its `.policy` line), and one small matcher
+  // loop shared by every chain: V8 parses and optimises one function, not one per rule.
   const usedRules = [...new Set(plan.chains.flatMap((c) => c.rules))].sort((a, b) => a - b);
   const used = new Set(usedRules);
-  out.push('// Reply rules. RULES holds each rule as data for reactions the compiler could not fix in advance.');
   // Only rules whose reaction depends on the reply need their data at run time.
   out.push(`const RULES = ${data(ir.rules.map((r) => (used.has(r.id) && (r.category === null || r.disposition === null) ? ruleData(r) : null)))};`);
-  for (const id of usedRules) pushFrom(ir.rules[id]!.loc, emitRule(ir.rules[id]!));
-  plan.chains.forEach((chain, index) => {
-    // A chain maps to the first route that uses it.
-    const route = ir.routes[plan.chainOfRoute.indexOf(index)]!;
-    pushFrom(route.loc, emitChain(index, chain));
-  });
-  out.push(`const CHAINS = [${plan.chains.map((_, i) => `chain${i}`).join(', ')}];`);
+  const literals = new LiteralGroups();
+  const fallbackGroups = TEXT_CATEGORIES.map(([re]) => literals.ofRegex(re.source, re.flags));
+  const rows = new Map(usedRules.map((id) => [id, ruleRow(ir.rules[id]!, literals)]));
+  out.push('// Literals every match of a rule text (or fallback pattern) contains, by group: one scan of a reply finds them all.');
+  out.push(`const LITERALS = ${data(literals.list)};`);
+  out.push(`const FALLBACK_GROUPS = ${json(fallbackGroups)};`);
+  out.push(SCAN_CODE.replace('GROUP_COUNT', String(literals.count)));
+  out.push('// Reply rules: [id, code ranges [low, high, …], enhanced statuses [class, subject, detail, …] (-1: any),');
+  out.push('// phase mask, texts ([group, regex source, flags] or [group, lowercase substring]; group -1: no literal), fixed reaction].');
+  out.push('const RULE_ROWS = [');
+  for (const [id, row] of rows) pushFrom(ir.rules[id]!.loc, [`  ${row.text},`]);
+  out.push('];');
+  out.push(MATCH_CODE);
+  out.push('// For each distinct rule list: the rules to try for each reply code class (index 0: no code).');
+  const lists = plan.chains.map((c) => [0, 1, 2, 3, 4, 5].map((cls) => c.byClass[cls] ?? []));
+  out.push(`const CHAINS = ${data(lists)};`);
+  out.push(`const CHAIN_GATES = ${data(lists.map((classes) => classes.map((ids) => ids.map((id) => rows.get(id)!.gate))))};`);
   out.push(`const CHAIN_OF_ROUTE = ${data(plan.chainOfRoute)};`);
   out.push(`
 // One parsed reply, reused: react() never runs concurrently with itself (JavaScript is
 // single-threaded per isolate) and no reaction keeps a reference to it.
-const P = { code: 0, status: null, text: '', lower: undefined };
+const P = { code: 0, status: null, text: '', scanned: false, lower: undefined };
 const STATUS = [0, 0, 0];
 function lower(p) {
   return p.lower === undefined ? (p.lower = p.text.toLowerCase()) : p.lower;
@@ -191,16 +201,21 @@ function shared(id, r) {
   return hit;
 }
 function fallback(p) {
-  return shared(-1, fallbackReaction(p));
+  return shared(-1, fallbackReaction(p, categoryByScan));
 }
 function ruleOutcome(id, p) {
-  return shared(id, ruleReaction(RULES[id], p));
+  return shared(id, ruleReaction(RULES[id], p, categoryByScan));
 }
 
 function react(routeId, reply, phase) {
   parseReplyInto(P, STATUS, reply);
+  P.scanned = false;
   P.lower = undefined;
-  return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](P, phase);
+  const chain = CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0];
+  const cls = P.code === 0 ? 0 : (P.code / 100) | 0;
+  const rule = firstMatch(CHAINS[chain][cls], CHAIN_GATES[chain][cls], P, phase === undefined ? -1 : (PHASE_BITS.get(phase) ?? 0));
+  if (rule === null) return fallback(P);
+  return rule.reaction ?? ruleOutcome(rule.id, P);
 }
 
 // Retry delays without a reply for the first attempts, computed per route on first use
@@ -248,81 +263,138 @@ function ruleData(rule: IRRule): Pick<IRRule, 'id' | 'loc' | 'category' | 'dispo
   return { id: rule.id, loc: rule.loc, category: rule.category, disposition: rule.disposition, actions: rule.actions, trigger: rule.trigger };
 }
 
-/** `testN(p, phase)` and `reactN(p)` for one rule: cheapest conditions first, literals before regexes. */
-function emitRule(rule: IRRule): string[] {
-  const lines: string[] = [];
-  const regexNames: string[] = [];
-  rule.matcher.texts.forEach((t, i) => {
-    if (t.kind === 'regex') {
-      const name = `RE${rule.id}_${i}`;
-      regexNames.push(name);
-      lines.push(`const ${name} = new RegExp(${json(t.source)}, ${json(t.flags)});`);
+/**
+ * Literal groups: each text matcher with required literals gets a group number; the
+ * emitted scanner marks the groups a reply contains.
+ */
+class LiteralGroups {
+  readonly list: [string, number][] = [];
+  count = 0;
+  /** The group of a regex's required literals, or -1 when it has none. */
+  ofRegex(source: string, flags: string): number {
+    const required = requiredLiterals(source, flags);
+    return required ? this.add(required.literals.map((l) => l.toLowerCase())) : -1;
+  }
+  add(texts: string[]): number {
+    const group = this.count++;
+    for (const text of new Set(texts)) this.list.push([text, group]);
+    return group;
+  }
+}
+
+/** The scanner, built on first use (not at load: a set that rarely reacts never pays for it). */
+const SCAN_CODE = `
+let SCANNER;
+let SEEN;
+// Scans the reply once; afterwards SEEN[g] === the returned stamp when it may contain group g.
+function scan(p) {
+  if (SCANNER === undefined) {
+    SCANNER = literalScanner(LITERALS, GROUP_COUNT);
+    SEEN = SCANNER.seen;
+  }
+  if (!p.scanned) {
+    SCANNER.scan(p.text);
+    p.scanned = true;
+  }
+  return SCANNER.stamp;
+}
+
+// The fallback's text classification, running only the patterns whose literals the reply may contain.
+function categoryByScan(p) {
+  const stamp = scan(p);
+  for (let i = 0; i < TEXT_CATEGORIES.length; i++) {
+    const g = FALLBACK_GROUPS[i];
+    if ((g < 0 || SEEN[g] === stamp) && TEXT_CATEGORIES[i][0].test(p.text)) return TEXT_CATEGORIES[i][1];
+  }
+  return 'other';
+}`;
+
+/** The matcher loop over rule rows. Cheapest conditions first; regexes are compiled on first use. */
+const MATCH_CODE = `
+const RULE = [];
+for (const [id, codes, statuses, phases, texts, reaction] of RULE_ROWS) {
+  RULE[id] = {
+    id,
+    codes,
+    statuses,
+    phases,
+    texts: texts === null ? null : texts.map(([group, text, flags]) => ({ group, source: flags === undefined ? null : text, flags: flags ?? '', substring: flags === undefined ? text : null, regex: null })),
+    reaction: reaction === null ? null : deepFreeze(reaction),
+  };
+}
+const PHASE_BITS = new Map([['connect', 1], ['ehlo', 2], ['mail', 4], ['rcpt', 8], ['data', 16]]);
+
+// The first rule of the list that matches the reply in a phase (bits: -1 for any phase), or
+// null. gates[i] is the literal group rule list[i] cannot match without (-1: none), so
+// after one scan most rules are passed over with one comparison.
+function firstMatch(list, gates, p, phaseBits) {
+  let stamp = -1;
+  for (let i = 0; i < list.length; i++) {
+    const gate = gates[i];
+    if (gate >= 0) {
+      if (stamp < 0) stamp = scan(p);
+      if (SEEN[gate] !== stamp) continue;
     }
-  });
-  lines.push(`// ${rule.loc.file}:${rule.loc.line}`);
-  lines.push(`function test${rule.id}(p, phase) {`);
-  lines.push(`  return ${conditions(rule.matcher, regexNames).join('\n    && ') || 'true'};`);
-  lines.push('}');
-  if (rule.category !== null && rule.disposition !== null) {
-    // Fixed category and disposition: one shared frozen reaction, no allocation per reply.
-    const fixed = { category: rule.category, disposition: rule.disposition, actions: rule.actions, rule: { file: rule.loc.file, line: rule.loc.line }, ...(rule.trigger ? { trigger: { ...rule.trigger, id: rule.id } } : {}) };
-    lines.push(`const REACTION${rule.id} = deepFreeze(${json(fixed)});`);
-    lines.push(`function react${rule.id}() { return REACTION${rule.id}; }`);
-  } else {
-    lines.push(`function react${rule.id}(p) { return ruleOutcome(${rule.id}, p); }`);
+    const rule = RULE[list[i]];
+    if (rule.codes !== null && !inRanges(rule.codes, p.code)) continue;
+    if (rule.statuses !== null && !statusMatches(rule.statuses, p.status)) continue;
+    if (rule.phases !== 0 && (rule.phases & phaseBits) === 0) continue;
+    if (rule.texts !== null && !textMatches(rule.texts, p)) continue;
+    return rule;
   }
-  return lines;
+  return null;
+}
+function inRanges(ranges, code) {
+  for (let i = 0; i < ranges.length; i += 2) if (code >= ranges[i] && code < ranges[i + 1]) return true;
+  return false;
+}
+function statusMatches(statuses, status) {
+  if (status === null) return false;
+  for (let i = 0; i < statuses.length; i += 3) {
+    if (statuses[i] === status[0] && (statuses[i + 1] < 0 || statuses[i + 1] === status[1]) && (statuses[i + 2] < 0 || statuses[i + 2] === status[2])) return true;
+  }
+  return false;
+}
+// A text is tried only when the scan says the reply may contain one of its literals.
+function textMatches(texts, p) {
+  const stamp = scan(p);
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i];
+    if (t.group >= 0 && SEEN[t.group] !== stamp) continue;
+    if (t.substring !== null ? lower(p).includes(t.substring) : (t.regex ??= new RegExp(t.source, t.flags)).test(p.text)) return true;
+  }
+  return false;
+}
+`;
+
+const PHASE_BIT: Record<string, number> = { connect: 1, ehlo: 2, mail: 4, rcpt: 8, data: 16 };
+
+/**
+ * One rule as a row of `RULE_ROWS` (see the comment above it in the module), and its
+ * gate: the literal group it cannot match without, when it has one text with literals.
+ */
+function ruleRow(rule: IRRule, literals: LiteralGroups): { text: string; gate: number } {
+  const m = rule.matcher;
+  const codes = m.codes.length === 0 ? null : m.codes.flatMap(codeRange);
+  const statuses = m.statuses.length === 0 ? null : m.statuses.flatMap(([cls, subject, detail]) => [cls, subject ?? -1, detail ?? -1]);
+  const phases = m.phases.reduce((mask, phase) => mask | PHASE_BIT[phase]!, 0);
+  const texts =
+    m.texts.length === 0
+      ? null
+      : m.texts.map((t) => (t.kind === 'substring' ? [t.text === '' ? -1 : literals.add([t.text.toLowerCase()]), t.text.toLowerCase()] : [literals.ofRegex(t.source, t.flags), t.source, t.flags]));
+  // Fixed category and disposition: one shared frozen reaction, no allocation per reply.
+  const fixed =
+    rule.category !== null && rule.disposition !== null
+      ? { category: rule.category, disposition: rule.disposition, actions: rule.actions, rule: { file: rule.loc.file, line: rule.loc.line }, ...(rule.trigger ? { trigger: { ...rule.trigger, id: rule.id } } : {}) }
+      : null;
+  const gate = texts?.length === 1 ? (texts[0]![0] as number) : -1;
+  return { text: json([rule.id, codes, statuses, phases, texts, fixed]), gate };
 }
 
-/** A code prefix (`421`, `45`, `4`) as a numeric range test. */
-function codeCondition(prefix: string): string {
-  if (prefix.length === 3) return `p.code === ${Number(prefix)}`;
-  const span = prefix.length === 2 ? 10 : 100;
+/** A code prefix (`421`, `45`, `4`) as a range of codes `[low, high)`. */
+function codeRange(prefix: string): [number, number] {
   const low = Number(prefix.padEnd(3, '0'));
-  return `(p.code >= ${low} && p.code < ${low + span})`;
-}
-
-function conditions(m: IRMatcher, regexNames: string[]): string[] {
-  const c: string[] = [];
-  if (m.codes.length) c.push(`(${m.codes.map(codeCondition).join(' || ')})`);
-  if (m.statuses.length) {
-    const alts = m.statuses.map(([cls, subject, detail]) => {
-      const parts = [`p.status[0] === ${cls}`];
-      if (subject !== null) parts.push(`p.status[1] === ${subject}`);
-      if (detail !== null) parts.push(`p.status[2] === ${detail}`);
-      return parts.join(' && ');
-    });
-    c.push(`p.status !== null && (${alts.map((a) => `(${a})`).join(' || ')})`);
-  }
-  if (m.phases.length) c.push(`(phase === undefined || ${m.phases.map((p) => `phase === ${json(p)}`).join(' || ')})`);
-  if (m.texts.length) {
-    let r = 0;
-    const alts = m.texts.map((t) => {
-      if (t.kind === 'substring') return `lower(p).includes(${json(t.text.toLowerCase())})`;
-      const name = regexNames[r++]!;
-      const required = requiredLiterals(t.source, t.flags);
-      // A prefilter pays only when it is a few long literals; short or many, the regex is cheaper.
-      if (!required || required.literals.length > 3 || required.literals.some((l) => l.length < 5)) return `${name}.test(p.text)`;
-      const hay = required.lowercase ? 'lower(p)' : 'p.text';
-      // Every match contains one of these literals: test them before the regex runs.
-      return `((${required.literals.map((l) => `${hay}.includes(${json(l)})`).join(' || ')}) && ${name}.test(p.text))`;
-    });
-    c.push(`(${alts.join(' || ')})`);
-  }
-  return c;
-}
-
-function emitChain(index: number, chain: EmitPlan['chains'][number]): string[] {
-  const lines = [`function chain${index}(p, phase) {`, '  switch (p.code === 0 ? 0 : (p.code / 100) | 0) {'];
-  for (const cls of CODE_CLASSES) {
-    const rules = chain.byClass[cls] ?? [];
-    if (rules.length === 0) continue;
-    lines.push(`    case ${cls}:`);
-    for (const r of rules) lines.push(`      if (test${r}(p, phase)) return react${r}(p);`);
-    lines.push('      break;');
-  }
-  lines.push('  }', '  return fallback(p);', '}');
-  return lines;
+  return [low, low + (prefix.length === 3 ? 1 : prefix.length === 2 ? 10 : 100)];
 }
 
 /**

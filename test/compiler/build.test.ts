@@ -163,9 +163,10 @@ describe('source map', () => {
     const rules = result.ir!.rules;
     expect(rules.length).toBeGreaterThan(0);
     for (const rule of rules) {
-      const at = moduleLines.findIndex((l) => l.startsWith(`function test${rule.id}(`));
-      expect(at, `test${rule.id}`).toBeGreaterThan(-1);
-      expect(lines[at], `test${rule.id}`).toEqual({ source: `policy:///${rule.loc.file}`, line: rule.loc.line });
+      // Each rule is one row of the rule table: `[id, codes, …]`.
+      const at = moduleLines.findIndex((l) => l.startsWith(`  [${rule.id}, `));
+      expect(at, `rule ${rule.id}`).toBeGreaterThan(-1);
+      expect(lines[at], `rule ${rule.id}`).toEqual({ source: `policy:///${rule.loc.file}`, line: rule.loc.line });
     }
   });
 });

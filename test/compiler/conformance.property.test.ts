@@ -32,6 +32,12 @@ const REPLY_TEMPLATES = [
   'connection timed out',
   '',
   '550-5.7.26 This mail is unauthenticated\n550 5.7.26 See the DMARC policy',
+  // Case and non-ASCII text: the compiled module scans for literals on a case-folded copy.
+  '550 5.7.1 MESSAGE REJECTED AS SPAM',
+  '552 5.2.2 MAİLBOX FULL',
+  '550 5.7.1 blocKed using Spamhaus',
+  '421 4.7.0 [tss04] Messages temporarily deferred — réputation',
+  '550 5.1.1 Recipient address rejected: user unknown in relay recipient table (Σ)',
 ];
 
 const domainTree = fc.tuple(fc.subarray(LABELS, { maxLength: 2 }), fc.constantFrom(...BASES)).map(([labels, base]) => [...labels, base].join('.'));

@@ -43,18 +43,18 @@ function parseReplyInto(target, scratch, text) {
   scratch[2] = detail;
   target.status = scratch;
 }
-function fallbackCategory(reply) {
+function fallbackCategory(reply, byText = categoryByText) {
   const cls = reply.code ? Math.floor(reply.code / 100) : 0;
   if (cls === 2 || cls === 3) return "success";
   if (reply.status) {
     if (reply.status[1] === 7) {
-      const byText = categoryByText(reply.text);
-      return byText === "spam-related" || byText === "relaying-issues" || byText === "virus-related" ? byText : "policy-related";
+      const category = byText(reply);
+      return category === "spam-related" || category === "relaying-issues" || category === "virus-related" ? category : "policy-related";
     }
     const byStatus = categoryByStatus(reply.status[1], reply.status[2]);
     if (byStatus !== "other") return byStatus;
   }
-  return categoryByText(reply.text);
+  return byText(reply);
 }
 function categoryByStatus(subject, detail) {
   switch (subject) {
@@ -103,8 +103,8 @@ var TEXT_CATEGORIES = [
   [/policy|rate limit|too many|deferred|temporarily (?:rejected|deferred)|try again later|throttl/i, "policy-related"],
   [/syntax|command not recognized|unrecognized command|protocol/i, "protocol-errors"]
 ];
-function categoryByText(text) {
-  for (const [pattern, category] of TEXT_CATEGORIES) if (pattern.test(text)) return category;
+function categoryByText(reply) {
+  for (const [pattern, category] of TEXT_CATEGORIES) if (pattern.test(reply.text)) return category;
   return "other";
 }
 function fallbackDisposition(reply) {
@@ -191,9 +191,9 @@ function composeSettings(routeId, base, tables, sourceName, tenantName) {
     tenant: tenant ? { name: tenant.name, pool: tenant.pool } : null
   };
 }
-function ruleReaction(rule, reply) {
+function ruleReaction(rule, reply, byText) {
   const reaction = {
-    category: rule.category ?? fallbackCategory(reply),
+    category: rule.category ?? fallbackCategory(reply, byText),
     disposition: rule.disposition ?? fallbackDisposition(reply),
     actions: rule.actions,
     rule: { file: rule.loc.file, line: rule.loc.line }
@@ -201,8 +201,8 @@ function ruleReaction(rule, reply) {
   if (rule.trigger) reaction.trigger = { count: rule.trigger.count, withinSeconds: rule.trigger.withinSeconds, id: rule.id };
   return reaction;
 }
-function fallbackReaction(reply) {
-  return { category: fallbackCategory(reply), disposition: fallbackDisposition(reply), actions: [] };
+function fallbackReaction(reply, byText) {
+  return { category: fallbackCategory(reply, byText), disposition: fallbackDisposition(reply), actions: [] };
 }
 function retryDelayFor(reaction, curve, attempt, expireSeconds) {
   if (reaction) {
@@ -217,6 +217,104 @@ function retryDelayFor(reaction, curve, attempt, expireSeconds) {
   }
   if (!curve) return null;
   return curveDelay(curve, attempt, expireSeconds);
+}
+var SCAN_PREFIX = 8;
+var SCAN_CLASSES = 32;
+function scanClass(c, used) {
+  if (c >= 65 && c <= 90) c += 32;
+  if (!used.has(c)) return 0;
+  if (c >= 97 && c <= 122) return c - 96;
+  if (c >= 48 && c <= 57) return 27;
+  if (c === 32) return 28;
+  return 29 + c % 3;
+}
+function literalScanner(literals, groups) {
+  const keys = literals.map(([text, group]) => [text.slice(0, SCAN_PREFIX), group]);
+  const used = /* @__PURE__ */ new Set();
+  for (const [text] of keys) for (let i = 0; i < text.length; i++) used.add(text.charCodeAt(i));
+  const ascii = new Int32Array(128);
+  for (let c = 0; c < 128; c++) ascii[c] = scanClass(c, used);
+  const children = [/* @__PURE__ */ new Map()];
+  const own = [[]];
+  for (const [text, group] of keys) {
+    let s = 0;
+    for (let i = 0; i < text.length; i++) {
+      const k = scanClass(text.charCodeAt(i), used);
+      let next = children[s].get(k);
+      if (next === void 0) {
+        next = children.length;
+        children.push(/* @__PURE__ */ new Map());
+        own.push([]);
+        children[s].set(k, next);
+      }
+      s = next;
+    }
+    own[s].push(group);
+  }
+  const states = children.length;
+  const width = SCAN_CLASSES;
+  const delta = new Int32Array(states * width);
+  const fail = new Int32Array(states);
+  const outputs = own.map((o) => [...o]);
+  const queue = [];
+  for (const [k, next] of children[0]) {
+    delta[k] = next;
+    queue.push(next);
+  }
+  for (let q = 0; q < queue.length; q++) {
+    const s = queue[q];
+    outputs[s] = [.../* @__PURE__ */ new Set([...outputs[s], ...outputs[fail[s]]])];
+    for (let k = 0; k < width; k++) {
+      const next = children[s].get(k);
+      if (next === void 0) delta[s * width + k] = delta[fail[s] * width + k];
+      else {
+        fail[next] = delta[fail[s] * width + k];
+        delta[s * width + k] = next;
+        queue.push(next);
+      }
+    }
+  }
+  const offsets = new Int32Array(states + 1);
+  for (let s = 0; s < states; s++) offsets[s + 1] = offsets[s] + outputs[s].length;
+  const found = Int32Array.from(outputs.flat());
+  for (let i = 0; i < delta.length; i++) {
+    const t = delta[i];
+    delta[i] = outputs[t].length > 0 ? ~(t * width) : t * width;
+  }
+  const seen = new Int32Array(groups);
+  const mark = (s, stamp) => {
+    const state = s / width;
+    for (let j = offsets[state]; j < offsets[state + 1]; j++) seen[found[j]] = stamp;
+  };
+  const scanner = {
+    seen,
+    stamp: 0,
+    scan(text) {
+      if (scanner.stamp === 2147483647) {
+        seen.fill(0);
+        scanner.stamp = 0;
+      }
+      const stamp = ++scanner.stamp;
+      let s = 0;
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c >= 128) return scanLowered(text.toLowerCase(), stamp);
+        const t = delta[s + ascii[c]];
+        if (t >= 0) s = t;
+        else mark(s = ~t, stamp);
+      }
+    }
+  };
+  function scanLowered(text, stamp) {
+    let s = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      const t = delta[s + (c < 128 ? ascii[c] : scanClass(c, used))];
+      if (t >= 0) s = t;
+      else mark(s = ~t, stamp);
+    }
+  }
+  return scanner;
 }
 
 // compiler/policy-artifact.js
@@ -291,59 +389,87 @@ function deepFreeze(value) {
   return value;
 }
 var RULES = [null, { "id": 1, "loc": { "file": "sample.policy", "line": 18, "column": 3 }, "category": null, "disposition": "throttle", "actions": [{ "type": "backoff", "durationSeconds": 900, "overrides": { "connections": [{ "max": 1, "scope": "destination/source" }] } }], "trigger": { "count": 2, "withinSeconds": 600 } }, { "id": 2, "loc": { "file": "sample.policy", "line": 24, "column": 3 }, "category": null, "disposition": "soft", "actions": [{ "type": "retry", "afterSeconds": 120 }], "trigger": null }];
-function test0(p, phase) {
-  return p.status !== null && (p.status[0] === 5 && p.status[1] === 1 && p.status[2] === 1);
-}
-var REACTION0 = deepFreeze({ "category": "bad-mailbox", "disposition": "hard", "actions": [{ "type": "bounce", "category": "bad-mailbox" }], "rule": { "file": "sample.policy", "line": 7 } });
-function react0() {
-  return REACTION0;
-}
-var RE1_0 = new RegExp("too many connections", "i");
-function test1(p, phase) {
-  return p.code === 421 && (phase === void 0 || phase === "connect") && (lower(p).includes("too many connections") && RE1_0.test(p.text));
-}
-function react1(p) {
-  return ruleOutcome(1, p);
-}
-function test2(p, phase) {
-  return p.code >= 400 && p.code < 500 && lower(p).includes("mailbox busy");
-}
-function react2(p) {
-  return ruleOutcome(2, p);
-}
-function chain0(p, phase) {
-  switch (p.code === 0 ? 0 : p.code / 100 | 0) {
-    case 4:
-      if (test0(p, phase)) return react0(p);
-      break;
-    case 5:
-      if (test0(p, phase)) return react0(p);
-      break;
-    case 0:
-      if (test0(p, phase)) return react0(p);
-      break;
+var LITERALS = [["virus", 0], ["malware", 0], ["infected", 0], ["spam", 1], ["blocklist", 1], ["blacklist", 1], ["block list", 1], ["black list", 1], ["spamhaus", 1], ["junk", 1], ["rbl", 1], ["reputation", 1], ["denied", 2], ["not permitted", 2], ["not allowed", 2], ["not permitted to relay", 2], ["unable to relay", 2], ["quota", 3], ["mailbox ", 3], ["insufficient ", 3], ["unknown", 4], ["not found", 4], ["does not exist", 4], ["doesn't exist", 4], ["no such", 4], ["invalid", 4], ["unavailable", 4], ["no such ", 4], ["unknown ", 4], ["not found", 5], ["does not exist", 5], ["unknown", 5], ["no mx", 5], ["unrouteable", 5], ["unroutable", 5], ["inactive", 6], ["disabled", 6], ["suspended", 6], ["deactivated", 6], ["time", 7], ["connection ", 7], ["lost connection", 7], ["expired", 8], ["too long in queue", 8], ["sender ", 9], ["invalid sender", 9], ["spf", 9], ["dkim", 9], ["dmarc", 9], ["authenticat", 9], ["message ", 10], ["content", 10], ["attachment", 10], ["policy", 11], ["rate limit", 11], ["too many", 11], ["deferred", 11], ["temporarily ", 11], ["try again later", 11], ["throttl", 11], ["syntax", 12], ["command not recognized", 12], ["unrecognized command", 12], ["protocol", 12], ["too many connections", 13], ["mailbox busy", 14]];
+var FALLBACK_GROUPS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+var SCANNER;
+var SEEN;
+function scan(p) {
+  if (SCANNER === void 0) {
+    SCANNER = literalScanner(LITERALS, 15);
+    SEEN = SCANNER.seen;
   }
-  return fallback(p);
-}
-function chain1(p, phase) {
-  switch (p.code === 0 ? 0 : p.code / 100 | 0) {
-    case 4:
-      if (test1(p, phase)) return react1(p);
-      if (test2(p, phase)) return react2(p);
-      if (test0(p, phase)) return react0(p);
-      break;
-    case 5:
-      if (test0(p, phase)) return react0(p);
-      break;
-    case 0:
-      if (test0(p, phase)) return react0(p);
-      break;
+  if (!p.scanned) {
+    SCANNER.scan(p.text);
+    p.scanned = true;
   }
-  return fallback(p);
+  return SCANNER.stamp;
 }
-var CHAINS = [chain0, chain1];
+function categoryByScan(p) {
+  const stamp = scan(p);
+  for (let i = 0; i < TEXT_CATEGORIES.length; i++) {
+    const g = FALLBACK_GROUPS[i];
+    if ((g < 0 || SEEN[g] === stamp) && TEXT_CATEGORIES[i][0].test(p.text)) return TEXT_CATEGORIES[i][1];
+  }
+  return "other";
+}
+var RULE_ROWS = [
+  [0, null, [5, 1, 1], 0, null, { "category": "bad-mailbox", "disposition": "hard", "actions": [{ "type": "bounce", "category": "bad-mailbox" }], "rule": { "file": "sample.policy", "line": 7 } }],
+  [1, [421, 422], null, 1, [[13, "too many connections", "i"]], null],
+  [2, [400, 500], null, 0, [[14, "mailbox busy"]], null]
+];
+var RULE = [];
+for (const [id, codes, statuses, phases, texts, reaction] of RULE_ROWS) {
+  RULE[id] = {
+    id,
+    codes,
+    statuses,
+    phases,
+    texts: texts === null ? null : texts.map(([group, text, flags]) => ({ group, source: flags === void 0 ? null : text, flags: flags ?? "", substring: flags === void 0 ? text : null, regex: null })),
+    reaction: reaction === null ? null : deepFreeze(reaction)
+  };
+}
+var PHASE_BITS = /* @__PURE__ */ new Map([["connect", 1], ["ehlo", 2], ["mail", 4], ["rcpt", 8], ["data", 16]]);
+function firstMatch(list, gates, p, phaseBits) {
+  let stamp = -1;
+  for (let i = 0; i < list.length; i++) {
+    const gate = gates[i];
+    if (gate >= 0) {
+      if (stamp < 0) stamp = scan(p);
+      if (SEEN[gate] !== stamp) continue;
+    }
+    const rule = RULE[list[i]];
+    if (rule.codes !== null && !inRanges(rule.codes, p.code)) continue;
+    if (rule.statuses !== null && !statusMatches(rule.statuses, p.status)) continue;
+    if (rule.phases !== 0 && (rule.phases & phaseBits) === 0) continue;
+    if (rule.texts !== null && !textMatches(rule.texts, p)) continue;
+    return rule;
+  }
+  return null;
+}
+function inRanges(ranges, code) {
+  for (let i = 0; i < ranges.length; i += 2) if (code >= ranges[i] && code < ranges[i + 1]) return true;
+  return false;
+}
+function statusMatches(statuses, status) {
+  if (status === null) return false;
+  for (let i = 0; i < statuses.length; i += 3) {
+    if (statuses[i] === status[0] && (statuses[i + 1] < 0 || statuses[i + 1] === status[1]) && (statuses[i + 2] < 0 || statuses[i + 2] === status[2])) return true;
+  }
+  return false;
+}
+function textMatches(texts, p) {
+  const stamp = scan(p);
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i];
+    if (t.group >= 0 && SEEN[t.group] !== stamp) continue;
+    if (t.substring !== null ? lower(p).includes(t.substring) : (t.regex ??= new RegExp(t.source, t.flags)).test(p.text)) return true;
+  }
+  return false;
+}
+var CHAINS = [[[0], [], [], [], [0], [0]], [[0], [], [], [], [1, 2, 0], [0]]];
+var CHAIN_GATES = [[[-1], [], [], [], [-1], [-1]], [[-1], [], [], [], [13, 14, -1], [-1]]];
 var CHAIN_OF_ROUTE = [0, 1, 1];
-var P = { code: 0, status: null, text: "", lower: void 0 };
+var P = { code: 0, status: null, text: "", scanned: false, lower: void 0 };
 var STATUS = [0, 0, 0];
 function lower(p) {
   return p.lower === void 0 ? p.lower = p.text.toLowerCase() : p.lower;
@@ -360,15 +486,20 @@ function shared(id, r) {
   return hit;
 }
 function fallback(p) {
-  return shared(-1, fallbackReaction(p));
+  return shared(-1, fallbackReaction(p, categoryByScan));
 }
 function ruleOutcome(id, p) {
-  return shared(id, ruleReaction(RULES[id], p));
+  return shared(id, ruleReaction(RULES[id], p, categoryByScan));
 }
 function react(routeId, reply, phase) {
   parseReplyInto(P, STATUS, reply);
+  P.scanned = false;
   P.lower = void 0;
-  return CHAINS[CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0]](P, phase);
+  const chain = CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0];
+  const cls = P.code === 0 ? 0 : P.code / 100 | 0;
+  const rule = firstMatch(CHAINS[chain][cls], CHAIN_GATES[chain][cls], P, phase === void 0 ? -1 : PHASE_BITS.get(phase) ?? 0);
+  if (rule === null) return fallback(P);
+  return rule.reaction ?? ruleOutcome(rule.id, P);
 }
 var RETRY_TABLE = new Array(BASE.length);
 function retryTable(i) {
