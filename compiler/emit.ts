@@ -72,7 +72,10 @@ export function emit(ir: IR, plan: EmitPlan, meta: ArtifactMeta, libImport = './
   out.push(`const ROUTE_INDEX = new Map(ROUTE_IDS.map((id, i) => [id, i]));`);
   out.push(`function routeTable(groups) {
   const map = new Map();
-  for (const [i, ...names] of groups) for (const name of names) map.set(name, ROUTE_IDS[i]);
+  for (const group of groups) {
+    const id = ROUTE_IDS[group[0]];
+    for (let k = 1; k < group.length; k++) map.set(group[k], id);
+  }
   return map;
 }`);
   out.push(`const EXACT = ${table(exact)};`);
@@ -156,9 +159,6 @@ function deepFreeze(value) {
   // Rules as data, one line each (mapped to its `.policy` line), and one small matcher
   // loop shared by every chain: V8 parses and optimises one function, not one per rule.
   const usedRules = [...new Set(plan.chains.flatMap((c) => c.rules))].sort((a, b) => a - b);
-  const used = new Set(usedRules);
-  // Only rules whose reaction depends on the reply need their data at run time.
-  out.push(`const RULES = ${data(ir.rules.map((r) => (used.has(r.id) && (r.category === null || r.disposition === null) ? ruleData(r) : null)))};`);
   const literals = new LiteralGroups();
   const fallbackGroups = TEXT_CATEGORIES.map(([re]) => literals.ofRegex(re.source, re.flags));
   const rows = new Map(usedRules.map((id) => [id, ruleRow(ir.rules[id]!, literals)]));
@@ -166,16 +166,21 @@ function deepFreeze(value) {
   out.push(`const LITERALS = ${data(literals.list)};`);
   out.push(`const FALLBACK_GROUPS = ${json(fallbackGroups)};`);
   out.push(SCAN_CODE.replace('GROUP_COUNT', String(literals.count)));
-  out.push('// Reply rules: [id, code ranges [low, high, …], enhanced statuses [class, subject, detail, …] (-1: any),');
-  out.push('// phase mask, texts ([group, regex source, flags] or [group, lowercase substring]; group -1: no literal), fixed reaction].');
+  out.push('// Reply rules by id: [id, code ranges [low, high, …], enhanced statuses [class, subject, detail, …] (-1: any),');
+  out.push('// phase mask, texts ([group, regex source, flags, regex slot] or [group, lowercase substring]; group -1: no');
+  out.push('// literal), fixed reaction or null, and for null the rule\'s data]. One rule a line, mapped to its .policy line;');
+  out.push('// null: a rule no route uses.');
   out.push('const RULE_ROWS = [');
-  for (const [id, row] of rows) pushFrom(ir.rules[id]!.loc, [`  ${row.text},`]);
+  ir.rules.forEach((rule, id) => {
+    const row = rows.get(id);
+    // JSON text, not an object literal: V8 reads it several times faster.
+    if (row) pushFrom(rule.loc, [`  JSON.parse(${json(row.text)}),`]);
+    else out.push('  null,');
+  });
   out.push('];');
   out.push(MATCH_CODE);
-  out.push('// For each distinct rule list: the rules to try for each reply code class (index 0: no code).');
-  const lists = plan.chains.map((c) => [0, 1, 2, 3, 4, 5].map((cls) => c.byClass[cls] ?? []));
-  out.push(`const CHAINS = ${data(lists)};`);
-  out.push(`const CHAIN_GATES = ${data(lists.map((classes) => classes.map((ids) => ids.map((id) => rows.get(id)!.gate))))};`);
+  out.push('// For each distinct rule list: the rules to try for each reply code class (index 0: no code), with their gates.');
+  out.push(`const CHAINS = ${data(plan.chains.map((c) => [0, 1, 2, 3, 4, 5].map((cls) => (c.byClass[cls] ?? []).flatMap((id) => [id, rows.get(id)!.gate]))))};`);
   out.push(`const CHAIN_OF_ROUTE = ${data(plan.chainOfRoute)};`);
   out.push(`
 // One parsed reply, reused: react() never runs concurrently with itself (JavaScript is
@@ -204,7 +209,7 @@ function fallback(p) {
   return shared(-1, fallbackReaction(p, categoryByScan));
 }
 function ruleOutcome(id, p) {
-  return shared(id, ruleReaction(RULES[id], p, categoryByScan));
+  return shared(id, ruleReaction(RULE_ROWS[id][6], p, categoryByScan));
 }
 
 function react(routeId, reply, phase) {
@@ -213,9 +218,9 @@ function react(routeId, reply, phase) {
   P.lower = undefined;
   const chain = CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0];
   const cls = P.code === 0 ? 0 : (P.code / 100) | 0;
-  const rule = firstMatch(CHAINS[chain][cls], CHAIN_GATES[chain][cls], P, phase === undefined ? -1 : (PHASE_BITS.get(phase) ?? 0));
+  const rule = firstMatch(CHAINS[chain][cls], P, phase === undefined ? -1 : (PHASE_BITS.get(phase) ?? 0));
   if (rule === null) return fallback(P);
-  return rule.reaction ?? ruleOutcome(rule.id, P);
+  return rule[5] !== null ? deepFreeze(rule[5]) : ruleOutcome(rule[0], P);
 }
 
 // Retry delays without a reply for the first attempts, computed per route on first use
@@ -270,6 +275,8 @@ function ruleData(rule: IRRule): Pick<IRRule, 'id' | 'loc' | 'category' | 'dispo
 class LiteralGroups {
   readonly list: [string, number][] = [];
   count = 0;
+  /** Regexes numbered so far (each has a slot in the module's REGEX cache). */
+  regexSlots = 0;
   /** The group of a regex's required literals, or -1 when it has none. */
   ofRegex(source: string, flags: string): number {
     const required = requiredLiterals(source, flags);
@@ -311,36 +318,28 @@ function categoryByScan(p) {
 
 /** The matcher loop over rule rows. Cheapest conditions first; regexes are compiled on first use. */
 const MATCH_CODE = `
-const RULE = [];
-for (const [id, codes, statuses, phases, texts, reaction] of RULE_ROWS) {
-  RULE[id] = {
-    id,
-    codes,
-    statuses,
-    phases,
-    texts: texts === null ? null : texts.map(([group, text, flags]) => ({ group, source: flags === undefined ? null : text, flags: flags ?? '', substring: flags === undefined ? text : null, regex: null })),
-    reaction: reaction === null ? null : deepFreeze(reaction),
-  };
-}
+// Rows are read as they are: no objects are built at load. Regexes are compiled, and
+// reactions frozen, on first use.
+const REGEX = [];
 const PHASE_BITS = new Map([['connect', 1], ['ehlo', 2], ['mail', 4], ['rcpt', 8], ['data', 16]]);
 
 // The first rule of the list that matches the reply in a phase (bits: -1 for any phase), or
-// null. gates[i] is the literal group rule list[i] cannot match without (-1: none), so
-// after one scan most rules are passed over with one comparison.
-function firstMatch(list, gates, p, phaseBits) {
+// null. The list is [rule, gate, rule, gate, …]: a gate is the literal group the rule cannot
+// match without (-1: none), so after one scan most rules are passed over with one comparison.
+function firstMatch(list, p, phaseBits) {
   let stamp = -1;
-  for (let i = 0; i < list.length; i++) {
-    const gate = gates[i];
+  for (let i = 0; i < list.length; i += 2) {
+    const gate = list[i + 1];
     if (gate >= 0) {
       if (stamp < 0) stamp = scan(p);
       if (SEEN[gate] !== stamp) continue;
     }
-    const rule = RULE[list[i]];
-    if (rule.codes !== null && !inRanges(rule.codes, p.code)) continue;
-    if (rule.statuses !== null && !statusMatches(rule.statuses, p.status)) continue;
-    if (rule.phases !== 0 && (rule.phases & phaseBits) === 0) continue;
-    if (rule.texts !== null && !textMatches(rule.texts, p)) continue;
-    return rule;
+    const row = RULE_ROWS[list[i]];
+    if (row[1] !== null && !inRanges(row[1], p.code)) continue;
+    if (row[2] !== null && !statusMatches(row[2], p.status)) continue;
+    if (row[3] !== 0 && (row[3] & phaseBits) === 0) continue;
+    if (row[4] !== null && !textMatches(row[4], p)) continue;
+    return row;
   }
   return null;
 }
@@ -360,8 +359,8 @@ function textMatches(texts, p) {
   const stamp = scan(p);
   for (let i = 0; i < texts.length; i++) {
     const t = texts[i];
-    if (t.group >= 0 && SEEN[t.group] !== stamp) continue;
-    if (t.substring !== null ? lower(p).includes(t.substring) : (t.regex ??= new RegExp(t.source, t.flags)).test(p.text)) return true;
+    if (t[0] >= 0 && SEEN[t[0]] !== stamp) continue;
+    if (t.length === 2 ? lower(p).includes(t[1]) : (REGEX[t[3]] ??= new RegExp(t[1], t[2])).test(p.text)) return true;
   }
   return false;
 }
@@ -381,14 +380,16 @@ function ruleRow(rule: IRRule, literals: LiteralGroups): { text: string; gate: n
   const texts =
     m.texts.length === 0
       ? null
-      : m.texts.map((t) => (t.kind === 'substring' ? [t.text === '' ? -1 : literals.add([t.text.toLowerCase()]), t.text.toLowerCase()] : [literals.ofRegex(t.source, t.flags), t.source, t.flags]));
+      : m.texts.map((t) => (t.kind === 'substring' ? [t.text === '' ? -1 : literals.add([t.text.toLowerCase()]), t.text.toLowerCase()] : [literals.ofRegex(t.source, t.flags), t.source, t.flags, literals.regexSlots++]));
   // Fixed category and disposition: one shared frozen reaction, no allocation per reply.
   const fixed =
     rule.category !== null && rule.disposition !== null
       ? { category: rule.category, disposition: rule.disposition, actions: rule.actions, rule: { file: rule.loc.file, line: rule.loc.line }, ...(rule.trigger ? { trigger: { ...rule.trigger, id: rule.id } } : {}) }
       : null;
   const gate = texts?.length === 1 ? (texts[0]![0] as number) : -1;
-  return { text: json([rule.id, codes, statuses, phases, texts, fixed]), gate };
+  // A reaction that depends on the reply needs the rule's data at run time.
+  const row = fixed === null ? [rule.id, codes, statuses, phases, texts, null, ruleData(rule)] : [rule.id, codes, statuses, phases, texts, fixed];
+  return { text: json(row), gate };
 }
 
 /** A code prefix (`421`, `45`, `4`) as a range of codes `[low, high)`. */

@@ -323,7 +323,10 @@ var ROUTE_IDS = ["default", "provider:acme", "domain:special.acme-mail.example"]
 var ROUTE_INDEX = new Map(ROUTE_IDS.map((id, i) => [id, i]));
 function routeTable(groups) {
   const map = /* @__PURE__ */ new Map();
-  for (const [i, ...names] of groups) for (const name of names) map.set(name, ROUTE_IDS[i]);
+  for (const group of groups) {
+    const id = ROUTE_IDS[group[0]];
+    for (let k = 1; k < group.length; k++) map.set(group[k], id);
+  }
   return map;
 }
 var EXACT = routeTable([[1, "acme-mail.example", "acme.example"], [2, "special.acme-mail.example"]]);
@@ -388,7 +391,6 @@ function deepFreeze(value) {
   }
   return value;
 }
-var RULES = [null, { "id": 1, "loc": { "file": "sample.policy", "line": 18, "column": 3 }, "category": null, "disposition": "throttle", "actions": [{ "type": "backoff", "durationSeconds": 900, "overrides": { "connections": [{ "max": 1, "scope": "destination/source" }] } }], "trigger": { "count": 2, "withinSeconds": 600 } }, { "id": 2, "loc": { "file": "sample.policy", "line": 24, "column": 3 }, "category": null, "disposition": "soft", "actions": [{ "type": "retry", "afterSeconds": 120 }], "trigger": null }];
 var LITERALS = [["virus", 0], ["malware", 0], ["infected", 0], ["spam", 1], ["blocklist", 1], ["blacklist", 1], ["block list", 1], ["black list", 1], ["spamhaus", 1], ["junk", 1], ["rbl", 1], ["reputation", 1], ["denied", 2], ["not permitted", 2], ["not allowed", 2], ["not permitted to relay", 2], ["unable to relay", 2], ["quota", 3], ["mailbox ", 3], ["insufficient ", 3], ["unknown", 4], ["not found", 4], ["does not exist", 4], ["doesn't exist", 4], ["no such", 4], ["invalid", 4], ["unavailable", 4], ["no such ", 4], ["unknown ", 4], ["not found", 5], ["does not exist", 5], ["unknown", 5], ["no mx", 5], ["unrouteable", 5], ["unroutable", 5], ["inactive", 6], ["disabled", 6], ["suspended", 6], ["deactivated", 6], ["time", 7], ["connection ", 7], ["lost connection", 7], ["expired", 8], ["too long in queue", 8], ["sender ", 9], ["invalid sender", 9], ["spf", 9], ["dkim", 9], ["dmarc", 9], ["authenticat", 9], ["message ", 10], ["content", 10], ["attachment", 10], ["policy", 11], ["rate limit", 11], ["too many", 11], ["deferred", 11], ["temporarily ", 11], ["try again later", 11], ["throttl", 11], ["syntax", 12], ["command not recognized", 12], ["unrecognized command", 12], ["protocol", 12], ["too many connections", 13], ["mailbox busy", 14]];
 var FALLBACK_GROUPS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 var SCANNER;
@@ -413,36 +415,26 @@ function categoryByScan(p) {
   return "other";
 }
 var RULE_ROWS = [
-  [0, null, [5, 1, 1], 0, null, { "category": "bad-mailbox", "disposition": "hard", "actions": [{ "type": "bounce", "category": "bad-mailbox" }], "rule": { "file": "sample.policy", "line": 7 } }],
-  [1, [421, 422], null, 1, [[13, "too many connections", "i"]], null],
-  [2, [400, 500], null, 0, [[14, "mailbox busy"]], null]
+  JSON.parse('[0,null,[5,1,1],0,null,{"category":"bad-mailbox","disposition":"hard","actions":[{"type":"bounce","category":"bad-mailbox"}],"rule":{"file":"sample.policy","line":7}}]'),
+  JSON.parse('[1,[421,422],null,1,[[13,"too many connections","i",0]],null,{"id":1,"loc":{"file":"sample.policy","line":18,"column":3},"category":null,"disposition":"throttle","actions":[{"type":"backoff","durationSeconds":900,"overrides":{"connections":[{"max":1,"scope":"destination/source"}]}}],"trigger":{"count":2,"withinSeconds":600}}]'),
+  JSON.parse('[2,[400,500],null,0,[[14,"mailbox busy"]],null,{"id":2,"loc":{"file":"sample.policy","line":24,"column":3},"category":null,"disposition":"soft","actions":[{"type":"retry","afterSeconds":120}],"trigger":null}]')
 ];
-var RULE = [];
-for (const [id, codes, statuses, phases, texts, reaction] of RULE_ROWS) {
-  RULE[id] = {
-    id,
-    codes,
-    statuses,
-    phases,
-    texts: texts === null ? null : texts.map(([group, text, flags]) => ({ group, source: flags === void 0 ? null : text, flags: flags ?? "", substring: flags === void 0 ? text : null, regex: null })),
-    reaction: reaction === null ? null : deepFreeze(reaction)
-  };
-}
+var REGEX = [];
 var PHASE_BITS = /* @__PURE__ */ new Map([["connect", 1], ["ehlo", 2], ["mail", 4], ["rcpt", 8], ["data", 16]]);
-function firstMatch(list, gates, p, phaseBits) {
+function firstMatch(list, p, phaseBits) {
   let stamp = -1;
-  for (let i = 0; i < list.length; i++) {
-    const gate = gates[i];
+  for (let i = 0; i < list.length; i += 2) {
+    const gate = list[i + 1];
     if (gate >= 0) {
       if (stamp < 0) stamp = scan(p);
       if (SEEN[gate] !== stamp) continue;
     }
-    const rule = RULE[list[i]];
-    if (rule.codes !== null && !inRanges(rule.codes, p.code)) continue;
-    if (rule.statuses !== null && !statusMatches(rule.statuses, p.status)) continue;
-    if (rule.phases !== 0 && (rule.phases & phaseBits) === 0) continue;
-    if (rule.texts !== null && !textMatches(rule.texts, p)) continue;
-    return rule;
+    const row = RULE_ROWS[list[i]];
+    if (row[1] !== null && !inRanges(row[1], p.code)) continue;
+    if (row[2] !== null && !statusMatches(row[2], p.status)) continue;
+    if (row[3] !== 0 && (row[3] & phaseBits) === 0) continue;
+    if (row[4] !== null && !textMatches(row[4], p)) continue;
+    return row;
   }
   return null;
 }
@@ -461,13 +453,12 @@ function textMatches(texts, p) {
   const stamp = scan(p);
   for (let i = 0; i < texts.length; i++) {
     const t = texts[i];
-    if (t.group >= 0 && SEEN[t.group] !== stamp) continue;
-    if (t.substring !== null ? lower(p).includes(t.substring) : (t.regex ??= new RegExp(t.source, t.flags)).test(p.text)) return true;
+    if (t[0] >= 0 && SEEN[t[0]] !== stamp) continue;
+    if (t.length === 2 ? lower(p).includes(t[1]) : (REGEX[t[3]] ??= new RegExp(t[1], t[2])).test(p.text)) return true;
   }
   return false;
 }
-var CHAINS = [[[0], [], [], [], [0], [0]], [[0], [], [], [], [1, 2, 0], [0]]];
-var CHAIN_GATES = [[[-1], [], [], [], [-1], [-1]], [[-1], [], [], [], [13, 14, -1], [-1]]];
+var CHAINS = [[[0, -1], [], [], [], [0, -1], [0, -1]], [[0, -1], [], [], [], [1, 13, 2, 14, 0, -1], [0, -1]]];
 var CHAIN_OF_ROUTE = [0, 1, 1];
 var P = { code: 0, status: null, text: "", scanned: false, lower: void 0 };
 var STATUS = [0, 0, 0];
@@ -489,7 +480,7 @@ function fallback(p) {
   return shared(-1, fallbackReaction(p, categoryByScan));
 }
 function ruleOutcome(id, p) {
-  return shared(id, ruleReaction(RULES[id], p, categoryByScan));
+  return shared(id, ruleReaction(RULE_ROWS[id][6], p, categoryByScan));
 }
 function react(routeId, reply, phase) {
   parseReplyInto(P, STATUS, reply);
@@ -497,9 +488,9 @@ function react(routeId, reply, phase) {
   P.lower = void 0;
   const chain = CHAIN_OF_ROUTE[ROUTE_INDEX.get(routeId) ?? 0];
   const cls = P.code === 0 ? 0 : P.code / 100 | 0;
-  const rule = firstMatch(CHAINS[chain][cls], CHAIN_GATES[chain][cls], P, phase === void 0 ? -1 : PHASE_BITS.get(phase) ?? 0);
+  const rule = firstMatch(CHAINS[chain][cls], P, phase === void 0 ? -1 : PHASE_BITS.get(phase) ?? 0);
   if (rule === null) return fallback(P);
-  return rule.reaction ?? ruleOutcome(rule.id, P);
+  return rule[5] !== null ? deepFreeze(rule[5]) : ruleOutcome(rule[0], P);
 }
 var RETRY_TABLE = new Array(BASE.length);
 function retryTable(i) {
