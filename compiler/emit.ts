@@ -100,30 +100,51 @@ const domainCache = new Map();
 const hostCache = new Map();
 const NONE = '';
 
+function remember(cache, name, value) {
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(name, value);
+}
+
 function cached(cache, exact, suffix, name) {
   let hit = cache.get(name);
   if (hit === undefined) {
     hit = lookup(exact, suffix, normalizeDomain(name)) ?? NONE;
-    if (cache.size >= CACHE_LIMIT) cache.clear();
-    cache.set(name, hit);
+    remember(cache, name, hit);
   }
   return hit;
 }
 
-function route(domain, mxHosts) {
-  const byDomain = cached(domainCache, EXACT, SUFFIX, domain);
-  if (byDomain !== NONE) return byDomain;
-  if (mxHosts && mxHosts.length > 0) {
-    let chosen;
-    for (let i = 0; i < mxHosts.length; i++) {
-      const id = cached(hostCache, MX_EXACT, MX_SUFFIX, mxHosts[i]);
-      // MX rollup needs every MX host to belong to the same provider.
-      if (id === NONE || (chosen !== undefined && id !== chosen)) return 'default';
-      chosen = id;
-    }
-    return chosen;
+// MX rollup needs every MX host to belong to the same provider.
+function rollup(mxHosts) {
+  let chosen;
+  for (let i = 0; i < mxHosts.length; i++) {
+    const id = cached(hostCache, MX_EXACT, MX_SUFFIX, mxHosts[i]);
+    if (id === NONE || (chosen !== undefined && id !== chosen)) return 'default';
+    chosen = id;
   }
-  return 'default';
+  return chosen;
+}
+
+function sameHosts(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+// A domain's cache entry is its route id, NONE when its name routes nowhere, or, once it
+// was rolled up by MX, { hosts, id }: the MX set (a copy) and the route it gave.
+function route(domain, mxHosts) {
+  let hit = domainCache.get(domain);
+  if (hit === undefined) {
+    hit = lookup(EXACT, SUFFIX, normalizeDomain(domain)) ?? NONE;
+    remember(domainCache, domain, hit);
+  }
+  if (typeof hit === 'string' && hit !== NONE) return hit;
+  if (!mxHosts || mxHosts.length === 0) return 'default';
+  if (typeof hit !== 'string' && sameHosts(hit.hosts, mxHosts)) return hit.id;
+  const id = rollup(mxHosts);
+  remember(domainCache, domain, { hosts: Array.from(mxHosts), id });
+  return id;
 }
 `);
 

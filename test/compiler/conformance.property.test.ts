@@ -151,3 +151,21 @@ describe('compiled artifact ≡ reference interpreter', () => {
     );
   });
 });
+
+describe('route() caches', () => {
+  it('answer for the MX set given, when one domain is asked with another set or a changed array', async () => {
+    const result = await compileFiles({
+      'mx.policy': 'policy mx version 1.0.0\n\nprovider a {\n  match domain a.example\n  match mx *.mx-a.example\n}\n\nprovider b {\n  match domain b.example\n  match mx *.mx-b.example\n}\n',
+    });
+    const compiled = await loadArtifact(result);
+    const reference = interpret(result.ir!, compiled.meta);
+    const hosts = ['mx1.mx-a.example', 'mx2.mx-a.example'];
+    const asked: (string[] | undefined)[] = [hosts, ['mx1.mx-b.example'], undefined, [...hosts], ['mx1.mx-a.example', 'mx1.mx-b.example'], []];
+    for (const mx of asked) expect(compiled.route('brand.example', mx), JSON.stringify(mx)).toBe(reference.route('brand.example', mx));
+    expect(compiled.route('brand.example', hosts)).toBe('provider:a');
+    hosts[1] = 'mx2.mx-b.example';
+    expect(compiled.route('brand.example', hosts)).toBe('default');
+    hosts[0] = 'mx1.mx-b.example';
+    expect(compiled.route('brand.example', hosts)).toBe('provider:b');
+  });
+});

@@ -346,28 +346,44 @@ var CACHE_LIMIT = 65536;
 var domainCache = /* @__PURE__ */ new Map();
 var hostCache = /* @__PURE__ */ new Map();
 var NONE = "";
+function remember(cache, name, value) {
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(name, value);
+}
 function cached(cache, exact, suffix, name) {
   let hit = cache.get(name);
   if (hit === void 0) {
     hit = lookup(exact, suffix, normalizeDomain(name)) ?? NONE;
-    if (cache.size >= CACHE_LIMIT) cache.clear();
-    cache.set(name, hit);
+    remember(cache, name, hit);
   }
   return hit;
 }
-function route(domain, mxHosts) {
-  const byDomain = cached(domainCache, EXACT, SUFFIX, domain);
-  if (byDomain !== NONE) return byDomain;
-  if (mxHosts && mxHosts.length > 0) {
-    let chosen;
-    for (let i = 0; i < mxHosts.length; i++) {
-      const id = cached(hostCache, MX_EXACT, MX_SUFFIX, mxHosts[i]);
-      if (id === NONE || chosen !== void 0 && id !== chosen) return "default";
-      chosen = id;
-    }
-    return chosen;
+function rollup(mxHosts) {
+  let chosen;
+  for (let i = 0; i < mxHosts.length; i++) {
+    const id = cached(hostCache, MX_EXACT, MX_SUFFIX, mxHosts[i]);
+    if (id === NONE || chosen !== void 0 && id !== chosen) return "default";
+    chosen = id;
   }
-  return "default";
+  return chosen;
+}
+function sameHosts(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+function route(domain, mxHosts) {
+  let hit = domainCache.get(domain);
+  if (hit === void 0) {
+    hit = lookup(EXACT, SUFFIX, normalizeDomain(domain)) ?? NONE;
+    remember(domainCache, domain, hit);
+  }
+  if (typeof hit === "string" && hit !== NONE) return hit;
+  if (!mxHosts || mxHosts.length === 0) return "default";
+  if (typeof hit !== "string" && sameHosts(hit.hosts, mxHosts)) return hit.id;
+  const id = rollup(mxHosts);
+  remember(domainCache, domain, { hosts: Array.from(mxHosts), id });
+  return id;
 }
 var BASE = [{ "connections": [{ "max": 5, "scope": "destination/source" }], "connectRate": [], "messageRate": [], "dataRate": [], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source" }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source" }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination" }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "opportunistic", "retry": "standard", "expireSeconds": 259200 }, { "connections": [{ "max": 5, "scope": "destination/source" }], "connectRate": [], "messageRate": [{ "count": 100, "perSeconds": 60, "scope": "destination/source" }], "dataRate": [{ "count": 10485760, "perSeconds": 60, "scope": "destination" }], "messagesPerConnection": null, "recipientsPerTransaction": 100, "tls": "required", "retry": "standard", "expireSeconds": 259200 }];
 var TABLES = { "global": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] }, "sources": { "ip1": { "name": "ip1", "loc": { "file": "sample.policy", "line": 42, "column": 1 }, "address": "192.0.2.10", "ehlo": "mta1.example.com", "warmup": null, "limits": { "connections": [], "connectRate": [], "messageRate": [], "dataRate": [] } }, "ip2": { "name": "ip2", "loc": { "file": "sample.policy", "line": 46, "column": 1 }, "address": "192.0.2.11", "ehlo": "mta2.example.com", "warmup": { "ramp": "fresh", "since": "2026-11-20" }, "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 1e3, "perSeconds": 3600, "scope": "source", "loc": { "file": "sample.policy", "line": 50, "column": 3 } }], "dataRate": [] } } }, "tenants": { "shop": { "name": "shop", "loc": { "file": "sample.policy", "line": 55, "column": 1 }, "pool": "warm", "limits": { "connections": [], "connectRate": [], "messageRate": [{ "count": 5e3, "perSeconds": 3600, "scope": "tenant", "loc": { "file": "sample.policy", "line": 57, "column": 3 } }], "dataRate": [] } } }, "warmups": { "fresh": { "overflowPool": "warm" } }, "retryCurves": { "bulk": { "jitter": 0.15 }, "patient": { "jitter": 0.1 }, "petrel-builtin": { "jitter": 0.1 }, "standard": { "jitter": 0.1 }, "transactional": { "jitter": 0.05 } } };
