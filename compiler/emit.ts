@@ -189,16 +189,18 @@ function deepFreeze(value) {
   out.push(SCAN_CODE.replace('GROUP_COUNT', String(literals.count)));
   out.push('// Reply rules by id: [id, code ranges [low, high, …], enhanced statuses [class, subject, detail, …] (-1: any),');
   out.push('// phase mask, texts ([group, regex source, flags, regex slot] or [group, lowercase substring]; group -1: no');
-  out.push('// literal), fixed reaction or null, and for null the rule\'s data]. One rule a line, mapped to its .policy line;');
+  out.push('// literal), fixed reaction or null, and for null the rule\'s data]. One rule a line, mapped to its .policy line,');
+  out.push('// as JSON text parsed on the rule\'s first use (a set of thousands of rules loads without reading them);');
   out.push('// null: a rule no route uses.');
-  out.push('const RULE_ROWS = [');
+  out.push('const RULE_TEXT = [');
   ir.rules.forEach((rule, id) => {
     const row = rows.get(id);
-    // JSON text, not an object literal: V8 reads it several times faster.
-    if (row) pushFrom(rule.loc, [`  JSON.parse(${json(row.text)}),`]);
+    if (row) pushFrom(rule.loc, [`  ${json(row.text)},`]);
     else out.push('  null,');
   });
   out.push('];');
+  out.push('const RULE_ROWS = new Array(RULE_TEXT.length);');
+  out.push('function ruleRow(id) {\n  return (RULE_ROWS[id] = JSON.parse(RULE_TEXT[id]));\n}');
   out.push(MATCH_CODE);
   out.push('// For each distinct rule list: the rules to try for each reply code class (index 0: no code), with their gates.');
   out.push(`const CHAINS = ${data(plan.chains.map((c) => [0, 1, 2, 3, 4, 5].map((cls) => (c.byClass[cls] ?? []).flatMap((id) => [id, rows.get(id)!.gate]))))};`);
@@ -355,7 +357,7 @@ function firstMatch(list, p, phaseBits) {
       if (stamp < 0) stamp = scan(p);
       if (SEEN[gate] !== stamp) continue;
     }
-    const row = RULE_ROWS[list[i]];
+    const row = RULE_ROWS[list[i]] ?? ruleRow(list[i]);
     if (row[1] !== null && !inRanges(row[1], p.code)) continue;
     if (row[2] !== null && !statusMatches(row[2], p.status)) continue;
     if (row[3] !== 0 && (row[3] & phaseBits) === 0) continue;

@@ -430,11 +430,15 @@ function categoryByScan(p) {
   }
   return "other";
 }
-var RULE_ROWS = [
-  JSON.parse('[0,null,[5,1,1],0,null,{"category":"bad-mailbox","disposition":"hard","actions":[{"type":"bounce","category":"bad-mailbox"}],"rule":{"file":"sample.policy","line":7}}]'),
-  JSON.parse('[1,[421,422],null,1,[[13,"too many connections","i",0]],null,{"id":1,"loc":{"file":"sample.policy","line":18,"column":3},"category":null,"disposition":"throttle","actions":[{"type":"backoff","durationSeconds":900,"overrides":{"connections":[{"max":1,"scope":"destination/source"}]}}],"trigger":{"count":2,"withinSeconds":600}}]'),
-  JSON.parse('[2,[400,500],null,0,[[14,"mailbox busy"]],null,{"id":2,"loc":{"file":"sample.policy","line":24,"column":3},"category":null,"disposition":"soft","actions":[{"type":"retry","afterSeconds":120}],"trigger":null}]')
+var RULE_TEXT = [
+  '[0,null,[5,1,1],0,null,{"category":"bad-mailbox","disposition":"hard","actions":[{"type":"bounce","category":"bad-mailbox"}],"rule":{"file":"sample.policy","line":7}}]',
+  '[1,[421,422],null,1,[[13,"too many connections","i",0]],null,{"id":1,"loc":{"file":"sample.policy","line":18,"column":3},"category":null,"disposition":"throttle","actions":[{"type":"backoff","durationSeconds":900,"overrides":{"connections":[{"max":1,"scope":"destination/source"}]}}],"trigger":{"count":2,"withinSeconds":600}}]',
+  '[2,[400,500],null,0,[[14,"mailbox busy"]],null,{"id":2,"loc":{"file":"sample.policy","line":24,"column":3},"category":null,"disposition":"soft","actions":[{"type":"retry","afterSeconds":120}],"trigger":null}]'
 ];
+var RULE_ROWS = new Array(RULE_TEXT.length);
+function ruleRow(id) {
+  return RULE_ROWS[id] = JSON.parse(RULE_TEXT[id]);
+}
 var REGEX = [];
 var PHASE_BITS = /* @__PURE__ */ new Map([["connect", 1], ["ehlo", 2], ["mail", 4], ["rcpt", 8], ["data", 16]]);
 function firstMatch(list, p, phaseBits) {
@@ -445,7 +449,7 @@ function firstMatch(list, p, phaseBits) {
       if (stamp < 0) stamp = scan(p);
       if (SEEN[gate] !== stamp) continue;
     }
-    const row = RULE_ROWS[list[i]];
+    const row = RULE_ROWS[list[i]] ?? ruleRow(list[i]);
     if (row[1] !== null && !inRanges(row[1], p.code)) continue;
     if (row[2] !== null && !statusMatches(row[2], p.status)) continue;
     if (row[3] !== 0 && (row[3] & phaseBits) === 0) continue;
