@@ -463,6 +463,21 @@ export function literalScanner(literals: readonly (readonly [string, number])[],
     const state = s / width;
     for (let j = offsets[state]!; j < offsets[state + 1]!; j++) seen[found[j]!] = stamp;
   };
+  // `lowered`: the text is already `toLowerCase()`d, so non-ASCII characters are read as
+  // they are; otherwise the first one restarts the scan on the lowercased text.
+  const run = (text: string, stamp: number, lowered: boolean): void => {
+    let s = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      let k: number;
+      if (c < 128) k = ascii[c]!;
+      else if (lowered) k = scanClass(c, used);
+      else return run(text.toLowerCase(), stamp, true);
+      const t = delta[s + k]!;
+      if (t >= 0) s = t;
+      else mark((s = ~t), stamp);
+    }
+  };
   const scanner: LiteralScanner = {
     seen,
     stamp: 0,
@@ -471,25 +486,8 @@ export function literalScanner(literals: readonly (readonly [string, number])[],
         seen.fill(0);
         scanner.stamp = 0;
       }
-      const stamp = ++scanner.stamp;
-      let s = 0;
-      for (let i = 0; i < text.length; i++) {
-        const c = text.charCodeAt(i);
-        if (c >= 128) return scanLowered(text.toLowerCase(), stamp);
-        const t = delta[s + ascii[c]!]!;
-        if (t >= 0) s = t;
-        else mark((s = ~t), stamp);
-      }
+      run(text, ++scanner.stamp, false);
     },
   };
-  function scanLowered(text: string, stamp: number): void {
-    let s = 0;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      const t = delta[s + (c < 128 ? ascii[c]! : scanClass(c, used))]!;
-      if (t >= 0) s = t;
-      else mark((s = ~t), stamp);
-    }
-  }
   return scanner;
 }

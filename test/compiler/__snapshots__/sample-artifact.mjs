@@ -286,6 +286,19 @@ function literalScanner(literals, groups) {
     const state = s / width;
     for (let j = offsets[state]; j < offsets[state + 1]; j++) seen[found[j]] = stamp;
   };
+  const run = (text, stamp, lowered) => {
+    let s = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      let k;
+      if (c < 128) k = ascii[c];
+      else if (lowered) k = scanClass(c, used);
+      else return run(text.toLowerCase(), stamp, true);
+      const t = delta[s + k];
+      if (t >= 0) s = t;
+      else mark(s = ~t, stamp);
+    }
+  };
   const scanner = {
     seen,
     stamp: 0,
@@ -294,26 +307,9 @@ function literalScanner(literals, groups) {
         seen.fill(0);
         scanner.stamp = 0;
       }
-      const stamp = ++scanner.stamp;
-      let s = 0;
-      for (let i = 0; i < text.length; i++) {
-        const c = text.charCodeAt(i);
-        if (c >= 128) return scanLowered(text.toLowerCase(), stamp);
-        const t = delta[s + ascii[c]];
-        if (t >= 0) s = t;
-        else mark(s = ~t, stamp);
-      }
+      run(text, ++scanner.stamp, false);
     }
   };
-  function scanLowered(text, stamp) {
-    let s = 0;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      const t = delta[s + (c < 128 ? ascii[c] : scanClass(c, used))];
-      if (t >= 0) s = t;
-      else mark(s = ~t, stamp);
-    }
-  }
   return scanner;
 }
 
