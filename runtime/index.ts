@@ -9,4 +9,5 @@ export { createMxResolver, type DnsClient, type MxAnswer, type MxHost, type MxRe
 export * from './limiters.ts';
 export * from './spool.ts';
 export * from './smtp-client.ts';
+export { createDeliveryPool, type DeliveryPool, type DeliveryPoolOptions, type DeliveryPoolStats } from './delivery-pool.ts';
 export { ArtifactError, importArtifactText, loadArtifact } from './loader.ts';

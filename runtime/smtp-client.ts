@@ -169,6 +169,11 @@ export interface SmtpSession {
   /** True once the connection is gone (dropped, 421, timed out) or `close` was called. */
   readonly closed: boolean;
   /**
+   * Resolves once the connection is gone, whoever ended it: the server (dropped, 421),
+   * a timeout, or `close`. `closed` is true by then. Never rejects.
+   */
+  readonly ended: Promise<void>;
+  /**
    * Sends one message as one transaction. Resolves for every outcome the server or the
    * network can cause; after a refused transaction the session is reset (RSET) for the next
    * message. One at a time: a second call before the first settles throws, as does a
@@ -382,15 +387,19 @@ class Session implements SmtpSession {
   readonly tls: TlsInfo | null;
   readonly localAddress: string;
   readonly remoteAddress: string;
+  readonly ended: Promise<void>;
 
   constructor(conn: SMTPConnection, options: ResolvedOptions, addresses: { localAddress: string; remoteAddress: string }) {
     this.#conn = conn;
     this.#options = options;
     this.localAddress = addresses.localAddress;
     this.remoteAddress = addresses.remoteAddress;
-    conn.once('end', () => {
-      this.#ended = true;
-    });
+    this.ended = new Promise((resolve) =>
+      conn.once('end', () => {
+        this.#ended = true;
+        resolve();
+      }),
+    );
     const socket = conn._socket;
     this.tls =
       conn.secure && socket instanceof TLSSocket
