@@ -43,6 +43,9 @@ options:
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX;
                         several hosts comma-separated, in preference order
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
+  --delivery-threads <n>
+                        worker threads for the SMTP client sessions (default: 2);
+                        0 runs them on the main thread
   --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
                         flags win over the file; an unknown or bad key exits 2 and names it.
                         SMTP AUTH users are set there only (smtp.users, password hashes
@@ -70,6 +73,7 @@ interface RunConfig {
   artifact?: string;
   ehlo?: string;
   maxInFlight?: number;
+  deliveryThreads?: number;
   graceSeconds?: number;
   smtp?: { listen?: string; maxMessageBytes?: number; clientNetworks?: string[]; tls?: { key: string; cert: string }; users?: SubmissionUser[]; allowInsecureAuth?: boolean };
   http?: { listen?: string; apiKeys?: string[] };
@@ -127,6 +131,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     http: { type: 'string' },
     'mx-override': { type: 'string' },
     grace: { type: 'string' },
+    'delivery-threads': { type: 'string' },
     'api-key': { type: 'string', multiple: true },
     'smtp-tls-key': { type: 'string' },
     'smtp-tls-cert': { type: 'string' },
@@ -164,6 +169,9 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const gitRepo = values['policy-git'] ?? config.policyGit?.repo;
   if (!gitRepo && (values.ref || values['policy-path'] || values.poll)) throw new UsageError('`--ref`, `--policy-path` and `--poll` go with `--policy-git`');
   if (gitRepo && values.policies) throw new UsageError('give either `--policies` or `--policy-git`, not both');
+  const threads = values['delivery-threads'] ?? config.deliveryThreads?.toString();
+  // Given only when set: the runtime owns the default.
+  const deliveryThreads = threads === undefined ? undefined : number(threads, '--delivery-threads', 0, 0);
   const policyPaths = values.policies ?? config.policies ?? ['policies', 'stdlib'];
   if (!gitRepo) findPolicyFiles(policyPaths, io.cwd); // a missing path is a usage error now, not a refusal later
   const source: PolicySource = gitRepo
@@ -197,6 +205,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     http: { ...listen(values.http ?? config.http?.listen ?? '127.0.0.1:8025', '--http'), ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
     ...(config.ehlo ? { ehlo: config.ehlo } : {}),
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
+    ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),
     ...(mxOverride ? { mxOverride } : {}),
   });
   control.attach(runtime);

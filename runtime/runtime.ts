@@ -1,11 +1,11 @@
 /**
  * The delivery runtime, first assembly: SMTP submission into the durable spool, a
  * scheduler that admits deliveries through the limiters and the policy's reaction state,
- * delivery sessions to the MX hosts, and every reply judged by the loaded artifact —
- * retry, bounce or back off — with an accounting record naming the policy version.
+ * delivery sessions to the MX hosts (held by worker threads, delivery-pool.ts), and every
+ * reply judged by the loaded artifact on the main thread — retry, bounce or back off — with
+ * an accounting record naming the policy version.
  *
- * What this first assembly does not do yet (docs/runtime.md, "Still to build"): worker
- * threads (deliveries run on the main event loop; network I/O is asynchronous), connection
+ * What this first assembly does not do yet (docs/runtime.md, "Still to build"): connection
  * reuse across messages, sources and pools from the policy (one unbound source named
  * `default`), warmup, HTTP submission, hot reload. SMTP submission is `submission-smtp.ts`.
  *
@@ -24,6 +24,7 @@ import { checkSubmission, composeSubmission } from './http-submission.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState, type PolicyStateSnapshot } from './policy-state.ts';
+import { createDeliveryPool } from './delivery-pool.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
 import { createSubmissionServer, DEFAULT_CLIENT_NETWORKS, inNetworks, type SubmissionOptions } from './submission-smtp.ts';
@@ -42,6 +43,8 @@ export interface RuntimeOptions {
   ehlo?: string;
   /** Deliveries in flight at most, over everything. */
   maxInFlight?: number;
+  /** Worker threads for the SMTP client sessions (default 2); 0 runs them on the main thread. */
+  deliveryThreads?: number;
   clock?: () => number;
   random?: () => number;
   /**
@@ -226,6 +229,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let stateDirty = false;
   const ehlo = options.ehlo ?? hostname();
   const maxInFlight = options.maxInFlight ?? 100;
+  const deliveryPool = (options.deliveryThreads ?? 2) > 0 ? createDeliveryPool({ threads: options.deliveryThreads ?? 2 }) : undefined;
+  const openSmtpSession = deliveryPool ? deliveryPool.openSession : openSession;
+  await deliveryPool?.ready();
   const counters = { accepted: 0, delivered: 0, deferred: 0, bounced: 0 };
   // One registry per runtime (not prom-client's global one): no module state.
   const registry = new Registry();
@@ -354,6 +360,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const p = list.pop()!;
       clearTimeout(p.timer);
       if (!p.session.closed) return p;
+      void p.session.close();
       void limiters.release(p.slot);
     }
     return undefined;
@@ -400,7 +407,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           sent = pooled.sent;
           pooled = undefined;
         } else {
-          const opened = await openSession({ host: target.host, port: target.port, ehlo: source.ehlo ?? ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
+          const opened = await openSmtpSession({ host: target.host, port: target.port, ehlo: source.ehlo ?? ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}), ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}) });
           if (!opened.ok) {
             lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host };
             const reaction = artifact.react(route, opened.reply, opened.phase);
@@ -836,6 +843,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           await p.session.close();
         }
       }
+      await deliveryPool?.close();
       await new Promise<void>((resolve) => http.close(() => resolve()));
       clearInterval(stateTimer);
       await saveState();

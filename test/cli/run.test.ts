@@ -36,6 +36,10 @@ describe('petrel run --config', () => {
     const bad = runPetrel(['run', '--config', path.join(dir, 'bad2.json')]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/`maxInFlight` must be >= 1/);
+    writeFileSync(path.join(dir, 'bad3.json'), JSON.stringify({ deliveryThreads: 1.5 }));
+    const threads = runPetrel(['run', '--config', path.join(dir, 'bad3.json')]);
+    expect(threads.code).toBe(2);
+    expect(threads.stderr).toMatch(/`deliveryThreads` must be integer/);
   });
 });
 
