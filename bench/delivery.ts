@@ -30,6 +30,8 @@
  *   npx tsx bench/delivery.ts --messages 5000
  *   npx tsx bench/delivery.ts --json           the figures as JSON
  *   npx tsx bench/delivery.ts --no-postfix     Petrel alone
+ *   npx tsx bench/delivery.ts --delivery-threads N
+ *                                              Petrel with N delivery worker threads (0: none)
  *   npx tsx bench/delivery.ts --cpu-prof       also profile Petrel (node --cpu-prof); the
  *                                              profile is kept and its top functions printed
  */
@@ -47,8 +49,10 @@ const noPostfix = argv.includes('--no-postfix');
 const cpuProf = argv.includes('--cpu-prof');
 const mIdx = argv.indexOf('--messages');
 const N = mIdx >= 0 ? Number(argv[mIdx + 1]) : 20_000;
-if (!Number.isInteger(N) || N <= 0) {
-  process.stderr.write('usage: npx tsx bench/delivery.ts [--messages N] [--json] [--no-postfix] [--cpu-prof]\n');
+const tIdx = argv.indexOf('--delivery-threads');
+const threads = tIdx >= 0 ? argv[tIdx + 1] : undefined;
+if (!Number.isInteger(N) || N <= 0 || (threads !== undefined && !/^\d+$/.test(threads))) {
+  process.stderr.write('usage: npx tsx bench/delivery.ts [--messages N] [--delivery-threads N] [--json] [--no-postfix] [--cpu-prof]\n');
   process.exit(2);
 }
 const SESSIONS = 20;
@@ -352,7 +356,7 @@ async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Resu
   writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
   const profDir = cpuProf ? mkdtempSync(path.join(tmpdir(), 'petrel-delivery-prof-')) : undefined;
   const child = track(
-    spawn(process.execPath, [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), path.join(ROOT, 'bin', 'petrel.js'), 'run', '--policies', path.join(dir, 'bench.policy'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--mx-override', path.join(dir, 'mx.json'), '--grace', '5'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }),
+    spawn(process.execPath, [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), path.join(ROOT, 'bin', 'petrel.js'), 'run', '--policies', path.join(dir, 'bench.policy'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--mx-override', path.join(dir, 'mx.json'), '--grace', '5', ...(threads !== undefined ? ['--delivery-threads', threads] : [])], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }),
   );
   cleanups.push(() => stopChild(child));
   let stderr = '';
@@ -373,7 +377,7 @@ async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Resu
   const doneAt = await waitDelivered(sink, N, 'Petrel');
   const cpu1 = treeCpu(pid);
   const hwm = procStatusKb(pid, 'VmHWM') ?? 0;
-  const notes: string[] = [];
+  const notes: string[] = [`delivery threads: ${threads ?? 'the default'}`];
   try {
     const st = (await (await fetch(`http://127.0.0.1:${ports.http}/api/v1/status`)).json()) as Record<string, unknown>;
     notes.push(`status: accepted ${st.accepted}, delivered ${st.delivered}, deferred ${st.deferred}, bounced ${st.bounced}`);

@@ -44,7 +44,7 @@ options:
                         several hosts comma-separated, in preference order
   --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
   --delivery-threads <n>
-                        worker threads for the SMTP client sessions (default: 2);
+                        worker threads for the SMTP client sessions (default: 1);
                         0 runs them on the main thread
   --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
                         flags win over the file; an unknown or bad key exits 2 and names it.

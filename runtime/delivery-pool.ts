@@ -30,7 +30,7 @@ import { workerEntry } from './worker-file.ts';
 import { LOCAL_REPLIES, type OutboundMessage, type SendResult, type SessionOptions, type SessionResult, type SmtpSession, type TlsInfo } from './smtp-client.ts';
 
 export interface DeliveryPoolOptions {
-  /** Worker threads, at least 1. Default 2. */
+  /** Worker threads, at least 1. Default 1. */
   threads?: number;
   /** Sessions one thread holds at once; `openSession` waits for a free one beyond that. Default 256. */
   sessionsPerThread?: number;
@@ -98,7 +98,7 @@ export interface SessionInfo {
 }
 
 export function createDeliveryPool(options: DeliveryPoolOptions = {}): DeliveryPool {
-  const threads = options.threads ?? 2;
+  const threads = options.threads ?? 1;
   const perThread = options.sessionsPerThread ?? 256;
   if (!Number.isInteger(threads) || threads < 1) throw new TypeError(`threads must be a positive integer, not ${threads}`);
   if (!Number.isInteger(perThread) || perThread < 1) throw new TypeError(`sessionsPerThread must be a positive integer, not ${perThread}`);

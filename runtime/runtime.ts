@@ -43,7 +43,7 @@ export interface RuntimeOptions {
   ehlo?: string;
   /** Deliveries in flight at most, over everything. */
   maxInFlight?: number;
-  /** Worker threads for the SMTP client sessions (default 2); 0 runs them on the main thread. */
+  /** Worker threads for the SMTP client sessions (default 1); 0 runs them on the main thread. */
   deliveryThreads?: number;
   clock?: () => number;
   random?: () => number;
@@ -229,7 +229,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   let stateDirty = false;
   const ehlo = options.ehlo ?? hostname();
   const maxInFlight = options.maxInFlight ?? 100;
-  const deliveryPool = (options.deliveryThreads ?? 2) > 0 ? createDeliveryPool({ threads: options.deliveryThreads ?? 2 }) : undefined;
+  const deliveryThreads = options.deliveryThreads ?? 1;
+  const deliveryPool = deliveryThreads > 0 ? createDeliveryPool({ threads: deliveryThreads }) : undefined;
   const openSmtpSession = deliveryPool ? deliveryPool.openSession : openSession;
   await deliveryPool?.ready();
   const counters = { accepted: 0, delivered: 0, deferred: 0, bounced: 0 };

@@ -62,8 +62,8 @@ function accounting(): string[][] {
 }
 
 describe('petrel run (first assembly)', () => {
-  it('delivers accepted mail, bounces an unknown user, strips control headers, and accounts for both with the policy version', async () => {
-    const r = await start({ '*': `127.0.0.1:${sink.port}` });
+  it.each([0, 2])('delivers accepted mail, bounces an unknown user, strips control headers, and accounts for both with the policy version (%i delivery threads)', async (deliveryThreads) => {
+    const r = await start({ '*': `127.0.0.1:${sink.port}` }, { deliveryThreads });
     const info = await submit(r.smtpPort, ['ok@a.example', 'unknown@a.example'], { 'X-Petrel-Campaign': 'black-friday', 'X-Petrel-Tenant': 'shop' });
     expect(info.response).toMatch(/^250 .*queued as /);
     await until('both recipients decided', () => r.status().delivered + r.status().bounced === 2);
