@@ -27,7 +27,7 @@ import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threa
 import { Piscina } from 'piscina';
 import type { SessionTask } from './delivery-worker.ts';
 import { workerEntry } from './worker-file.ts';
-import { LOCAL_REPLIES, type OutboundMessage, type SendResult, type SessionOptions, type SessionResult, type SmtpSession, type TlsInfo } from './smtp-client.ts';
+import { LOCAL_REPLIES, SerialSession, type OutboundMessage, type SendResult, type SessionOptions, type SessionResult, type SmtpSession, type TlsInfo } from './smtp-client.ts';
 
 export interface DeliveryPoolOptions {
   /** Worker threads, at least 1. Default 1. */
@@ -214,27 +214,21 @@ export function createDeliveryPool(options: DeliveryPoolOptions = {}): DeliveryP
 }
 
 /** The main thread's stand-in for a session held by a worker. */
-class PooledSession implements SmtpSession {
+class PooledSession extends SerialSession implements SmtpSession {
   readonly tls: TlsInfo | null;
   readonly tlsFailure: string | null;
   readonly localAddress: string;
   readonly remoteAddress: string;
-  readonly ended: Promise<void>;
   readonly #port: MessagePort;
   readonly #onClosed: () => void;
   readonly #onLost: () => void;
-  #markEnded!: () => void;
-  #ended = false;
   /** The worker's end of the port is gone: nothing more will be answered. */
   #gone = false;
-  #closing: Promise<void> | null = null;
-  #inFlight: Promise<SendResult> | null = null;
   #awaiting: { resolve: (r: SendResult) => void; reject: (e: Error) => void; to: readonly string[] } | null = null;
   #goneWaiters: (() => void)[] = [];
-  #messagesSent = 0;
-  #transactions = 0;
 
   constructor(port: MessagePort, info: SessionInfo, onClosed: () => void, onLost: () => void) {
+    super();
     this.#port = port;
     this.#onClosed = onClosed;
     this.#onLost = onLost;
@@ -242,33 +236,14 @@ class PooledSession implements SmtpSession {
     this.tlsFailure = info.tlsFailure;
     this.localAddress = info.localAddress;
     this.remoteAddress = info.remoteAddress;
-    this.ended = new Promise((resolve) => {
-      this.#markEnded = () => {
-        this.#ended = true;
-        resolve();
-      };
-    });
-  }
-
-  get secure(): boolean {
-    return this.tls !== null;
-  }
-  get messagesSent(): number {
-    return this.#messagesSent;
-  }
-  get transactions(): number {
-    return this.#transactions;
-  }
-  get closed(): boolean {
-    return this.#ended || this.#closing !== null;
   }
 
   /** A message from the worker about this session. */
   receive(m: ToMain): void {
-    if (m.op === 'ended') this.#markEnded();
+    if (m.op === 'ended') this.connectionEnded();
     else if (m.op === 'sent') {
-      this.#messagesSent = m.messagesSent;
-      this.#transactions = m.transactions;
+      this.sentCount = m.messagesSent;
+      this.transactionCount = m.transactions;
       this.#settle()?.resolve(m.result);
     } else if (m.op === 'send-failed') this.#settle()?.reject(Object.assign(new Error(m.message), { name: m.name }, m.code !== undefined ? { code: m.code } : {}));
     else if (m.op === 'closed') this.workerGone();
@@ -278,8 +253,8 @@ class PooledSession implements SmtpSession {
   workerGone(): void {
     if (this.#gone) return;
     this.#gone = true;
-    if (!this.#closing && !this.#ended) this.#onLost();
-    this.#markEnded();
+    if (!this.closeRequested && !this.connectionGone) this.#onLost();
+    this.connectionEnded();
     this.#port.close();
     this.#onClosed();
     const pending = this.#settle();
@@ -293,21 +268,7 @@ class PooledSession implements SmtpSession {
     return a;
   }
 
-  async send(message: OutboundMessage): Promise<SendResult> {
-    // The same checks, in the same order, as smtp-client.ts's sessions.
-    if (this.#inFlight) throw new Error('send: a transaction is already in progress on this session');
-    if (this.#closing) throw new Error('send: the session was closed');
-    if (message.to.length === 0) throw new RangeError('send: a message needs at least one recipient');
-    const transaction = this.#transaction(message);
-    this.#inFlight = transaction;
-    try {
-      return await transaction;
-    } finally {
-      this.#inFlight = null;
-    }
-  }
-
-  async #transaction(message: OutboundMessage): Promise<SendResult> {
+  protected async transaction(message: OutboundMessage): Promise<SendResult> {
     let raw: Buffer;
     try {
       raw = Buffer.isBuffer(message.raw) ? message.raw : await readAll(message.raw);
@@ -328,19 +289,12 @@ class PooledSession implements SmtpSession {
     });
   }
 
-  close(): Promise<void> {
-    if (!this.#closing) {
-      this.#closing = (async () => {
-        // A send in progress finishes first, as in-process.
-        await this.#inFlight?.catch(() => undefined);
-        if (this.#gone) return;
-        await new Promise<void>((resolve) => {
-          this.#goneWaiters.push(resolve);
-          this.#port.postMessage({ op: 'close' } satisfies ToWorker);
-        });
-      })();
-    }
-    return this.#closing;
+  protected async shutdown(): Promise<void> {
+    if (this.#gone) return;
+    await new Promise<void>((resolve) => {
+      this.#goneWaiters.push(resolve);
+      this.#port.postMessage({ op: 'close' } satisfies ToWorker);
+    });
   }
 }
 

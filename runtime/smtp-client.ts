@@ -375,64 +375,64 @@ function quit(conn: SMTPConnection, timeoutMs = QUIT_TIMEOUT_MS): Promise<void> 
 /** nodemailer records the RCPT outcomes on the envelope object it is given. */
 type TrackedEnvelope = SMTPEnvelope & Partial<Pick<SMTPConnectionEnvelope, 'accepted' | 'rejected' | 'rejectedErrors'>>;
 
-class Session implements SmtpSession {
-  readonly #conn: SMTPConnection;
-  readonly #options: ResolvedOptions;
+/**
+ * What every `SmtpSession` does alike, whether it runs here or in a delivery worker thread
+ * (delivery-pool.ts): one transaction at a time, none after `close`, and `close` only
+ * once the send in progress has settled; `closed`, `ended` and the counters.
+ */
+export abstract class SerialSession {
   #inFlight: Promise<SendResult> | null = null;
   #closing: Promise<void> | null = null;
   #ended = false;
-  #messagesSent = 0;
-  #transactions = 0;
-  #tlsFailure: string | null = null;
-  readonly tls: TlsInfo | null;
-  readonly localAddress: string;
-  readonly remoteAddress: string;
+  #markEnded!: () => void;
   readonly ended: Promise<void>;
+  abstract readonly tls: TlsInfo | null;
+  protected sentCount = 0;
+  protected transactionCount = 0;
 
-  constructor(conn: SMTPConnection, options: ResolvedOptions, addresses: { localAddress: string; remoteAddress: string }) {
-    this.#conn = conn;
-    this.#options = options;
-    this.localAddress = addresses.localAddress;
-    this.remoteAddress = addresses.remoteAddress;
-    this.ended = new Promise((resolve) =>
-      conn.once('end', () => {
+  constructor() {
+    this.ended = new Promise((resolve) => {
+      this.#markEnded = () => {
         this.#ended = true;
         resolve();
-      }),
-    );
-    const socket = conn._socket;
-    this.tls =
-      conn.secure && socket instanceof TLSSocket
-        ? { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, authorized: socket.authorized }
-        : null;
+      };
+    });
   }
 
+  /** Carries out one send, after `send`'s checks. */
+  protected abstract transaction(message: OutboundMessage): Promise<SendResult>;
+  /** Ends the session; called once, with no send in progress. */
+  protected abstract shutdown(): Promise<void>;
+
+  /** Records that the connection is gone. */
+  protected connectionEnded(): void {
+    this.#markEnded();
+  }
+  protected get connectionGone(): boolean {
+    return this.#ended;
+  }
+  /** Whether `close` has been called. */
+  protected get closeRequested(): boolean {
+    return this.#closing !== null;
+  }
   get secure(): boolean {
     return this.tls !== null;
   }
-  get tlsFailure(): string | null {
-    return this.#tlsFailure;
-  }
   get messagesSent(): number {
-    return this.#messagesSent;
+    return this.sentCount;
   }
   get transactions(): number {
-    return this.#transactions;
+    return this.transactionCount;
   }
   get closed(): boolean {
     return this.#ended || this.#closing !== null;
-  }
-
-  /** @internal Set by `openSession` when this session is the plain-text retry of a failed handshake. */
-  noteTlsFailure(reply: string): void {
-    this.#tlsFailure = reply;
   }
 
   async send(message: OutboundMessage): Promise<SendResult> {
     if (this.#inFlight) throw new Error('send: a transaction is already in progress on this session');
     if (this.#closing) throw new Error('send: the session was closed');
     if (message.to.length === 0) throw new RangeError('send: a message needs at least one recipient');
-    const transaction = this.#transaction(message);
+    const transaction = this.transaction(message);
     this.#inFlight = transaction;
     try {
       return await transaction;
@@ -441,7 +441,49 @@ class Session implements SmtpSession {
     }
   }
 
-  async #transaction(message: OutboundMessage): Promise<SendResult> {
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      // A send in progress finishes first: nodemailer drops the callback of a send it is
+      // closed under, which would leave that send unsettled.
+      await this.#inFlight?.catch(() => undefined);
+      await this.shutdown();
+    })();
+    return this.#closing;
+  }
+}
+
+class Session extends SerialSession implements SmtpSession {
+  readonly #conn: SMTPConnection;
+  readonly #options: ResolvedOptions;
+  #tlsFailure: string | null = null;
+  readonly tls: TlsInfo | null;
+  readonly localAddress: string;
+  readonly remoteAddress: string;
+
+  constructor(conn: SMTPConnection, options: ResolvedOptions, addresses: { localAddress: string; remoteAddress: string }) {
+    super();
+    this.#conn = conn;
+    this.#options = options;
+    this.localAddress = addresses.localAddress;
+    this.remoteAddress = addresses.remoteAddress;
+    conn.once('end', () => this.connectionEnded());
+    const socket = conn._socket;
+    this.tls =
+      conn.secure && socket instanceof TLSSocket
+        ? { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, authorized: socket.authorized }
+        : null;
+  }
+
+  get tlsFailure(): string | null {
+    return this.#tlsFailure;
+  }
+
+  /** @internal Set by `openSession` when this session is the plain-text retry of a failed handshake. */
+  noteTlsFailure(reply: string): void {
+    this.#tlsFailure = reply;
+  }
+
+  protected async transaction(message: OutboundMessage): Promise<SendResult> {
     const results: (RecipientResult | undefined)[] = message.to.map((rcpt) =>
       rcpt.trim() === '' || /[\r\n<>]/.test(rcpt) ? { rcpt, accepted: false, reply: LOCAL_REPLIES.badRecipient, phase: 'rcpt', synthesized: true } : undefined,
     );
@@ -456,7 +498,7 @@ class Session implements SmtpSession {
       release(message.raw);
       return { perRecipient: results as RecipientResult[] };
     }
-    if (this.#ended) return settleAll({ accepted: false, reply: LOCAL_REPLIES.connectionLost(), phase: 'mail', synthesized: true });
+    if (this.connectionGone) return settleAll({ accepted: false, reply: LOCAL_REPLIES.connectionLost(), phase: 'mail', synthesized: true });
 
     const size = message.size ?? (Buffer.isBuffer(message.raw) ? message.raw.length : undefined);
     const envelope: TrackedEnvelope = { from: message.from, to: pending.map((p) => p.rcpt.trim()), ...(size ? { size } : {}) };
@@ -469,12 +511,12 @@ class Session implements SmtpSession {
       throw err;
     }
     const tooBig = err?.code === 'EMESSAGE' && err.command === 'MAIL FROM' && !err.response;
-    if (!(err?.command === 'API' || tooBig)) this.#transactions++;
+    if (!(err?.command === 'API' || tooBig)) this.transactionCount++;
     if (tooBig) return settleAll({ accepted: false, reply: LOCAL_REPLIES.messageTooBig, phase: 'mail', synthesized: true });
 
     const outcome = transactionOutcome(pending.map((p) => p.rcpt), envelope, err, info, err ? describeFailure(err, this.#conn, this.#options) : null);
     pending.forEach(({ i }, k) => (results[i] = outcome.perRecipient[k]));
-    if (!err) this.#messagesSent++;
+    if (!err) this.sentCount++;
     else if (!this.#conn.destroyed && err.responseCode !== 421) await this.#reset();
     return { perRecipient: results as RecipientResult[], ...(outcome.messageReply !== undefined ? { messageReply: outcome.messageReply } : {}) };
   }
@@ -510,16 +552,8 @@ class Session implements SmtpSession {
     });
   }
 
-  close(): Promise<void> {
-    if (!this.#closing) {
-      this.#closing = (async () => {
-        // A send in progress finishes first: nodemailer drops the callback of a send it is
-        // closed under, which would leave that send unsettled.
-        await this.#inFlight?.catch(() => undefined);
-        await quit(this.#conn, Math.min(QUIT_TIMEOUT_MS, this.#options.socketTimeoutMs));
-      })();
-    }
-    return this.#closing;
+  protected shutdown(): Promise<void> {
+    return quit(this.#conn, Math.min(QUIT_TIMEOUT_MS, this.#options.socketTimeoutMs));
   }
 }
 
