@@ -240,6 +240,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     accepted: new Counter({ name: 'petrel_accepted_total', help: 'Messages accepted into the spool', registers: [registry] }),
     outcomes: new Counter({ name: 'petrel_recipients_total', help: 'Recipient outcomes by type (d delivered, b bounced, t deferred), route and bounce category', labelNames: ['type', 'route', 'category'], registers: [registry] }),
   };
+  if (deliveryPool) {
+    new Gauge({ name: 'petrel_delivery_threads', help: 'Delivery worker threads running', registers: [registry], collect() { this.set(deliveryPool.stats().threads); } });
+    new Gauge({ name: 'petrel_delivery_sessions', help: 'SMTP sessions held by the delivery threads (open or opening)', registers: [registry], collect() { this.set(deliveryPool.stats().sessions); } });
+    new Counter({ name: 'petrel_delivery_sessions_lost_total', help: 'SMTP sessions ended because their delivery thread died', registers: [registry], collect() { this.reset(); this.inc(deliveryPool.stats().lostToCrashes); } });
+  }
   new Gauge({ name: 'petrel_queued_recipients', help: 'Recipients in the spool not yet delivered or bounced', registers: [registry], collect() { this.set(spool.pending().reduce((n, m) => n + m.recipients.length, 0)); } });
   new Gauge({ name: 'petrel_in_flight', help: 'Deliveries in progress', registers: [registry], collect() { this.set(inFlight); } });
   new Gauge({ name: 'petrel_backoffs_active', help: 'Queues in a backoff now', registers: [registry], collect() { this.set([...state.backoffs.values()].filter((b) => b.until > clock()).length); } });

@@ -80,6 +80,10 @@ describe('petrel run (first assembly)', () => {
     expect(metrics).toMatch(/^petrel_recipients_total\{type="b",route="default",category="bad-mailbox"\} 1$/m);
     expect(metrics).toMatch(/^petrel_queued_recipients 0$/m);
     expect(metrics).toContain(`petrel_policy_info{name="test",version="1.0.0",hash="${hash}"} 1`);
+    if (deliveryThreads > 0) {
+      expect(metrics).toMatch(new RegExp(`^petrel_delivery_threads ${deliveryThreads}$`, 'm'));
+      expect(metrics).toMatch(/^petrel_delivery_sessions_lost_total 0$/m);
+    } else expect(metrics).not.toContain('petrel_delivery_threads');
     await r.stop(1000);
     runtime = undefined;
     const rows = accounting();
