@@ -7,7 +7,7 @@ import { createPolicyCompiler } from '../runtime/policy-compiler.ts';
 import { createPolicyControl, type PolicySource } from '../runtime/policy-control.ts';
 import { openVersionStore } from '../runtime/policy-versions.ts';
 import { startRuntime } from '../runtime/runtime.ts';
-import { isPasswordHash, type SubmissionOptions, type SubmissionUser } from '../runtime/submission-smtp.ts';
+import { isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser } from '../runtime/submission-smtp.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const RUN_HELP = `usage: petrel run [options]
@@ -160,6 +160,11 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   }
   const grace = Number(values.grace ?? config.graceSeconds ?? 30);
   if (!(grace >= 0)) throw new UsageError('`--grace` takes a number of seconds');
+  try {
+    networkMatcher(config.smtp?.clientNetworks ?? []);
+  } catch (e) {
+    throw new UsageError(`config: \`smtp.clientNetworks\`: ${(e as Error).message}`);
+  }
   const submission = submissionSecurity(values['smtp-tls-key'], values['smtp-tls-cert'], config, at);
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
     const n = Number(value ?? fallback);

@@ -27,7 +27,7 @@ import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isD
 import { createDeliveryPool } from './delivery-pool.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
-import { createSubmissionServer, DEFAULT_CLIENT_NETWORKS, inNetworks, type SubmissionOptions } from './submission-smtp.ts';
+import { createSubmissionServer, DEFAULT_CLIENT_NETWORKS, networkMatcher, type SubmissionOptions } from './submission-smtp.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
@@ -662,8 +662,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return id;
   }
 
-  const clientNetworks = options.smtp.clientNetworks ?? DEFAULT_CLIENT_NETWORKS;
-  const fromClientNetwork = (address: string | undefined) => inNetworks(address, clientNetworks);
+  const fromClientNetwork = networkMatcher(options.smtp.clientNetworks ?? DEFAULT_CLIENT_NETWORKS);
   const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, acceptMessage, () => stopping);
   await new Promise<void>((resolve, reject) => {
     smtp.once('error', reject);

@@ -7,6 +7,7 @@
  * resolved (the spool made it durable).
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { takeControlHeaders, type ControlValues } from './headers.ts';
 
@@ -32,11 +33,31 @@ export interface SubmissionOptions {
   allowInsecureAuth?: boolean;
 }
 
-export const DEFAULT_CLIENT_NETWORKS = ['127.', '::1', '::ffff:127.'];
+export const DEFAULT_CLIENT_NETWORKS = ['127.0.0.0/8', '::1/128'];
 
-/** Whether `address` starts with one of the `networks` prefixes. */
-export function inNetworks(address: string | undefined, networks: readonly string[]): boolean {
-  return address !== undefined && networks.some((n) => address.startsWith(n));
+/**
+ * Whether an address is in one of `networks`: CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`)
+ * or single addresses. An IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, as a dual-stack
+ * listener reports IPv4 clients) matches as the IPv4 address it maps. Throws on an entry
+ * that is neither an address nor a CIDR block, naming it.
+ */
+export function networkMatcher(networks: readonly string[]): (address: string | undefined) => boolean {
+  const list = new BlockList();
+  for (const n of networks) {
+    const [addr = '', bits, extra] = n.split('/');
+    const family = isIP(addr);
+    const max = family === 4 ? 32 : 128;
+    if (family === 0 || extra !== undefined || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= max))) throw new Error(`client network \`${n}\` is neither an address nor a CIDR block (like 10.0.0.0/8)`);
+    const type = family === 4 ? 'ipv4' : 'ipv6';
+    if (bits === undefined) list.addAddress(addr, type);
+    else list.addSubnet(addr, Number(bits), type);
+  }
+  return (address) => {
+    if (!address) return false;
+    const a = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] ?? address;
+    const family = isIP(a);
+    return family !== 0 && list.check(a, family === 4 ? 'ipv4' : 'ipv6');
+  };
 }
 
 // scrypt cost: 2^14 × 8 × 128 B = 16 MiB and some tens of milliseconds per check, OWASP's
@@ -87,7 +108,7 @@ export function createSubmissionServer(
   acceptMessage: (envelope: { from: string; to: string[] }, message: Buffer, values: ControlValues) => Promise<string>,
   isStopping: () => boolean,
 ): SMTPServer {
-  const clientNetworks = options.clientNetworks ?? DEFAULT_CLIENT_NETWORKS;
+  const fromClientNetwork = networkMatcher(options.clientNetworks ?? DEFAULT_CLIENT_NETWORKS);
   const users = new Map((options.users ?? []).map((u) => [u.user, u.passwordHash]));
   const allowInsecureAuth = options.allowInsecureAuth ?? false;
   for (const [user, hash] of users) if (!isPasswordHash(hash)) throw new Error(`submission user \`${user}\`: password hash is not in the form scrypt$ln=N,r=R,p=P$SALT$HASH`);
@@ -118,7 +139,7 @@ export function createSubmissionServer(
     },
     onRcptTo(_address, session: SMTPServerSession, callback) {
       // smtp-server sets `user` to false (not undefined) after STARTTLS: test truthiness.
-      if (!session.user && !inNetworks(session.remoteAddress, clientNetworks)) return callback(fail(550, '5.7.1 Relaying denied'));
+      if (!session.user && !fromClientNetwork(session.remoteAddress)) return callback(fail(550, '5.7.1 Relaying denied'));
       callback();
     },
     onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {

@@ -36,6 +36,10 @@ describe('petrel run --config', () => {
     const bad = runPetrel(['run', '--config', path.join(dir, 'bad2.json')]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/`maxInFlight` must be >= 1/);
+    writeFileSync(path.join(dir, 'bad3.json'), JSON.stringify({ smtp: { clientNetworks: ['10.'] } }));
+    const networks = runPetrel(['run', '--config', path.join(dir, 'bad3.json')]);
+    expect(networks.code).toBe(2);
+    expect(networks.stderr).toMatch(/`smtp\.clientNetworks`: client network `10\.` is neither an address nor a CIDR block/);
     writeFileSync(path.join(dir, 'bad3.json'), JSON.stringify({ deliveryThreads: 1.5 }));
     const threads = runPetrel(['run', '--config', path.join(dir, 'bad3.json')]);
     expect(threads.code).toBe(2);
