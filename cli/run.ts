@@ -52,7 +52,7 @@ options:
                         made by \`petrel hash-password\`), with smtp.allowInsecureAuth
   -h, --help            show this help
 
-This is the runtime's first assembly; docs/runtime.md says what it does and does not do yet.
+docs/runtime.md describes all of it, and what is not built yet.
 exit codes: 0 stopped cleanly, 1 internal error, 2 usage error, 3 policy errors
 `;
 

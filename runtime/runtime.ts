@@ -1,13 +1,13 @@
 /**
- * The delivery runtime, first assembly: SMTP submission into the durable spool, a
- * scheduler that admits deliveries through the limiters and the policy's reaction state,
- * delivery sessions to the MX hosts (held by worker threads, delivery-pool.ts), and every
- * reply judged by the loaded artifact on the main thread — retry, bounce or back off — with
- * an accounting record naming the policy version.
- *
- * What this first assembly does not do yet (docs/runtime.md, "Still to build"): connection
- * reuse across messages, sources and pools from the policy (one unbound source named
- * `default`), warmup, HTTP submission, hot reload. SMTP submission is `submission-smtp.ts`.
+ * The delivery runtime: SMTP (submission-smtp.ts) and HTTP submission into the durable
+ * spool; a scheduler that routes each message's recipients into queues and admits
+ * deliveries through the limiters, sources, pools, warmup and the policy's reaction state;
+ * delivery sessions to the MX hosts (held by worker threads, delivery-pool.ts), reused up
+ * to messages-per-connection; every reply judged by the current artifact on the main
+ * thread — retry, bounce, back off, suspend, reroute, skip an MX — with an accounting
+ * record naming the policy version; the status, control and metrics API; and
+ * `swapPolicy`, through which hot reload (policy-control.ts) makes a new version current.
+ * What is not built yet is listed in docs/runtime.md, "Still to build".
  *
  * No module state: everything lives in the object `startRuntime` returns.
  */
