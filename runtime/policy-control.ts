@@ -217,6 +217,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     return serial(async () => {
       const started = clock();
       let origin: VersionOrigin = { trigger, ...(commit ? { commit } : {}) };
+      const before = lastCommit;
       try {
         if (source.kind === 'git') {
           const at = commit ?? (await headOf(source));
@@ -228,6 +229,9 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
         origin = { ...origin, ...built.origin };
         return counted(await goLive(built.texts.manifest.hash, () => store.install(built.texts), origin, started));
       } catch (e) {
+        // A commit that could not be read (git, disk, a crashed worker) is tried again at the
+        // next poll or push; one that was read and refused is not built again.
+        if (!(e instanceof Refused) || e.stage === 'source' || e.stage === 'internal') lastCommit = before;
         return counted(refuse(e, origin, started));
       }
     });
