@@ -164,7 +164,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
       exported = await exportCommit(source.repo, at);
       const root = path.join(exported.dir, source.subdir);
       const inputs = existsSync(root) ? listPolicyFiles(root) : [];
-      if (inputs.length === 0) throw new Refused('source', `commit ${at.slice(0, 12)} has no .policy files under \`${source.subdir}\`\n`);
+      if (inputs.length === 0) throw new Refused('compile', `commit ${at.slice(0, 12)} has no .policy files under \`${source.subdir}\`\n`);
       const answer = await compiler.build({ inputs, cwd: root, name: source.name });
       return { texts: fromAnswer(answer), origin: { commit: at, subject: info.subject, author: info.author } };
     } catch (e) {
