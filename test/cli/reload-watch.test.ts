@@ -1,13 +1,14 @@
 /**
- * Hot reload from a watched directory: `petrel run --policies DIR` rebuilds when a file
- * under DIR changes; a change that breaks the build is refused and the old version stays.
+ * Hot reload without the hook: `petrel run --policies DIR` rebuilds when a file under DIR
+ * changes, and `--policy-git` with `--poll` picks up a pushed commit by itself; a change
+ * that breaks the build is refused and the old version stays.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
-import { ratePolicy, until } from './policy-repo.ts';
+import { policyRepo, ratePolicy, until } from './policy-repo.ts';
 
 let dir: string | undefined;
 let petrel: PetrelProcess | undefined;
@@ -18,7 +19,7 @@ afterAll(async () => {
 });
 
 interface PolicyView {
-  current: { hash: string; trigger: string };
+  current: { hash: string; trigger: string; commit?: string };
   refusals: { stage: string; report: string; trigger: string }[];
 }
 
@@ -51,5 +52,22 @@ describe('petrel run --policies DIR (watched)', () => {
     expect(refused.refusals[0]).toMatchObject({ trigger: 'watch', stage: 'compile' });
     expect(refused.refusals[0]!.report).toMatch(/example\.policy:\d+/);
     expect((await p.get<{ policy: { hash: string } }>('/api/v1/status')).policy.hash).toBe(changed.current.hash);
+  }, 60_000);
+
+  it('--policy-git --poll 1: a pushed commit goes live without any hook', async () => {
+    const repoDir = mkdtempSync(path.join(tmpdir(), 'petrel-poll-'));
+    try {
+      const repo = policyRepo(repoDir, { 'example.policy': ratePolicy('10/s') });
+      const p = await startPetrel(['--policy-git', repo.bare, '--poll', '1', '--artifact', path.join(repoDir, 'artifact'), '--spool', path.join(repoDir, 'spool'), '--acct', path.join(repoDir, 'acct')]);
+      const pushed = repo.push({ 'example.policy': ratePolicy('20/s') }, 'faster');
+      const live = await until('the polled commit', async () => {
+        const v = await p.get<PolicyView>('/api/v1/policy');
+        return v.current.commit === pushed.commit ? v : undefined;
+      });
+      expect(live.current.trigger).toBe('poll');
+      expect(await p.stop()).toBe(0);
+    } finally {
+      rmSync(repoDir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
