@@ -53,6 +53,12 @@ async function submit(port: number, count: number, domain: string): Promise<void
 describe('petrel run obeys the policy', () => {
   it('holds a message rate: 20 messages at 5/s (burst 5) take at least 3 s', async () => {
     const { runtime: r, times } = await run('policy p version 1\n\ndefault {\n  rate 5/s\n  connections 20\n}\n');
+    // One message first, so a session to the MX is open and idle: the first of the twenty
+    // goes out on it without waiting for a connection, and its arrival marks its admission.
+    await submit(r.smtpPort, 1, 'rated.example');
+    await until('the first delivery', () => times.length === 1);
+    await new Promise((res) => setTimeout(res, 1200)); // the burst refills
+    times.length = 0;
     await submit(r.smtpPort, 20, 'rated.example');
     // Midway, the status API shows the queue, its limit, and a rate that respects it.
     await until('10 deliveries', () => times.length >= 10);
@@ -63,9 +69,8 @@ describe('petrel run obeys the policy', () => {
     expect(queue!.ratePerSecond).toBeLessThanOrEqual(5 * 1.1);
     await until('20 deliveries', () => times.length === 20);
     const elapsed = (times[19]! - times[0]!) / 1000;
-    // GCRA at 5/s with a burst of 5: the 20th is admitted 3 s after the first, no sooner.
-    // Seen at the MX, the first arrival also waits for its connection to open while later
-    // ones reuse sessions, so allow the 10%: at least 2.7 s.
+    // GCRA at 5/s with a burst of 5: the 20th is admitted 3 s after the first, no sooner;
+    // allow the 10% for what the MX sees: at least 2.7 s.
     expect(elapsed).toBeGreaterThanOrEqual(2.7);
     // …and within 10% of the limit once the burst is spent (a lower bound keeps this robust on a busy machine).
     // Measured from the 6th arrival, the first one the rate admits (the 5th is the burst's
