@@ -26,7 +26,8 @@ import { spawnSync } from 'node:child_process';
 import nodemailer from 'nodemailer';
 import { ROOT } from '../test/helpers.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from '../test/cli/petrel-process.ts';
-import { policyRepo, ratePolicy, until } from '../test/cli/policy-repo.ts';
+import { policyRepo, ratePolicy } from '../test/cli/policy-repo.ts';
+import { until } from '../test/runtime/fixtures/e2e.ts';
 import { startSink } from '../test/runtime/fixtures/sink.ts';
 
 const argv = process.argv.slice(2);

@@ -8,6 +8,7 @@ import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { COMPILER_VERSION, compile, diskHost, renderDiagnostics, runTests } from '../compiler/index.ts';
 import { importArtifactText } from '../runtime/loader.ts';
+import { testFailures } from '../runtime/policy-compiler.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 const CONNECTION = `  --url <url>           the runtime's HTTP API (default: http://127.0.0.1:8025)
@@ -158,10 +159,9 @@ export async function deployCommand(argv: string[], io: Io): Promise<number> {
   io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
   if (!result.artifact) return EXIT.policy;
   const tests = result.ir!.tests;
-  const failed = runTests(tests, await importArtifactText(result.artifact)).filter((r) => !r.passed);
-  if (failed.length > 0) {
-    for (const r of failed) for (const f of r.failures) io.err(`${f.loc.file}:${f.loc.line}: test "${r.name}": expect ${f.expectation}: expected ${f.expected}, got ${f.actual}\n`);
-    io.err(`petrel deploy: ${failed.length} test(s) failed; nothing uploaded\n`);
+  const failures = testFailures(runTests(tests, await importArtifactText(result.artifact)));
+  if (failures) {
+    io.err(`${failures.report}petrel deploy: nothing uploaded\n`);
     return EXIT.policy;
   }
   const body = { artifact: result.artifact, tests, author: `${userInfo().username}@${hostname()}`, ...(values.message ? { subject: values.message } : {}) };

@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { COMPILER_VERSION, compile, diskHost, renderDiagnostics, runTests } from '../compiler/index.ts';
 import { importArtifactText } from './loader.ts';
-import type { CompileJob, CompileAnswer } from './policy-compiler.ts';
+import { testFailures, type CompileAnswer, type CompileJob } from './policy-compiler.ts';
 
 async function build(job: CompileJob): Promise<CompileAnswer> {
   const started = performance.now();
@@ -16,17 +16,8 @@ async function build(job: CompileJob): Promise<CompileAnswer> {
   if (!result.artifact) return { ok: false, stage: 'compile', report: render(), problems, ms: performance.now() - started };
   const artifact = await importArtifactText(result.artifact);
   const results = runTests(result.ir!.tests, artifact);
-  const failed = results.filter((r) => !r.passed);
-  if (failed.length > 0) {
-    const lines = failed.flatMap((r) => [`FAIL ${r.loc.file}:${r.loc.line} ${r.name}`, ...r.failures.map((f) => `  ${f.loc.file}:${f.loc.line}: expect ${f.expectation}: expected ${f.expected}, got ${f.actual}`)]);
-    return {
-      ok: false,
-      stage: 'test',
-      report: `${lines.join('\n')}\ntests: ${results.length - failed.length} passed, ${failed.length} failed\n`,
-      problems: failed.flatMap((r) => r.failures.map((f) => ({ code: 'TEST', severity: 'error', message: `test "${r.name}": expect ${f.expectation}: expected ${f.expected}, got ${f.actual}`, file: f.loc.file, line: f.loc.line, column: f.loc.column }))),
-      ms: performance.now() - started,
-    };
-  }
+  const failures = testFailures(results);
+  if (failures) return { ok: false, stage: 'test', ...failures, ms: performance.now() - started };
   return { ok: true, artifact: result.artifact, tests: results.length, warnings: render(), ms: performance.now() - started };
 }
 

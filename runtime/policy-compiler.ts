@@ -6,6 +6,7 @@
  * because every module it imported to test stays in its memory.
  */
 import { Worker } from 'node:worker_threads';
+import type { TestResult } from '../compiler/index.ts';
 import type { ArtifactManifest } from './abi.ts';
 import { workerEntry } from './worker-file.ts';
 
@@ -24,6 +25,27 @@ export interface Problem {
   file: string;
   line: number;
   column: number;
+}
+
+/**
+ * The failed expectations of a test run, as problems and as a report (what `petrel test`
+ * prints for failures, and the summary line); undefined when every test passed. The
+ * compile worker, `petrel deploy` and the runtime's deploy endpoint all refuse with it.
+ */
+export function testFailures(results: readonly TestResult[]): { problems: Problem[]; report: string } | undefined {
+  const failed = results.filter((r) => !r.passed);
+  if (failed.length === 0) return undefined;
+  const problems: Problem[] = [];
+  const lines: string[] = [];
+  for (const r of failed) {
+    lines.push(`FAIL ${r.loc.file}:${r.loc.line} ${r.name}`);
+    for (const f of r.failures) {
+      const what = `expect ${f.expectation}: expected ${f.expected}, got ${f.actual}`;
+      lines.push(`  ${f.loc.file}:${f.loc.line}: ${what}`);
+      problems.push({ code: 'TEST', severity: 'error', message: `test "${r.name}": ${what}`, file: f.loc.file, line: f.loc.line, column: f.loc.column });
+    }
+  }
+  return { problems, report: `${lines.join('\n')}\ntests: ${results.length - failed.length} passed, ${failed.length} failed\n` };
 }
 
 export type CompileAnswer =

@@ -21,7 +21,7 @@ import { Counter } from 'prom-client';
 import { listPolicyFiles, runTests, type IRTest } from '../compiler/index.ts';
 import type { ArtifactManifest } from './abi.ts';
 import type { ArtifactTexts } from './loader.ts';
-import type { CompileAnswer, PolicyCompiler, Problem } from './policy-compiler.ts';
+import { testFailures, type CompileAnswer, type PolicyCompiler, type Problem } from './policy-compiler.ts';
 import { commitInfo, exportCommit, resolveRef } from './policy-git.ts';
 import type { LoadedVersion, VersionEntry, VersionOrigin, VersionStore } from './policy-versions.ts';
 import type { HttpHelpers, Runtime } from './runtime.ts';
@@ -277,11 +277,8 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
       try {
         return counted(
           await goLive(texts.manifest.hash, () => store.install(texts), origin, started, (loaded) => {
-            const failed = runTests(tests, loaded.artifact).filter((r) => !r.passed);
-            if (failed.length > 0) {
-              const problems = failed.flatMap((r) => r.failures.map((f) => ({ code: 'TEST', severity: 'error', message: `test "${r.name}": expect ${f.expectation}: expected ${f.expected}, got ${f.actual}`, file: f.loc.file, line: f.loc.line, column: f.loc.column })));
-              throw new Refused('test', problems.map((p) => `${p.file}:${p.line}: ${p.message}`).join('\n') + '\n', problems);
-            }
+            const failures = testFailures(runTests(tests, loaded.artifact));
+            if (failures) throw new Refused('test', failures.report, failures.problems);
           }),
         );
       } catch (e) {

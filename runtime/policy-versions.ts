@@ -47,8 +47,8 @@ export interface LoadedVersion {
 export interface VersionStore {
   /** Writes an artifact (unless that version went live before: it is kept as it ran) and loads it: ABI check and self-test. Throws ArtifactError and leaves nothing behind. */
   install(texts: ArtifactTexts): Promise<LoadedVersion>;
-  /** Loads a kept version by its hash or a unique prefix of it; throws when there is none. */
-  load(hashOrPrefix: string): Promise<LoadedVersion>;
+  /** Loads a kept version (one in the history) by its hash; throws when there is none. */
+  load(hash: string): Promise<LoadedVersion>;
   /** Records a version as the live one (it must have been installed), newest first. */
   activate(manifest: ArtifactManifest, origin: VersionOrigin, at: number): Promise<VersionEntry>;
   /** Live version first, then the previous ones. */
@@ -103,11 +103,9 @@ export async function openVersionStore(dir: string, options: { keep?: number } =
         throw e;
       }
     },
-    async load(hashOrPrefix) {
-      const matches = entries.filter((e) => e.hash.startsWith(hashOrPrefix));
-      const hashes = [...new Set(matches.map((e) => e.hash))];
-      if (hashes.length !== 1) throw new Error(hashes.length === 0 ? `no kept version \`${hashOrPrefix}\`` : `\`${hashOrPrefix}\` names ${hashes.length} versions; give more of the hash`);
-      return loadArtifact(hashDir(hashes[0]!));
+    async load(hash) {
+      if (!entries.some((e) => e.hash === hash)) throw new Error(`no kept version \`${hash}\``);
+      return loadArtifact(hashDir(hash));
     },
     async activate(manifest, origin, at) {
       const when = new Date(at).toISOString();

@@ -211,6 +211,9 @@ class RateWindow {
   }
 }
 
+/** Where a rule is, as the status API shows it: `file:line`. */
+const ruleAt = (r: { file: string; line: number } | null) => (r ? `${r.file}:${r.line}` : null);
+
 const formatRate = (r: RateLimit) => `${r.count}/${r.perSeconds === 1 ? 's' : r.perSeconds === 60 ? 'min' : r.perSeconds === 3600 ? 'h' : r.perSeconds === 86400 ? 'd' : `${r.perSeconds}s`} per ${r.scope}`;
 
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
@@ -289,7 +292,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       jobId: m.campaign ?? '',
       tenant: m.tenant ?? '',
       policyVersion: p.manifest.hash,
-      policyRule: reaction?.rule ? `${reaction.rule.file}:${reaction.rule.line}` : '',
+      policyRule: ruleAt(reaction?.rule ?? null) ?? '',
     });
   };
 
@@ -675,22 +678,21 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     queued: spool.pending().reduce((n, m) => n + m.recipients.length, 0),
     inFlight,
     paused: [...paused].sort(),
-    backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: b.rule ? `${b.rule.file}:${b.rule.line}` : null })),
-    suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: s.rule ? `${s.rule.file}:${s.rule.line}` : null })),
+    backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: ruleAt(b.rule) })),
+    suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: ruleAt(s.rule) })),
     queues: queueStatus(),
   });
 
   function queueStatus(): QueueStatus[] {
     const now = clock();
-    const rule = (r: { file: string; line: number } | null) => (r ? `${r.file}:${r.line}` : null);
     const waiting = new Map<string, number>();
     for (const w of work) if (w.queue) waiting.set(w.queue, (waiting.get(w.queue) ?? 0) + w.rcpts.length);
     const names = new Set([...waiting.keys(), ...[...queueStats].filter(([, q]) => q.inFlight > 0 || q.started.sum(now, 60) > 0).map(([name]) => name)]);
     return [...names].sort().map((queue) => {
       const qs = queueStats.get(queue);
       const route = qs?.route ?? (queue.startsWith('default/') ? 'default' : queue);
-      const backoff = [...state.backoffs].find(([k, b]) => k.startsWith(`${queue}|`) && b.until > now)?.[1];
-      const settings = settingsUnderBackoff(policy.artifact.settings(route), backoff?.overrides);
+      const backoffs = [...state.backoffs].filter(([k, b]) => k.startsWith(`${queue}|`) && b.until > now);
+      const settings = settingsUnderBackoff(policy.artifact.settings(route), backoffs[0]?.[1].overrides);
       return {
         queue,
         route,
@@ -700,10 +702,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         sentLastMinute: qs ? qs.started.sum(now, 60) : 0,
         limits: { rate: settings.messageRate.map(formatRate), connections: settings.connections.map((c) => `${c.max} per ${c.scope}`) },
         paused: paused.has(`queue:${queue}`),
-        backoffs: [...state.backoffs].filter(([k, b]) => k.startsWith(`${queue}|`) && b.until > now).map(([k, b]) => ({ source: k.slice(queue.length + 1), until: new Date(b.until).toISOString(), reason: b.reason, rule: rule(b.rule) })),
+        backoffs: backoffs.map(([k, b]) => ({ source: k.slice(queue.length + 1), until: new Date(b.until).toISOString(), reason: b.reason, rule: ruleAt(b.rule) })),
         suspensions: [...state.suspensions]
           .filter(([k, x]) => x.until > now && (k === `destination|${queue}` || k.startsWith(`source|${queue}|`) || k.startsWith(`tenant|${queue}|`)))
-          .map(([k, x]) => ({ target: x.target, who: x.target === 'destination' ? null : k.slice(`${x.target}|${queue}|`.length), until: new Date(x.until).toISOString(), reason: x.reason, rule: rule(x.rule) })),
+          .map(([k, x]) => ({ target: x.target, who: x.target === 'destination' ? null : k.slice(`${x.target}|${queue}|`.length), until: new Date(x.until).toISOString(), reason: x.reason, rule: ruleAt(x.rule) })),
       };
     });
   }

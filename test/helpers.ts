@@ -1,9 +1,10 @@
 /** Shared test helpers: compile from memory, load a built artifact, run the real CLI binary. */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { compile, packageRoot, type CompileResult, type SourceHost } from '../compiler/index.ts';
 import { importArtifactText, type PolicyArtifact } from '../runtime/index.ts';
+import { writeArtifact as writeArtifactTexts } from '../runtime/loader.ts';
 
 export const ROOT = packageRoot();
 
@@ -40,13 +41,10 @@ export function compileRepoFiles(inputs: string[], options: { checkOnly?: boolea
 }
 
 /** Writes a compile result as `petrel build` does (module, map, manifest) into `dir/artifact`; returns that directory. */
-export function writeArtifact(dir: string, result: CompileResult): string {
+export async function writeArtifact(dir: string, result: CompileResult): Promise<string> {
   if (!result.artifact) throw new Error('no artifact: ' + JSON.stringify(result.diagnostics.filter((d) => d.severity === 'error').slice(0, 5)));
   const out = path.join(dir, 'artifact');
-  mkdirSync(out, { recursive: true });
-  writeFileSync(path.join(out, result.artifact.moduleFile), result.artifact.module);
-  writeFileSync(path.join(out, `${result.artifact.moduleFile}.map`), result.artifact.sourceMap);
-  writeFileSync(path.join(out, 'manifest.json'), JSON.stringify(result.artifact.manifest));
+  await writeArtifactTexts(out, result.artifact);
   return out;
 }
 

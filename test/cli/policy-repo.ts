@@ -42,13 +42,3 @@ export function policyRepo(dir: string, files: Record<string, string>): { bare: 
   push(files, 'first version');
   return { bare, work, push };
 }
-
-export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

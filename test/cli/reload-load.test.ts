@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
-import { policyRepo, ratePolicy, until } from './policy-repo.ts';
+import { policyRepo, ratePolicy } from './policy-repo.ts';
+import { until } from '../runtime/fixtures/e2e.ts';
 
 const MESSAGES = 20_000;
 const RELOADS = 50;

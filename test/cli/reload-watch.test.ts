@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
-import { policyRepo, ratePolicy, until } from './policy-repo.ts';
+import { policyRepo, ratePolicy } from './policy-repo.ts';
+import { until } from '../runtime/fixtures/e2e.ts';
 
 let dir: string | undefined;
 let petrel: PetrelProcess | undefined;

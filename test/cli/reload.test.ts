@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileFiles, runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
-import { git, policyRepo, ratePolicy, until } from './policy-repo.ts';
+import { git, policyRepo, ratePolicy } from './policy-repo.ts';
+import { until } from '../runtime/fixtures/e2e.ts';
 
 interface PolicyView {
   current: { hash: string; commit?: string; trigger: string; activatedAt: string; replacedAt?: string; author?: string; subject?: string };

@@ -8,10 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadArtifact } from '../../runtime/loader.ts';
-import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
-import { compileFiles, writeArtifact } from '../helpers.ts';
-import { until } from './fixtures/e2e.ts';
+import type { Runtime } from '../../runtime/runtime.ts';
+import { startFromPolicy, until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 let dir: string;
@@ -36,11 +34,7 @@ async function run(policy: string, sinkOptions: Parameters<typeof startSink>[0] 
       return r;
     },
   });
-  const built = await compileFiles({ 'p.policy': policy });
-  expect(built.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
-  const art = writeArtifact(dir, built);
-  const { artifact, manifest } = await loadArtifact(art);
-  runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: { '*': `127.0.0.1:${sink.port}` }, connectTimeoutMs: 1000 });
+  runtime = await startFromPolicy(dir, policy, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
   return { runtime, sink, times };
 }
 

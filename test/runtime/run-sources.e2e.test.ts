@@ -68,7 +68,7 @@ describe('petrel run: sources, pools and warmup', () => {
       pools: { rotation: ['fresh', 'seasoned'], warm: ['seasoned'] },
       tenants: { shop: 'rotation' },
     });
-    const art = writeArtifact(dir, built);
+    const art = await writeArtifact(dir, built);
     const { artifact, manifest } = await loadArtifact(art);
     // Day 1 of the ramp (2026-11-29): the cold source may send 2 messages to this route.
     const started = Date.now();

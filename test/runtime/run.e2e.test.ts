@@ -36,7 +36,7 @@ beforeEach(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'petrel-e2e-'));
   sink = await startSink({ refuse: (rcpt) => (rcpt.startsWith('unknown@') ? { code: 550, text: '5.1.1 No such user' } : undefined) });
   const built = await compileFiles({ 'e2e.policy': POLICY });
-  const art = writeArtifact(dir, built);
+  const art = await writeArtifact(dir, built);
 });
 afterEach(async () => {
   await runtime?.stop(5_000);
