@@ -3,7 +3,8 @@
  * interpreter on identical inputs, plus compile time, artifact size, load time and heap.
  *
  * Before anything is timed, both sides are asked every input and must give equal
- * answers, so the figures can never compare different results.
+ * answers, so the figures can never compare different results. Two floor rows show what
+ * merely reading the same replies costs on this machine (see docs/performance.md).
  *
  *   npm run bench            a table
  *   npm run bench -- --json  the same figures as JSON
@@ -91,12 +92,24 @@ interface OpFigures {
   ratio: number;
 }
 
+/**
+ * A tinybench run decided by time windows, not iteration counts: tinybench's default
+ * minimum of 64 + 16 iterations made the interpreter's 10,000 route lookups (≈2 s each)
+ * take minutes.
+ */
+const timingBench = () => new Bench({ time: quick ? 200 : 1000, warmupTime: quick ? 50 : 200, iterations: 5, warmupIterations: 2 });
+
+/** Operations per second of task `name` of a finished run, each iteration of which ran `inputs` operations. */
+function opsPerSecond(bench: Bench, name: string, inputs: number, what: string): number {
+  const result = bench.tasks.find((t) => t.name === name)!.result;
+  if (!result || !('throughput' in result)) throw new Error(`${what}: tinybench did not finish ${name}`);
+  return result.throughput.mean * inputs;
+}
+
 /** Ops per second of `fn` over all inputs, both sides, in one tinybench run. */
 async function compare(op: string, set: string, inputs: unknown[], compiled: (x: never) => unknown, reference: (x: never) => unknown): Promise<OpFigures> {
   assertSame(`${op} on ${set}`, inputs, compiled, reference);
-  // Time windows, not iteration counts, decide: tinybench's default minimum of 64 + 16
-  // iterations made the interpreter's 10,000 route lookups (≈2 s each) take minutes.
-  const bench = new Bench({ time: quick ? 200 : 1000, warmupTime: quick ? 50 : 200, iterations: 5, warmupIterations: 2 });
+  const bench = timingBench();
   let sink: unknown;
   bench.add('compiled', () => {
     for (let i = 0; i < inputs.length; i++) sink = compiled(inputs[i] as never);
@@ -106,13 +119,46 @@ async function compare(op: string, set: string, inputs: unknown[], compiled: (x:
   });
   await bench.run();
   void sink;
-  const perSec = (name: string) => {
-    const result = bench.tasks.find((t) => t.name === name)!.result;
-    if (!result || !("throughput" in result)) throw new Error(`${op}: tinybench did not finish ${name}`);
-    return result.throughput.mean * inputs.length;
-  };
+  const perSec = (name: string) => opsPerSecond(bench, name, inputs.length, op);
   const figures = { op, set, inputs: inputs.length, compiledOpsPerSec: perSec('compiled'), interpretedOpsPerSec: perSec('interpreted'), ratio: perSec('compiled') / perSec('interpreted') };
   log(`${op} on ${set}: ${fmt(figures.compiledOpsPerSec)}/s compiled, ${fmt(figures.interpretedOpsPerSec)}/s interpreted, ×${figures.ratio.toFixed(1)}`);
+  return figures;
+}
+
+/**
+ * What reading the replies costs on this machine, whatever decides about them: every
+ * character read once, and the cheapest automaton there is (one class lookup and one
+ * dependent table step per character, over a table small enough to stay in the L1 cache).
+ * Any matcher that must see every character of a reply is bounded by these rates.
+ */
+async function replyFloor(texts: string[]): Promise<{ readOpsPerSec: number; stepOpsPerSec: number; meanLength: number }> {
+  const classes = new Uint8Array(65536);
+  for (let c = 0; c < classes.length; c++) classes[c] = (c * 2654435761) >>> 28; // 16 classes
+  const width = 16;
+  const table = new Int32Array(4 * width);
+  for (let i = 0; i < table.length; i++) table[i] = ((i * 7) % 4) * width;
+  let sink = 0;
+  const bench = timingBench();
+  bench.add('read', () => {
+    for (let t = 0; t < texts.length; t++) {
+      const text = texts[t]!;
+      let sum = 0;
+      for (let i = 0; i < text.length; i++) sum += text.charCodeAt(i);
+      sink ^= sum;
+    }
+  });
+  bench.add('step', () => {
+    for (let t = 0; t < texts.length; t++) {
+      const text = texts[t]!;
+      let row = 0;
+      for (let i = 0; i < text.length; i++) row = table[row + classes[text.charCodeAt(i)]!]!;
+      sink ^= row;
+    }
+  });
+  await bench.run();
+  void sink;
+  const figures = { readOpsPerSec: opsPerSecond(bench, 'read', texts.length, 'floor'), stepOpsPerSec: opsPerSecond(bench, 'step', texts.length, 'floor'), meanLength: texts.reduce((n, t) => n + t.length, 0) / texts.length };
+  log(`floor: reading each reply ${fmt(figures.readOpsPerSec)}/s, one table step a character ${fmt(figures.stepOpsPerSec)}/s (mean ${figures.meanLength.toFixed(0)} characters)`);
   return figures;
 }
 
@@ -151,10 +197,12 @@ ops.push(await compare('settings', 'shipped', settingsInputs, (x: SettingsIn) =>
 ops.push(await compare('retryDelay', 'shipped', attempts, (x: AttemptIn) => s.compiled.retryDelay(x.route, x.attempt), (x: AttemptIn) => s.reference.retryDelay(x.route, x.attempt)));
 if (warmupInputs.length) ops.push(await compare('warmupLimit', 'shipped', warmupInputs, (x: WarmupIn) => s.compiled.warmupLimit(x.ramp, x.route, x.day), (x: WarmupIn) => s.reference.warmupLimit(x.ramp, x.route, x.day)));
 
+const floor = await replyFloor(replies.map((r) => r.reply));
 const loads = { shipped: measureLoad(s.file), gen10k: measureLoad(g.file) };
 const figures = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
   ops,
+  floor,
   compileMs: { shipped: shipped.ms, domains1k_rules2k: compiled1k.ms, domains10k_rules2k: compiled10k.ms },
   artifactBytes: { shipped: Buffer.byteLength(shipped.result.artifact!.module), domains10k_rules2k: Buffer.byteLength(compiled10k.result.artifact!.module) },
   loadMs: { shipped: loads.shipped.loadMs, domains10k_rules2k: loads.gen10k.loadMs },
@@ -170,6 +218,7 @@ else {
     '',
     `${'operation'.padEnd(12)} ${'set'.padEnd(12)} ${'compiled/s'.padStart(12)} ${'interpreted/s'.padStart(14)} ${'ratio'.padStart(7)}`,
     ...ops.map((o) => `${o.op.padEnd(12)} ${o.set.padEnd(12)} ${fmt(o.compiledOpsPerSec).padStart(12)} ${fmt(o.interpretedOpsPerSec).padStart(14)} ${('×' + o.ratio.toFixed(1)).padStart(7)}`),
+    `${'floor'.padEnd(12)} ${'replies'.padEnd(12)} read every character ${fmt(floor.readOpsPerSec)}/s; one table step a character ${fmt(floor.stepOpsPerSec)}/s (mean ${floor.meanLength.toFixed(0)} characters)`,
     '',
     `compile (text → artifact): shipped ${figures.compileMs.shipped.toFixed(0)} ms; 1k domains + 2k rules ${figures.compileMs.domains1k_rules2k.toFixed(0)} ms; 10k domains + 2k rules ${figures.compileMs.domains10k_rules2k.toFixed(0)} ms`,
     `artifact size: shipped ${(figures.artifactBytes.shipped / 1024).toFixed(0)} KB; 10k domains ${(figures.artifactBytes.domains10k_rules2k / 1024).toFixed(0)} KB`,

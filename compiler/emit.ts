@@ -200,7 +200,7 @@ function deepFreeze(value) {
   });
   out.push('];');
   out.push('const RULE_ROWS = new Array(RULE_TEXT.length);');
-  out.push('function ruleRow(id) {\n  return (RULE_ROWS[id] = JSON.parse(RULE_TEXT[id]));\n}');
+  out.push('function ruleRow(id) {\n  const row = JSON.parse(RULE_TEXT[id]);\n  if (row[5] !== null) deepFreeze(row[5]);\n  return (RULE_ROWS[id] = row);\n}');
   out.push(MATCH_CODE);
   out.push('// For each distinct rule list: the rules to try for each reply code class (index 0: no code), with their gates.');
   out.push(`const CHAINS = ${data(plan.chains.map((c) => [0, 1, 2, 3, 4, 5].map((cls) => (c.byClass[cls] ?? []).flatMap((id) => [id, rows.get(id)!.gate]))))};`);
@@ -243,7 +243,7 @@ function react(routeId, reply, phase) {
   const cls = P.code === 0 ? 0 : (P.code / 100) | 0;
   const rule = firstMatch(CHAINS[chain][cls], P, phase === undefined ? -1 : (PHASE_BITS.get(phase) ?? 0));
   if (rule === null) return fallback(P);
-  return rule[5] !== null ? deepFreeze(rule[5]) : ruleOutcome(rule[0], P);
+  return rule[5] !== null ? rule[5] : ruleOutcome(rule[0], P);
 }
 
 // Retry delays without a reply for the first attempts, computed per route on first use

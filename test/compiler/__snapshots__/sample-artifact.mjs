@@ -433,7 +433,9 @@ var RULE_TEXT = [
 ];
 var RULE_ROWS = new Array(RULE_TEXT.length);
 function ruleRow(id) {
-  return RULE_ROWS[id] = JSON.parse(RULE_TEXT[id]);
+  const row = JSON.parse(RULE_TEXT[id]);
+  if (row[5] !== null) deepFreeze(row[5]);
+  return RULE_ROWS[id] = row;
 }
 var REGEX = [];
 var PHASE_BITS = /* @__PURE__ */ new Map([["connect", 1], ["ehlo", 2], ["mail", 4], ["rcpt", 8], ["data", 16]]);
@@ -506,7 +508,7 @@ function react(routeId, reply, phase) {
   const cls = P.code === 0 ? 0 : P.code / 100 | 0;
   const rule = firstMatch(CHAINS[chain][cls], P, phase === void 0 ? -1 : PHASE_BITS.get(phase) ?? 0);
   if (rule === null) return fallback(P);
-  return rule[5] !== null ? deepFreeze(rule[5]) : ruleOutcome(rule[0], P);
+  return rule[5] !== null ? rule[5] : ruleOutcome(rule[0], P);
 }
 var RETRY_TABLE = new Array(BASE.length);
 function retryTable(i) {
