@@ -339,27 +339,23 @@ function messageHeader(message: Readonly<SpoolMessage>, done?: ReadonlyMap<strin
   return header;
 }
 
-function parseRetry(value: unknown): Map<string, RetryState> | undefined {
+/** A per-recipient field of a header: absent is empty; undefined when it is not an object or `read` refuses an entry. */
+function perRecipient<T>(value: unknown, read: (entry: unknown) => T | undefined): Map<string, T> | undefined {
   if (value === undefined) return new Map();
   if (typeof value !== 'object' || value === null) return undefined;
-  const out = new Map<string, RetryState>();
-  for (const [rcpt, pair] of Object.entries(value)) {
-    if (!Array.isArray(pair) || pair.length !== 2 || !Number.isInteger(pair[0]) || !Number.isFinite(pair[1])) return undefined;
-    out.set(rcpt, { attempts: pair[0] as number, nextAttemptAt: pair[1] as number });
+  const out = new Map<string, T>();
+  for (const [rcpt, entry] of Object.entries(value)) {
+    const parsed = read(entry);
+    if (parsed === undefined) return undefined;
+    out.set(rcpt, parsed);
   }
   return out;
 }
 
-function parseDone(value: unknown): Map<string, Outcome> | undefined {
-  if (value === undefined) return new Map();
-  if (typeof value !== 'object' || value === null) return undefined;
-  const out = new Map<string, Outcome>();
-  for (const [rcpt, outcome] of Object.entries(value)) {
-    if (!isString(outcome) || !OUTCOMES.has(outcome)) return undefined;
-    out.set(rcpt, outcome as Outcome);
-  }
-  return out;
-}
+const parseRetry = (value: unknown) =>
+  perRecipient<RetryState>(value, (pair) => (Array.isArray(pair) && pair.length === 2 && Number.isInteger(pair[0]) && Number.isFinite(pair[1]) ? { attempts: pair[0] as number, nextAttemptAt: pair[1] as number } : undefined));
+
+const parseDone = (value: unknown) => perRecipient<Outcome>(value, (outcome) => (isString(outcome) && OUTCOMES.has(outcome) ? (outcome as Outcome) : undefined));
 
 type ParsedRecord =
   | { kind: 'message'; message: Readonly<SpoolMessage>; done: Map<string, Outcome>; retry: Map<string, RetryState> }
