@@ -3,30 +3,17 @@
  * triggered backoff starts on its Nth deferral, shows in the status API with its rule,
  * and ends after its duration.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
-import { startFromPolicy, until } from './fixtures/e2e.ts';
-import { startSink, type Sink } from './fixtures/sink.ts';
+import { e2eCase, until } from './fixtures/e2e.ts';
+import type { Sink, SinkOptions } from './fixtures/sink.ts';
 
-let dir: string;
-let runtime: Runtime | undefined;
-let sink: Sink | undefined;
-afterEach(async () => {
-  await runtime?.stop(5_000);
-  runtime = undefined;
-  await sink?.close();
-  sink = undefined;
-  rmSync(dir, { recursive: true, force: true });
-});
+const t = e2eCase('policy');
 
-async function run(policy: string, sinkOptions: Parameters<typeof startSink>[0] = {}): Promise<{ runtime: Runtime; sink: Sink; times: number[] }> {
-  dir = mkdtempSync(path.join(tmpdir(), 'petrel-policy-'));
+async function run(policy: string, sinkOptions: SinkOptions = {}): Promise<{ runtime: Runtime; sink: Sink; times: number[] }> {
   const times: number[] = [];
-  sink = await startSink({
+  const sink = await t.sink({
     ...sinkOptions,
     refuse: (rcpt, remote) => {
       const r = sinkOptions.refuse?.(rcpt, remote);
@@ -34,7 +21,7 @@ async function run(policy: string, sinkOptions: Parameters<typeof startSink>[0] 
       return r;
     },
   });
-  runtime = await startFromPolicy(dir, policy, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
+  const runtime = await t.start(policy, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
   return { runtime, sink, times };
 }
 

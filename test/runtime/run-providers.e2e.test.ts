@@ -6,28 +6,18 @@
  * its route's source. Replies are judged by the shipped stdlib (`rules bounces`), so the
  * categories asserted are the stdlib's.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Runtime, RuntimeOptions } from '../../runtime/runtime.ts';
-import { readAccounting, startFromPolicy, until, type AccountingRow } from './fixtures/e2e.ts';
-import { startSink, type Sink, type SinkOptions } from './fixtures/sink.ts';
+import { e2eCase, readAccounting, until, type AccountingRow } from './fixtures/e2e.ts';
+import type { Sink, SinkOptions } from './fixtures/sink.ts';
 
 /** Short curve, no jitter in effect (the tests pass `random: () => 0.5`). */
 const CURVE = 'retry {\n    after 1s\n    then every 1s\n  }';
 
-let dir: string;
-let runtime: Runtime | undefined;
-const sinks: Sink[] = [];
-afterEach(async () => {
-  await runtime?.stop(2_000);
-  runtime = undefined;
-  for (const s of sinks.splice(0)) await s.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const t = e2eCase('providers', 2_000);
 
 /** A scripted MX; every RCPT it sees is logged with its time and the reply given. */
 interface Mx {
@@ -38,7 +28,7 @@ interface Mx {
 
 async function mx(script: { refuse?: (rcpt: string, seen: number) => string | undefined } & Omit<SinkOptions, 'refuse'> = {}): Promise<Mx> {
   const log: Mx = { sink: undefined as unknown as Sink, rcpts: [], connectedAt: [] };
-  const sink = await startSink({
+  const sink = await t.sink({
     ...script,
     bannerDelayMs: (n) => {
       log.connectedAt.push(Date.now());
@@ -52,16 +42,13 @@ async function mx(script: { refuse?: (rcpt: string, seen: number) => string | un
       return { code: Number(m[1]), text: m[2]! };
     },
   });
-  sinks.push(sink);
   log.sink = sink;
   return log;
 }
 
-async function start(policy: string, routes: Record<string, Mx>, extra: Partial<RuntimeOptions> = {}): Promise<Runtime> {
-  dir = mkdtempSync(path.join(tmpdir(), 'petrel-providers-'));
+function start(policy: string, routes: Record<string, Mx>, extra: Partial<RuntimeOptions> = {}): Promise<Runtime> {
   const mxOverride = Object.fromEntries(Object.entries(routes).map(([domain, m]) => [domain, `127.0.0.1:${m.sink.port}`]));
-  runtime = await startFromPolicy(dir, policy, { mxOverride, random: () => 0.5, ...extra });
-  return runtime;
+  return t.start(policy, { mxOverride, random: () => 0.5, ...extra });
 }
 
 async function submit(port: number, to: string[]): Promise<void> {
@@ -76,8 +63,8 @@ async function submit(port: number, to: string[]): Promise<void> {
 /** Accounting after a clean stop (the writer flushes on close). */
 async function stopAndReadAccounting(r: Runtime): Promise<AccountingRow[]> {
   await r.stop(2_000);
-  runtime = undefined;
-  return readAccounting(path.join(dir, 'acct'));
+  t.runtime = undefined;
+  return readAccounting(path.join(t.dir, 'acct'));
 }
 
 const byRcpt = (rows: AccountingRow[], rcpt: string) => rows.filter((row) => row.rcpt === rcpt);
@@ -138,7 +125,7 @@ describe('petrel run against scripted providers', () => {
     expect(byRcpt(rows, 'full@quota.example').at(-1)).toMatchObject({ dsnAction: 'failed', dsnDiag: 'smtp;452 4.2.2 The recipient\'s inbox is out of storage space' });
     expect(byRcpt(rows, 'nobody@strict.example').at(-1)).toMatchObject({ dsnStatus: '5.1.1', dsnAction: 'failed' });
     // What reached the MXs: one copy of each delivered message, nothing of what bounced.
-    const delivered = sinks.flatMap((x) => x.received.flatMap((m) => m.to)).sort();
+    const delivered = t.sinks.flatMap((x) => x.received.flatMap((m) => m.to)).sort();
     expect(delivered).toEqual(finals.filter((row) => row.type === 'd').map((row) => row.rcpt).sort());
   }, 90_000);
 

@@ -3,14 +3,11 @@
  * another pool's source, `skip-mx` at once on the next MX host — and neither loops. And
  * what reactions and operators decided (suspensions, pauses) survives a restart.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
-import { readAccounting, startFromPolicy, until } from './fixtures/e2e.ts';
-import { startSink, type Sink } from './fixtures/sink.ts';
+import { e2eCase, readAccounting, until } from './fixtures/e2e.ts';
 
 const POLICY = `policy reactions version 1
 
@@ -61,35 +58,22 @@ default {
 }
 `;
 
-let dir: string;
-let runtime: Runtime | undefined;
-const sinks: Sink[] = [];
-afterEach(async () => {
-  await runtime?.stop(5_000);
-  runtime = undefined;
-  for (const s of sinks.splice(0)) await s.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const t = e2eCase('reactions');
 
-async function start(mx: string): Promise<Runtime> {
-  runtime = await startFromPolicy(dir, POLICY, { mxOverride: { '*': mx } });
-  return runtime;
-}
+const start = (mx: string): Promise<Runtime> => t.start(POLICY, { mxOverride: { '*': mx } });
 
 /** Accounting rows of the final kinds (d, b, t), as CSV lines. */
-const accounting = () => readAccounting(path.join(dir, 'acct')).filter((row) => ['d', 'b', 't'].includes(row.type));
+const accounting = () => readAccounting(path.join(t.dir, 'acct')).filter((row) => ['d', 'b', 't'].includes(row.type));
 
 describe('petrel run: reroute and skip-mx', () => {
   it('reroutes a deferral from the cold pool through the warm pool at once', async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'petrel-reroute-'));
     const tried: string[] = [];
-    const sink = await startSink({
+    const sink = await t.sink({
       refuse: (_rcpt, remote) => {
         tried.push(remote);
         return remote === '127.0.0.2' ? { code: 421, text: '4.7.0 Too much volume from this IP, try later' } : undefined;
       },
     });
-    sinks.push(sink);
     const r = await start(`127.0.0.1:${sink.port}`);
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
     const sent = Date.now();
@@ -101,7 +85,7 @@ describe('petrel run: reroute and skip-mx', () => {
     expect(sink.received[0]).toMatchObject({ remote: '127.0.0.3', ehlo: 'warm.petrel.test' });
     // Stopping flushes accounting.
     await r.stop(5_000);
-    runtime = undefined;
+    t.runtime = undefined;
     const lines = accounting();
     expect(lines.map((row) => [row.type, row.bounceCat, row.vmta])).toEqual([
       ['t', 'policy-related', 'cold'],
@@ -110,15 +94,13 @@ describe('petrel run: reroute and skip-mx', () => {
   });
 
   it('a deferral that rerouting cannot help waits for its retry instead of looping', async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'petrel-reroute-'));
     const tried: string[] = [];
-    const sink = await startSink({
+    const sink = await t.sink({
       refuse: (_rcpt, remote) => {
         tried.push(remote);
         return { code: 421, text: '4.7.0 Too much volume from this IP, try later' };
       },
     });
-    sinks.push(sink);
     const r = await start(`127.0.0.1:${sink.port}`);
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
     await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x', headers: { 'X-Petrel-Tenant': 'shop' } });
@@ -130,11 +112,9 @@ describe('petrel run: reroute and skip-mx', () => {
   });
 
   it('skip-mx moves a recipient to the next MX host at once, and not in circles', async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'petrel-skipmx-'));
     const busy = (rcpt: string) => (rcpt.startsWith('both') ? { code: 451, text: '4.3.0 Temporary problem, try another host' } : undefined);
-    const first = await startSink({ refuse: (rcpt) => ({ code: 451, text: `4.3.0 Temporary problem, try another host (${rcpt})` }) });
-    const second = await startSink({ refuse: (rcpt) => busy(rcpt) });
-    sinks.push(first, second);
+    const first = await t.sink({ refuse: (rcpt) => ({ code: 451, text: `4.3.0 Temporary problem, try another host (${rcpt})` }) });
+    const second = await t.sink({ refuse: (rcpt) => busy(rcpt) });
     const r = await start(`127.0.0.1:${first.port}, 127.0.0.1:${second.port}`);
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
     await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x' });
@@ -150,9 +130,7 @@ describe('petrel run: reroute and skip-mx', () => {
   });
 
   it('keeps suspensions and pauses across a restart', async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'petrel-state-'));
-    const sink = await startSink({ refuse: () => ({ code: 421, text: '4.7.0 Too many messages, come back in an hour' }) });
-    sinks.push(sink);
+    const sink = await t.sink({ refuse: () => ({ code: 421, text: '4.7.0 Too many messages, come back in an hour' }) });
     let r = await start(`127.0.0.1:${sink.port}`);
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
     await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x' });
@@ -161,7 +139,7 @@ describe('petrel run: reroute and skip-mx', () => {
     expect(paused.status).toBe(200);
     const before = r.status();
     await r.stop(5_000);
-    runtime = undefined;
+    t.runtime = undefined;
 
     r = await start(`127.0.0.1:${sink.port}`);
     const after = r.status();

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
 import { createSubmissionServer, hashPassword, verifyPassword, type SubmissionOptions } from '../../runtime/submission-smtp.ts';
-import { readAccounting, selfSignedCertificate, startFromPolicy, until } from './fixtures/e2e.ts';
-import { startSink, type Sink } from './fixtures/sink.ts';
+import { e2eCase, readAccounting, selfSignedCertificate, until } from './fixtures/e2e.ts';
+import type { Sink } from './fixtures/sink.ts';
 
 const NAME = 'submit.petrel.test';
 const OUTSIDE = '127.0.0.2';
@@ -31,21 +31,12 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
-let dir: string;
+const t = e2eCase('submission', 2_000);
 let sink: Sink;
-let runtime: Runtime | undefined;
-afterEach(async () => {
-  await runtime?.stop(2_000);
-  runtime = undefined;
-  await sink?.close();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 async function start(smtp: Partial<SubmissionOptions>): Promise<Runtime> {
-  dir = mkdtempSync(path.join(tmpdir(), 'petrel-submission-'));
-  sink = await startSink();
-  runtime = await startFromPolicy(dir, POLICY, { smtp: { host: '127.0.0.1', port: 0, clientNetworks: ['127.0.0.1'], ...smtp }, mxOverride: { '*': `127.0.0.1:${sink.port}` } });
-  return runtime;
+  sink = await t.sink();
+  return t.start(POLICY, { smtp: { host: '127.0.0.1', port: 0, clientNetworks: ['127.0.0.1'], ...smtp }, mxOverride: { '*': `127.0.0.1:${sink.port}` } });
 }
 
 /** A client connection from 127.0.0.2 that verifies our certificate (so TLS is with *this* server). */
@@ -98,8 +89,8 @@ describe('SMTP submission: STARTTLS and AUTH', () => {
     await until('delivery', () => r.status().delivered === 1);
     expect(sink.received.map((m) => m.to)).toEqual([['plain@relay.example']]);
     await r.stop(1000);
-    runtime = undefined;
-    expect(readAccounting(path.join(dir, 'acct')).map((row) => [row.type, row.rcpt])).toEqual([
+    t.runtime = undefined;
+    expect(readAccounting(path.join(t.dir, 'acct')).map((row) => [row.type, row.rcpt])).toEqual([
       ['r', 'plain@relay.example'],
       ['d', 'plain@relay.example'],
     ]);

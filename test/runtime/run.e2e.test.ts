@@ -3,15 +3,12 @@
  * runtime spools and delivers to a scripted smtp-server acting as the receiving MX, and
  * accounting records what the policy decided.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadArtifact } from '../../runtime/loader.ts';
-import { startRuntime, type Runtime } from '../../runtime/runtime.ts';
-import { compileFiles, writeArtifact } from '../helpers.ts';
-import { until } from './fixtures/e2e.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Runtime, RuntimeOptions } from '../../runtime/runtime.ts';
+import { e2eCase, until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 const POLICY = `policy e2e version 1.0.0
@@ -29,26 +26,14 @@ default {
 }
 `;
 
-let dir: string;
+const t = e2eCase('e2e');
 let sink: Sink;
-let runtime: Runtime | undefined;
 beforeEach(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'petrel-e2e-'));
-  sink = await startSink({ refuse: (rcpt) => (rcpt.startsWith('unknown@') ? { code: 550, text: '5.1.1 No such user' } : undefined) });
-  const built = await compileFiles({ 'e2e.policy': POLICY });
-  const art = await writeArtifact(dir, built);
-});
-afterEach(async () => {
-  await runtime?.stop(5_000);
-  runtime = undefined;
-  await sink.close();
-  rmSync(dir, { recursive: true, force: true });
+  sink = await t.sink({ refuse: (rcpt) => (rcpt.startsWith('unknown@') ? { code: 550, text: '5.1.1 No such user' } : undefined) });
 });
 
-async function start(override: Record<string, string>, extra: Partial<Parameters<typeof startRuntime>[0]> = {}): Promise<Runtime> {
-  const { artifact, manifest } = await loadArtifact(path.join(dir, 'artifact'));
-  runtime = await startRuntime({ artifact, manifest, spoolDir: path.join(dir, 'spool'), accountingDir: path.join(dir, 'acct'), smtp: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, mxOverride: override, ehlo: 'petrel.test', connectTimeoutMs: 1000, greetingTimeoutMs: 2000, ...extra });
-  return runtime;
+function start(override: Record<string, string>, extra: Partial<RuntimeOptions> = {}): Promise<Runtime> {
+  return t.start(POLICY, { mxOverride: override, greetingTimeoutMs: 2000, ...extra }, 'e2e.policy');
 }
 
 function submit(port: number, to: string[], headers: Record<string, string> = {}) {
@@ -57,8 +42,8 @@ function submit(port: number, to: string[], headers: Record<string, string> = {}
 }
 
 function accounting(): string[][] {
-  const files = readdirSync(path.join(dir, 'acct'));
-  return files.flatMap((f) => readFileSync(path.join(dir, 'acct', f), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',')));
+  const files = readdirSync(path.join(t.dir, 'acct'));
+  return files.flatMap((f) => readFileSync(path.join(t.dir, 'acct', f), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',')));
 }
 
 describe('petrel run (first assembly)', () => {
@@ -85,7 +70,7 @@ describe('petrel run (first assembly)', () => {
       expect(metrics).toMatch(/^petrel_delivery_sessions_lost_total 0$/m);
     } else expect(metrics).not.toContain('petrel_delivery_threads');
     await r.stop(1000);
-    runtime = undefined;
+    t.runtime = undefined;
     const rows = accounting();
     const byRcpt = Object.fromEntries(rows.map((row) => [row[4], row]));
     expect(byRcpt['ok@a.example']).toMatchObject({ 0: 'd', 5: 'relayed', 12: 'black-friday', 13: 'shop', 14: hash });
@@ -113,13 +98,13 @@ describe('petrel run (first assembly)', () => {
     await until('a deferral', () => r.status().deferred >= 1);
     expect(r.status()).toMatchObject({ delivered: 0, bounced: 0, queued: 1 });
     await r.stop(1000);
-    runtime = undefined;
+    t.runtime = undefined;
     r = await start({ '*': `127.0.0.1:${sink.port}` });
     expect(r.status().queued).toBe(1);
     await until('delivery after restart', () => r.status().delivered === 1, 20_000);
     expect(sink.received.map((m) => m.to)).toEqual([['later@b.example']]);
     await r.stop(1000);
-    runtime = undefined;
+    t.runtime = undefined;
     const types = accounting().filter((row) => row[4] === 'later@b.example').map((row) => row[0]);
     // Received, then queue-level deferrals (no reply from any host), then delivered.
     expect(types[0]).toBe('r');
@@ -145,7 +130,7 @@ describe('petrel run (first assembly)', () => {
     expect(sink.received[0]!.raw).toContain('hello over http');
     expect(sink.received[0]!.raw).not.toMatch(/X-Petrel-/i);
     await r.stop(1000);
-    runtime = undefined;
+    t.runtime = undefined;
     const row = accounting().find((x) => x[4] === 'x@c.example' && x[0] === 'd')!;
     expect(row).toMatchObject({ 0: 'd', 12: 'api', 13: 'shop' });
   });
