@@ -24,7 +24,8 @@ import type { ArtifactTexts } from './loader.ts';
 import { testFailures, type CompileAnswer, type PolicyCompiler, type Problem } from './policy-compiler.ts';
 import { commitInfo, exportCommit, resolveRef } from './policy-git.ts';
 import type { LoadedVersion, VersionEntry, VersionOrigin, VersionStore } from './policy-versions.ts';
-import type { HttpHelpers, Runtime } from './runtime.ts';
+import type { HttpHelpers } from './http-api.ts';
+import type { Runtime } from './runtime.ts';
 
 /** Where the policy comes from. */
 export type PolicySource =

@@ -12,15 +12,13 @@
  * No module state: everything lives in the object `startRuntime` returns.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, RateLimit, Reaction } from './abi.ts';
 import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
-import { takeControlHeaders } from './headers.ts';
-import { checkSubmission, composeSubmission } from './http-submission.ts';
+import { startHttpApi, type HttpApiOptions, type HttpRoutes } from './http-api.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState, type PolicyStateSnapshot } from './policy-state.ts';
@@ -35,8 +33,8 @@ export interface RuntimeOptions {
   spoolDir: string;
   accountingDir: string;
   smtp: SubmissionOptions;
-  /** `apiKeys`: with any, HTTP submission needs one (`Authorization: Bearer KEY` or `X-Api-Key`); without, only client networks may submit. */
-  http: { host: string; port: number; apiKeys?: string[] };
+  /** The HTTP API (http-api.ts): where it listens and who may call it. */
+  http: HttpApiOptions;
   /** Domain (or `*`) → `host:port`: where to deliver instead of the domain's MX. */
   mxOverride?: Record<string, string>;
   /** Our EHLO name. */
@@ -112,15 +110,7 @@ export interface Runtime {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** What an extra HTTP route gets besides the request: the runtime's answer helpers. */
-export interface HttpHelpers {
-  send(res: ServerResponse, code: number, body: unknown): void;
-  /** The same check the pause and submission endpoints make (API key, else client network). */
-  authorized(req: IncomingMessage): boolean;
-  /** Reads a JSON body of at most `maxBytes`; answers 400/413 itself and resolves undefined then. */
-  readJson(req: IncomingMessage, res: ServerResponse, maxBytes?: number): Promise<unknown>;
-}
-export type HttpRoutes = (req: IncomingMessage, res: ServerResponse, helpers: HttpHelpers) => boolean;
+export type { HttpHelpers, HttpRoutes } from './http-api.ts';
 
 /** A loaded version with what the scheduler derives from its manifest. */
 interface LivePolicy {
@@ -709,100 +699,22 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
     });
   }
-  const send = (res: ServerResponse, code: number, body: unknown) => {
-    res.writeHead(code, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
-  };
-  const apiKeys = new Set(options.http.apiKeys ?? []);
-  /** With API keys configured, a request must carry one; without, only client networks may call. */
-  const authorized = (req: IncomingMessage) => {
-    if (apiKeys.size === 0) return fromClientNetwork(req.socket.remoteAddress);
-    const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const key = bearer ?? (req.headers['x-api-key'] as string | undefined);
-    return key !== undefined && apiKeys.has(key);
-  };
-  const maxBody = options.smtp.maxMessageBytes ?? 50 * 1024 * 1024;
-  const readJson = (req: IncomingMessage, res: ServerResponse, maxBytes = 1024 * 1024): Promise<unknown> =>
-    new Promise((resolve) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size <= maxBytes) chunks.push(c);
-      });
-      req.on('end', () => {
-        if (size > maxBytes) {
-          send(res, 413, { error: `body larger than ${maxBytes} bytes` });
-          return resolve(undefined);
-        }
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
-        } catch {
-          send(res, 400, { error: 'body is not JSON' });
-          resolve(undefined);
-        }
-      });
-    });
-  const helpers: HttpHelpers = { send, authorized, readJson };
-  const http: HttpServer = createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/api/v1/status') return send(res, 200, status());
-    if (req.method === 'GET' && req.url === '/metrics') {
-      registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
-          res.end(text);
-        },
-        (e: Error) => send(res, 500, { error: e.message }),
-      );
-      return;
-    }
-    const control = /^\/api\/v1\/(pause|resume)$/.exec(req.url ?? '');
-    if (control) {
-      if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
-      if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });
-      void readJson(req, res).then((parsed) => {
-        if (parsed === undefined) return;
-        const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as { queue?: unknown; source?: unknown; tenant?: unknown };
-        const given = (['queue', 'source', 'tenant'] as const).filter((k) => typeof body[k] === 'string');
-        if (given.length !== 1 || Object.keys(body).length !== 1) return send(res, 400, { error: 'give exactly one of `queue`, `source` or `tenant`' });
-        const key = `${given[0]}:${body[given[0]!] as string}`;
-        if (control[1] === 'pause') paused.add(key);
-        else paused.delete(key);
-        stateDirty = true;
-        void saveState();
-        schedule(0);
-        send(res, 200, { paused: [...paused].sort() });
-      });
-      return;
-    }
-    if (req.url === '/api/v1/messages') {
-      if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
-      if (!authorized(req)) return send(res, 401, { error: 'missing or unknown API key' });
-      if (stopping) return send(res, 503, { error: 'shutting down; try again later' });
-      void readJson(req, res, maxBody).then((body) => {
-        if (body === undefined) return;
-        const checked = checkSubmission(body);
-        if (!checked.ok) return send(res, 400, { error: checked.error });
-        const request = checked.request;
-        composeSubmission(request)
-          .then((raw) => {
-            const taken = takeControlHeaders(raw);
-            const values = { ...taken.values, ...(request.tenant ? { tenant: request.tenant } : {}), ...(request.pool ? { pool: request.pool } : {}), ...(request.campaign ? { campaign: request.campaign } : {}) };
-            return acceptMessage({ from: request.from, to: request.to }, taken.message, values);
-          })
-          .then(
-            (id) => send(res, 202, { id }),
-            (e: Error) => send(res, 503, { error: `not accepted: ${e.message}` }),
-          );
-      });
-      return;
-    }
-    if (options.httpRoutes?.(req, res, helpers)) return;
-    send(res, 404, { error: 'not found' });
-  });
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(options.http.port, options.http.host, () => resolve());
+  const http = await startHttpApi(options.http, {
+    status,
+    registry,
+    setPaused(key, on) {
+      if (on) paused.add(key);
+      else paused.delete(key);
+      stateDirty = true;
+      void saveState();
+      schedule(0);
+      return [...paused].sort();
+    },
+    acceptMessage,
+    stopping: () => stopping,
+    fromClientNetwork,
+    maxBodyBytes: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
+    routes: options.httpRoutes,
   });
 
   /** Writes the state file when something changed: every 2 s at most, and on stop and pause. */
