@@ -3,13 +3,16 @@
 /**
  * - `closed`: the spool was closed.
  * - `failed`: an fsync failed earlier; nothing since can be vouched for; close and reopen.
- * - `write-failed`: this write failed (disk full, I/O error); nothing was acknowledged.
+ * - `no-space`: the file system is full (ENOSPC, EDQUOT): a new message was refused and
+ *   nothing was acknowledged. Intake answers `452 4.3.1` (SMTP) or 503 (HTTP): try later.
+ *   The spool accepts again by itself once space returns.
+ * - `write-failed`: this write failed (an I/O error); nothing was acknowledged.
  * - `invalid`: the arguments are wrong (a caller bug).
  * - `duplicate-id`, `unknown-message`, `unknown-recipient`: as named.
  * - `corrupt`: stored bytes no longer match their checksum.
  * - `locked`: another live process (or this one) has the spool open.
  */
-export type SpoolErrorCode = 'closed' | 'failed' | 'write-failed' | 'invalid' | 'duplicate-id' | 'unknown-message' | 'unknown-recipient' | 'corrupt' | 'locked';
+export type SpoolErrorCode = 'closed' | 'failed' | 'no-space' | 'write-failed' | 'invalid' | 'duplicate-id' | 'unknown-message' | 'unknown-recipient' | 'corrupt' | 'locked';
 
 export class SpoolError extends Error {
   override readonly name = 'SpoolError';
