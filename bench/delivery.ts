@@ -363,7 +363,7 @@ async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Resu
   const ports = await new Promise<{ smtp: number; http: number }>((resolve, reject) => {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       stderr += d;
-      const m = /SMTP on port (\d+), HTTP on port (\d+)/.exec(stderr);
+      const m = /SMTP on 127\.0\.0\.1:(\d+), HTTP on 127\.0\.0\.1:(\d+)/.exec(stderr);
       if (m) resolve({ smtp: Number(m[1]), http: Number(m[2]) });
     });
     child.once('exit', (c) => reject(new Error(`petrel run exited ${c}: ${stderr.trim()}`)));

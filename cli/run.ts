@@ -62,6 +62,11 @@ function listen(value: string, flag: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+/** `host:port` as a client would write it (`[::1]:25`; `*:25` for every address). */
+function hostPort(host: string, port: number): string {
+  return `${host === '' ? '*' : host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 /** The configuration file, as runtime/config.schema.json describes it. */
 interface RunConfig {
   policies?: string[];
@@ -200,21 +205,23 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.policy;
   }
   const { artifact, manifest } = first.loaded;
+  const smtpAt = listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp');
+  const httpAt = listen(values.http ?? config.http?.listen ?? '127.0.0.1:8025', '--http');
   const runtime = await startRuntime({
     artifact,
     manifest,
     httpRoutes: control.httpRoutes,
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
-    smtp: { ...listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp'), ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
-    http: { ...listen(values.http ?? config.http?.listen ?? '127.0.0.1:8025', '--http'), ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
+    smtp: { ...smtpAt, ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
+    http: { ...httpAt, ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
     ...(config.ehlo ? { ehlo: config.ehlo } : {}),
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
     ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),
     ...(mxOverride ? { mxOverride } : {}),
   });
   control.attach(runtime);
-  io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on port ${runtime.smtpPort}, HTTP on port ${runtime.httpPort}\n`);
+  io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on ${hostPort(smtpAt.host, runtime.smtpPort)}, HTTP on ${hostPort(httpAt.host, runtime.httpPort)}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);

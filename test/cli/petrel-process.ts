@@ -51,7 +51,7 @@ export function startPetrel(args: string[], options: { cwd?: string } = {}): Pro
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`petrel run did not start: ${stderr}`)), 30_000);
     const onData = () => {
-      const m = /SMTP on port (\d+), HTTP on port (\d+)/.exec(stderr);
+      const m = /SMTP on 127\.0\.0\.1:(\d+), HTTP on 127\.0\.0\.1:(\d+)/.exec(stderr);
       if (!m) return;
       clearTimeout(timer);
       child.stderr!.off('data', onData);

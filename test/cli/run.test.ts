@@ -112,7 +112,7 @@ describe('petrel run (binary)', () => {
     const ports = await new Promise<{ smtp: number; http: number }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`petrel run did not start: ${stderr}`)), 30_000);
       child!.stderr!.on('data', () => {
-        const m = /SMTP on port (\d+), HTTP on port (\d+)/.exec(stderr);
+        const m = /SMTP on 127\.0\.0\.1:(\d+), HTTP on 127\.0\.0\.1:(\d+)/.exec(stderr);
         if (m) {
           clearTimeout(timer);
           resolve({ smtp: Number(m[1]), http: Number(m[2]) });
