@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { COMPILER_VERSION, compile, OUTPUT_FORMATS, renderDiagnostics, type OutputFormat } from '../compiler/index.ts';
 import { writeArtifact } from '../runtime/loader.ts';
-import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
+import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, plural, UsageError, type Io } from './common.ts';
 
 export const BUILD_HELP = `usage: petrel build [options] <paths…> --out DIR
 
@@ -38,6 +38,6 @@ export async function buildCommand(argv: string[], io: Io): Promise<number> {
   const out = path.resolve(io.cwd, values.out);
   await writeArtifact(out, result.artifact);
   const m = result.artifact.manifest;
-  io.err(`built ${m.name} ${m.version} (${m.hash.slice(0, 12)}) from ${m.sources.length} files → ${path.relative(io.cwd, out) || '.'}/${m.module}\n`);
+  io.err(`built ${m.name} ${m.version} (${m.hash.slice(0, 12)}) from ${plural(m.sources.length, 'file')} → ${path.relative(io.cwd, out) || '.'}/${m.module}\n`);
   return EXIT.ok;
 }

@@ -51,6 +51,11 @@ export function findPolicyFiles(paths: string[], cwd: string): string[] {
 export { diskHost } from '../compiler/disk-host.ts';
 import { listPolicyFiles } from '../compiler/disk-host.ts';
 
+/** `1 file`, `2 files`: a count and its noun, plural unless the count is one. */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
+
 /** The set name when `--name` is not given: the first path's base name (`policies`). */
 export function defaultSetName(paths: string[], cwd: string): string {
   const first = path.resolve(cwd, paths[0] ?? '.');

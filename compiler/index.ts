@@ -25,7 +25,7 @@ export { runTests, type TestFailure, type TestResult } from './run-tests.ts';
 export type * from './ir.ts';
 export { IR_VERSION } from './ir.ts';
 export { diskHost, listPolicyFiles } from './disk-host.ts';
-export { displayPath, type SourceHost, type SourceSet } from './load.ts';
+export { displayPath, load, stdlibUses, type SourceHost, type SourceSet, type StdlibUse } from './load.ts';
 export { OUTPUT_FORMATS, renderDiagnostics, type OutputFormat, type RenderOptions } from './render.ts';
 export { packageRoot, stdlibDir } from './paths.ts';
 

@@ -22,9 +22,18 @@ export interface LoadedFile {
   text: string;
   ast: PolicyFile;
   /** Each `use` of the file and the absolute path of the file it names, or null when missing. */
-  uses: { use: Use; path: string | null }[];
+  uses: ResolvedUse[];
   /** Given as input (named, or found under a named directory), not only pulled in by `use`. */
   input: boolean;
+}
+
+/** One `use` and the file it names. */
+export interface ResolvedUse {
+  use: Use;
+  /** Absolute path of the file it names, or null when there is no such file. */
+  path: string | null;
+  /** For `use stdlib/…`: a copy in the set of input files (`set`), or Petrel's own (`packaged`). */
+  stdlib?: 'set' | 'packaged';
 }
 
 export interface SourceSet {
@@ -39,16 +48,51 @@ export function displayPath(cwd: string, absolutePath: string): string {
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep).join('/') : absolutePath;
 }
 
-/** Where `use` points: `stdlib/…` in the shipped stdlib, `./…` and `../…` beside the file. */
-export function resolveUse(usePath: string, fromAbsolute: string, stdlibDir: string): string {
+/**
+ * Input files that stand for a stdlib file: `<root>/stdlib/X.policy` answers `use stdlib/X`
+ * (a vendored or edited copy), keyed by `X.policy`. The last `stdlib` directory of the path
+ * counts, so `stdlib/sub/x.policy` answers `use stdlib/sub/x`.
+ */
+export type SetStdlib = Map<string, { root: string; absolutePath: string }[]>;
+
+/** Indexes the input files that are copies of stdlib files (see `SetStdlib`). */
+export function setStdlib(inputs: readonly string[]): SetStdlib {
+  const out: SetStdlib = new Map();
+  for (const absolutePath of inputs) {
+    const parts = absolutePath.split(path.sep);
+    const i = parts.lastIndexOf('stdlib');
+    if (i < 0 || i >= parts.length - 1) continue;
+    const name = parts.slice(i + 1).join('/');
+    const list = out.get(name) ?? [];
+    list.push({ root: parts.slice(0, i).join(path.sep) || path.sep, absolutePath });
+    out.set(name, list);
+  }
+  return out;
+}
+
+/**
+ * Where `use` points, and for `stdlib/…` whose copy: the set's own `stdlib/X.policy` when
+ * the inputs hold one (of several, the one whose root directory is the nearest ancestor of
+ * the using file, else the first given), otherwise the packaged stdlib. Other paths are
+ * relative to the using file.
+ */
+export function resolveUse(usePath: string, fromAbsolute: string, stdlibDir: string, inSet: SetStdlib = new Map()): { path: string; stdlib?: 'set' | 'packaged' } {
   const withExt = usePath.endsWith('.policy') ? usePath : `${usePath}.policy`;
-  if (withExt.startsWith('stdlib/')) return path.join(stdlibDir, withExt.slice('stdlib/'.length));
-  return path.resolve(path.dirname(fromAbsolute), withExt);
+  if (!withExt.startsWith('stdlib/')) return { path: path.resolve(path.dirname(fromAbsolute), withExt) };
+  const name = withExt.slice('stdlib/'.length);
+  const copies = inSet.get(name);
+  if (!copies) return { path: path.join(stdlibDir, name), stdlib: 'packaged' };
+  const isAncestor = (root: string) => fromAbsolute.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+  const nearest = copies.filter((c) => isAncestor(c.root)).sort((a, b) => b.root.length - a.root.length)[0];
+  const chosen = nearest ?? copies[0]!;
+  // The shipped repository checked as a set: its stdlib is the packaged one.
+  return { path: chosen.absolutePath, stdlib: chosen.absolutePath === path.join(stdlibDir, name) ? 'packaged' : 'set' };
 }
 
 /**
  * Parses `inputs` (absolute paths) and, transitively, what they use. A file named twice,
- * or both given and used, is loaded once.
+ * or both given and used, is loaded once. `use stdlib/X` loads the inputs' own
+ * `stdlib/X.policy` when they hold one, and then never the packaged file (`resolveUse`).
  */
 export function load(inputs: readonly string[], host: SourceHost, stdlibDir: string): SourceSet {
   const diagnostics: Diagnostic[] = [];
@@ -57,6 +101,7 @@ export function load(inputs: readonly string[], host: SourceHost, stdlibDir: str
   const queue = inputs.map((p) => path.resolve(host.cwd, p));
 
   const inputCount = queue.length;
+  const inSet = setStdlib(queue);
   function add(absolutePath: string, text: string, input: boolean): LoadedFile {
     // Stdlib files outside the working directory get a stable name, so artifacts built
     // from an installed package do not embed where it happens to be installed.
@@ -81,17 +126,38 @@ export function load(inputs: readonly string[], host: SourceHost, stdlibDir: str
     }
     const file = add(absolutePath, text, i < inputCount);
     for (const use of file.ast.uses) {
-      const target = resolveUse(use.path, absolutePath, stdlibDir);
+      const { path: target, stdlib } = resolveUse(use.path, absolutePath, stdlibDir, inSet);
       const known = byPath.has(target) || queue.includes(target);
       const exists = known || host.readFile(target) !== undefined;
       if (!exists) {
-        file.uses.push({ use, path: null });
+        file.uses.push({ use, path: null, ...(stdlib ? { stdlib } : {}) });
         diagnostics.push({ code: 'RES004', severity: 'error', message: `\`use ${use.path}\`: no file \`${displayPath(host.cwd, target)}\``, span: use.span, help: use.path.startsWith('stdlib/') ? 'see docs/language.md for the stdlib files' : 'paths are relative to the file that has the `use`' });
         continue;
       }
       if (!known) queue.push(target);
-      file.uses.push({ use, path: target });
+      file.uses.push({ use, path: target, ...(stdlib ? { stdlib } : {}) });
     }
   }
   return { files, diagnostics };
+}
+
+/** Where one `use stdlib/…` of the set went, for `petrel check --verbose`. */
+export interface StdlibUse {
+  /** The file with the `use`, and where in it (display path, 1-based). */
+  file: string;
+  line: number;
+  column: number;
+  /** The path as written (`stdlib/retry`). */
+  use: string;
+  /** The file it loaded (display path). */
+  resolved: string;
+  from: 'set' | 'packaged';
+}
+
+/** Every `use stdlib/…` of a loaded set that found its file, in file order. */
+export function stdlibUses(set: SourceSet): StdlibUse[] {
+  const shown = new Map(set.files.map((f) => [f.absolutePath, f.path]));
+  return set.files.flatMap((f) =>
+    f.uses.flatMap(({ use, path: target, stdlib }) => (target && stdlib ? [{ file: f.path, line: use.span.line, column: use.span.column, use: use.path, resolved: shown.get(target) ?? target, from: stdlib }] : [])),
+  );
 }

@@ -68,19 +68,18 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
     tests: [],
   };
 
-  const duplicate = (what: string, span: Span, first: Span) =>
-    diagnostics.push({ code: 'RES002', severity: 'error', message: `${what} is defined twice`, span, labels: [{ span: first, message: 'first defined here' }] });
+  /** Every definition of each name, by `what` (`retry curve \`bulk\``), in set order: duplicates are reported once all are known. */
+  const definitions = new Map<string, Def<Span>[]>();
+  const defined = (what: string, span: Span, file: string) => {
+    const list = definitions.get(what) ?? [];
+    list.push({ node: span, file });
+    definitions.set(what, list);
+  };
+  const keyOf = (kind: Kind, name: string) => `${kind} \`${name}\``;
 
-  const inputs = new Set(set.files.filter((f) => f.input).map((f) => f.path));
   function define<T extends { name: Name; span: Span }>(table: Map<string, Def<T>>, kind: Kind, node: T, file: string): void {
-    const existing = table.get(node.name.text);
-    if (!existing) {
-      table.set(node.name.text, { node, file });
-      return;
-    }
-    // Report where the user can fix it: in their own file rather than in a file they only `use` (the stdlib).
-    const [here, first] = inputs.has(existing.file) && !inputs.has(file) ? [existing.node, node] : [node, existing.node];
-    duplicate(`${kind} \`${node.name.text}\``, here.name.span, first.name.span);
+    defined(keyOf(kind, node.name.text), node.name.span, file);
+    if (!table.has(node.name.text)) table.set(node.name.text, { node, file });
   }
 
   /** Which `domain` block claims each domain (`=d`) and each domain's subdomains (`*.d`). */
@@ -90,8 +89,8 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
       switch (item.kind) {
         case 'destination':
           if (item.type === 'default') {
-            if (program.default) duplicate('`default`', item.name.span, program.default.node.name.span);
-            else program.default = { node: item, file: file.path };
+            defined('`default`', item.name.span, file.path);
+            program.default ??= { node: item, file: file.path };
           } else if (item.type === 'provider') define(program.providers, 'provider', item, file.path);
           else {
             for (const d of item.domains) {
@@ -104,13 +103,13 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
                 } else if (!owner) domainClaims.set(key, { block: item, span: d.span });
               }
             }
-            if (program.domainBlocks.has(item.name.text)) duplicate(`a \`domain\` block for \`${item.name.text}\``, item.name.span, program.domainBlocks.get(item.name.text)!.node.name.span);
-            else program.domainBlocks.set(item.name.text, { node: item, file: file.path });
+            defined(`a \`domain\` block for \`${item.name.text}\``, item.name.span, file.path);
+            if (!program.domainBlocks.has(item.name.text)) program.domainBlocks.set(item.name.text, { node: item, file: file.path });
           }
           break;
         case 'global':
-          if (program.global) duplicate('`global`', item.span, program.global.node.span);
-          else program.global = { node: item, file: file.path };
+          defined('`global`', item.span, file.path);
+          program.global ??= { node: item, file: file.path };
           break;
         case 'rule-set':
           define(program.ruleSets, 'rule set', item, file.path);
@@ -137,22 +136,27 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
     }
   }
 
+  for (const [what, defs] of definitions) if (defs.length > 1) diagnostics.push(duplicateDiagnostic(what, defs, set.files));
   checkUseCycles(set.files, diagnostics);
   const visible = visibleFiles(set.files);
 
-  /** Checks one reference; reports RES001 (unknown) or RES005 (defined in a file not used). */
-  function ref<T>(table: Map<string, Def<T>>, kind: Kind, name: Name, fromFile: string, code = 'RES001'): Def<T> | undefined {
-    const def = table.get(name.text);
-    if (!def) {
+  /**
+   * Checks one reference; reports RES001 (unknown) or RES005 (defined only in files not
+   * used). A name defined twice (RES002) resolves to the definition the file can see.
+   */
+  function ref<T>(table: Map<string, Def<T>>, kind: Kind, name: Name, fromFile: string, code = 'RES001'): Def<Span> | undefined {
+    const defs = definitions.get(keyOf(kind, name.text));
+    if (!defs) {
       const help = didYouMean(name.text, table.keys());
       diagnostics.push({ code, severity: 'error', message: `unknown ${kind} \`${name.text}\``, span: name.span, ...(help ? { help } : table.size === 0 ? {} : { help: `defined ${kind}s: ${[...table.keys()].slice(0, 8).map((k) => `\`${k}\``).join(', ')}` }) });
       return undefined;
     }
-    if (!visible.get(fromFile)?.has(def.file)) {
+    const seen = defs.find((d) => visible.get(fromFile)?.has(d.file));
+    if (!seen) {
+      const def = defs[0]!;
       diagnostics.push({ code: 'RES005', severity: 'error', message: `${kind} \`${name.text}\` is defined in \`${def.file}\`, which this file does not use`, span: name.span, help: `add \`use ${useHint(def.file, fromFile)}\` at the top of the file` });
-      return undefined;
     }
-    return def;
+    return seen;
   }
 
   const category = (name: Name, inTest = false) => {
@@ -257,6 +261,38 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
   }
 
   return { program, diagnostics };
+}
+
+/**
+ * RES002 for one name defined more than once, naming every definition (`file:line`). It
+ * is reported where the user can fix it: at the last definition in an input file (their
+ * own), not in a file they only `use` (the packaged stdlib); the others are labels.
+ */
+function duplicateDiagnostic(what: string, defs: Def<Span>[], files: LoadedFile[]): Diagnostic {
+  const input = new Set(files.filter((f) => f.input).map((f) => f.path));
+  const here = defs.findLast((d) => input.has(d.file)) ?? defs.at(-1)!;
+  const where = defs.map((d) => `\`${d.file}:${d.node.line}\``);
+  const times = defs.length === 2 ? 'twice' : `${defs.length} times`;
+  const message = `${what} is defined ${times}: ${where.slice(0, -1).join(', ')} and ${where.at(-1)}`;
+  const labels = defs.filter((d) => d !== here).map((d) => ({ span: d.node, message: 'also defined here' }));
+  const packaged = packagedStdlib(files);
+  const shipped = defs.map((d) => packaged.get(d.file)).find((name) => name !== undefined);
+  const help = shipped
+    ? `rename yours; to change the one in \`${shipped}\`, copy that file into your policy set as \`${shipped}.policy\`, edit it there, and drop your definition`
+    : 'keep one: rename or delete the others';
+  return { code: 'RES002', severity: 'error', message, span: here.node, labels, help };
+}
+
+/** Files loaded from the packaged stdlib, by display path, with the `use` name that loaded them (`stdlib/retry`). */
+function packagedStdlib(files: LoadedFile[]): Map<string, string> {
+  const shown = new Map(files.map((f) => [f.absolutePath, f.path]));
+  const out = new Map<string, string>();
+  for (const f of files) {
+    for (const u of f.uses) {
+      if (u.stdlib === 'packaged' && u.path && shown.has(u.path)) out.set(shown.get(u.path)!, u.use.path.replace(/\.policy$/, ''));
+    }
+  }
+  return out;
 }
 
 /** The `use` path that names `file` from `fromFile` (both display paths). */
