@@ -1,5 +1,5 @@
 /** `petrel test`: run the `test` blocks against the compiled artifact. */
-import { COMPILER_VERSION, compile, renderDiagnostics, runTests, type TestResult } from '../compiler/index.ts';
+import { COMPILER_VERSION, compile, renderDiagnostics, renderGithubAnnotation, runTests, type TestResult } from '../compiler/index.ts';
 import { importArtifactText } from '../runtime/index.ts';
 import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
@@ -9,7 +9,10 @@ Build the policy files and run every \`test\` block against the compiled artifac
 module the runtime loads), with the runtime's reaction state machine on a simulated clock.
 
 options:
-  --format <human|json|junit>  output format (default: human)
+  --format <human|json|junit|github>
+                               output format (default: human); github: a failing
+                               expectation is an error annotation at its line, and
+                               policy errors are annotations as \`petrel check\` makes them
   --filter <text>              run only tests whose name contains <text>
   --quiet                      human format: print only failures and the summary
   -h, --help                   show this help
@@ -17,7 +20,7 @@ options:
 exit codes: 0 all tests pass, 2 usage error, 3 a test failed or the policies have errors
 `;
 
-const FORMATS = ['human', 'json', 'junit'] as const;
+const FORMATS = ['human', 'json', 'junit', 'github'] as const;
 
 export async function testCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, { format: { type: 'string' }, filter: { type: 'string' }, quiet: { type: 'boolean' } });
@@ -30,13 +33,16 @@ export async function testCommand(argv: string[], io: Io): Promise<number> {
   if (positionals.length === 0) throw new UsageError('name at least one policy file or directory');
   const result = await compile({ inputs: findPolicyFiles(positionals, io.cwd), host: diskHost(io.cwd), name: defaultSetName(positionals, io.cwd) });
   if (!result.artifact) {
-    io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
+    const rendered = renderDiagnostics(result.diagnostics, format === 'github' ? 'github' : 'human', { sources: result.sources, toolVersion: COMPILER_VERSION });
+    if (format === 'github') io.out(rendered);
+    else io.err(rendered);
     return EXIT.policy;
   }
   const artifact = await importArtifactText(result.artifact);
   const tests = result.ir!.tests.filter((t) => values.filter === undefined || t.name.includes(values.filter));
   const results = runTests(tests, artifact);
-  io.out(format === 'json' ? JSON.stringify(results, null, 2) + '\n' : format === 'junit' ? junit(results) : human(results, values.quiet ?? false));
+  const render = { json: (r: TestResult[]) => JSON.stringify(r, null, 2) + '\n', junit, github, human: (r: TestResult[]) => human(r, values.quiet ?? false) }[format];
+  io.out(render(results));
   return results.every((r) => r.passed) ? EXIT.ok : EXIT.policy;
 }
 
@@ -51,11 +57,23 @@ function human(results: TestResult[], quiet: boolean): string {
       lines.push(`    actual:   ${f.actual}`);
     }
   }
-  const failed = results.filter((r) => !r.passed).length;
-  if (!quiet || failed > 0) lines.push('');
-  lines.push(`tests: ${results.length - failed} passed, ${failed} failed`);
+  if (!quiet || results.some((r) => !r.passed)) lines.push('');
+  lines.push(summary(results));
   return lines.join('\n') + '\n';
 }
+
+/** GitHub Actions annotations: one error at each failing expectation's line, then the summary. */
+function github(results: TestResult[]): string {
+  const annotations = results.flatMap((r) =>
+    r.failures.map((f) => renderGithubAnnotation({ severity: 'error', file: f.loc.file, line: f.loc.line, column: f.loc.column, title: `petrel test: ${r.name}`, message: `expect ${f.expectation}: expected ${f.expected}, got ${f.actual}` })),
+  );
+  return annotations.join('') + summary(results) + '\n';
+}
+
+const summary = (results: TestResult[]) => {
+  const failed = results.filter((r) => !r.passed).length;
+  return `tests: ${results.length - failed} passed, ${failed} failed`;
+};
 
 const xml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 

@@ -26,7 +26,7 @@ export type * from './ir.ts';
 export { IR_VERSION } from './ir.ts';
 export { diskHost, listPolicyFiles } from './disk-host.ts';
 export { displayPath, load, stdlibUses, type SourceHost, type SourceSet, type StdlibUse } from './load.ts';
-export { OUTPUT_FORMATS, renderDiagnostics, type OutputFormat, type RenderOptions } from './render.ts';
+export { OUTPUT_FORMATS, renderDiagnostics, renderGithubAnnotation, type GithubAnnotation, type OutputFormat, type RenderOptions } from './render.ts';
 export { packageRoot, stdlibDir } from './paths.ts';
 
 /** The compiler's version, part of every artifact hash. */

@@ -179,20 +179,40 @@ function escapeProperty(text: string): string {
   return escapeData(text).replaceAll(':', '%3A').replaceAll(',', '%2C');
 }
 
+/** One GitHub Actions annotation: where it points, its title, its one-paragraph message. */
+export interface GithubAnnotation {
+  severity: Severity;
+  file: string;
+  line: number;
+  column?: number;
+  endLine?: number;
+  endColumn?: number;
+  title: string;
+  message: string;
+}
+
+/**
+ * A workflow command (`::error file=…,line=…,title=…::message`) that GitHub shows at that
+ * line of the pull request; properties and message escaped so one annotation is one line.
+ */
+export function renderGithubAnnotation(a: GithubAnnotation): string {
+  const properties = [
+    `file=${escapeProperty(a.file)}`,
+    `line=${a.line}`,
+    ...(a.column === undefined ? [] : [`col=${a.column}`]),
+    ...(a.endLine === undefined ? [] : [`endLine=${a.endLine}`]),
+    ...(a.endColumn === undefined ? [] : [`endColumn=${a.endColumn}`]),
+    `title=${escapeProperty(a.title)}`,
+  ].join(',');
+  return `::${a.severity} ${properties}::${escapeData(a.message)}\n`;
+}
+
 function renderGithub(diagnostics: readonly Diagnostic[]): string {
   return diagnostics
     .map((d) => {
       const { file, line, column, endLine, endColumn } = d.span;
-      const properties = [
-        `file=${escapeProperty(file)}`,
-        `line=${line}`,
-        `col=${column}`,
-        `endLine=${endLine}`,
-        `endColumn=${endColumn}`,
-        `title=${escapeProperty(d.code)}`,
-      ].join(',');
       const message = d.help === undefined ? d.message : `${d.message} (help: ${d.help})`;
-      return `::${d.severity} ${properties}::${escapeData(message)}\n`;
+      return renderGithubAnnotation({ severity: d.severity, file, line, column, endLine, endColumn, title: d.code, message });
     })
     .join('');
 }

@@ -1,5 +1,5 @@
 /** The real `petrel` binary: exit codes, output formats, and what `build` writes. */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,10 +27,34 @@ provider acme {
 }
 `;
 
+/** Two tests: one passes, one has two expectations, the second of which fails. */
+const FAILING_TEST = `policy failing version 1.0.0
+use stdlib/bounces
+
+default {
+  connections 5 per source
+}
+
+test "passes" {
+  deliver to x@example.com
+  reply "550 5.1.1 no such user"
+  expect bounce bad-mailbox
+}
+
+test "unknown user is spam, says nobody" {
+  deliver to x@example.com
+  reply "550 5.1.1 no such user"
+  expect bounce bad-mailbox
+  expect bounce spam-related
+}
+`;
+
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'petrel-cli-'));
   writeFileSync(path.join(dir, 'broken.policy'), BROKEN);
   writeFileSync(path.join(dir, 'warn.policy'), WARNING_ONLY);
+  mkdirSync(path.join(dir, 'tests'));
+  writeFileSync(path.join(dir, 'tests', 'failing.policy'), FAILING_TEST);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -119,6 +143,29 @@ describe('petrel check', () => {
     expect(plain.code).toBe(0);
     expect(plain.stderr).toMatch(/warning\[VAL007\]/);
     expect(runPetrel(['check', '--deny-warnings', 'warn.policy'], { cwd: dir }).code).toBe(3);
+  });
+});
+
+describe('petrel test --format github', () => {
+  it('annotates each failing expectation at its line, with the test as title, and exits 3', () => {
+    const r = runPetrel(['test', '--format', 'github', 'tests'], { cwd: dir });
+    expect(r.code).toBe(3);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      '::error file=tests/failing.policy,line=18,col=3,title=petrel test%3A unknown user is spam%2C says nobody::expect bounce spam-related: expected hard bounce as spam-related, got hard as bad-mailbox',
+      'tests: 1 passed, 1 failed',
+    ]);
+  });
+
+  it('prints no annotation when every test passes', () => {
+    const r = runPetrel(['test', '--format', 'github', '--filter', 'passes', 'tests'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('tests: 1 passed, 0 failed\n');
+  });
+
+  it('annotates policy errors as check does, on stdout', () => {
+    const r = runPetrel(['test', '--format', 'github', 'broken.policy'], { cwd: dir });
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/^::error file=broken\.policy,line=6,col=8,endLine=6,endColumn=\d+,title=PARSE003::missing time unit/);
   });
 });
 
