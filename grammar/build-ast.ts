@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import type * as A from './ast.ts';
 import { CATEGORIES, DISPOSITIONS, PHASES, TLS_MODES } from './ast.ts';
 import { joinSpans, type Diagnostic, type Span } from './diagnostic.ts';
+import { VALUE_LIMITS, withinLimit, type ValueKind } from './limits.ts';
 import { didYouMean } from './suggest.ts';
 
 /** A statement from the CST: its atoms and, if it has one, its block. */
@@ -160,6 +161,12 @@ class Reader {
     return { text: unquote(tok.image), span: this.span(tok) };
   }
 
+  /** `value` (in the base unit of `kind`) if it is within its bound (`limits.ts`), else a VAL015 at `tok`. */
+  bounded(kind: ValueKind, value: number, what: string, tok: IToken): number {
+    if (!withinLimit(kind, value)) this.fail('VAL015', `\`${tok.image}\` is too large for ${what}: at most ${VALUE_LIMITS[kind].text}`, this.span(tok));
+    return value;
+  }
+
   /** A positive or zero integer without unit. */
   integer(what: string): A.NumberValue {
     const tok = this.next(what);
@@ -170,7 +177,7 @@ class Reader {
       if (unit) this.fail('PARSE004', `${what} is a plain number; \`${unit}\` is not a unit here`, span, `write \`${tok.image.slice(0, -unit.length)}\``);
       this.fail('PARSE005', `expected ${what} as a whole number, found \`${tok.image}\``, span);
     }
-    return { value: Number(tok.image), span };
+    return { value: this.bounded('count', Number(tok.image), what, tok), span };
   }
 
   duration(what: string): A.DurationValue {
@@ -190,7 +197,7 @@ class Reader {
       }
       seconds += Number(num) * factor;
     }
-    return { seconds, span };
+    return { seconds: this.bounded('duration', seconds, what, tok), span };
   }
 
   /** `20/s`, `3600/h`; with `size`, the count may carry a size unit (`10MB/min`) and is in bytes. */
@@ -219,7 +226,7 @@ class Reader {
     } else if (countUnit) {
       this.fail('PARSE004', `${what} counts messages or connections; \`${countUnit}\` is not allowed in \`${tok.image}\``, span, `write \`${num}/${timeUnit}\``);
     }
-    return { count, perSeconds: SECONDS[timeUnit!]!, span };
+    return { count: this.bounded(size ? 'data-rate' : 'rate', count, what, tok), perSeconds: SECONDS[timeUnit!]!, span };
   }
 
   percent(what: string): A.NumberValue {
@@ -228,14 +235,14 @@ class Reader {
     const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(tok.image);
     if (!m) this.fail('PARSE005', `expected ${what} as a percentage such as \`10%\`, found \`${tok.image}\``, span);
     if (!m[2]) this.fail('PARSE003', `missing \`%\` in ${what}: \`${tok.image}\``, span, `write \`${tok.image}%\``);
-    return { value: Number(m[1]) / 100, span };
+    return { value: this.bounded('percent', Number(m[1]), what, tok) / 100, span };
   }
 
   factor(what: string): A.NumberValue {
     const tok = this.next(`${what} (a factor such as \`x1.4\`)`);
     const span = this.span(tok);
     if (tok.tokenType.name !== 'FactorLit') this.fail('PARSE005', `expected ${what} as a factor such as \`x1.4\`, found \`${tok.image}\``, span);
-    return { value: Number(tok.image.slice(1)), span };
+    return { value: this.bounded('factor', Number(tok.image.slice(1)), what, tok), span };
   }
 
   domainPattern(what: string): A.DomainPattern {

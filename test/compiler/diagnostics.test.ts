@@ -62,6 +62,22 @@ const EXPECTED: Record<string, Reported[]> = {
   VAL012: [{ code: 'VAL012', severity: 'error', line: 8, column: 3, labels: ['6:3'] }],
   VAL013: [{ code: 'VAL013', severity: 'error', line: 8, column: 5 }],
   VAL014: [{ code: 'VAL014', severity: 'warning', line: 7, column: 3, labels: ['6:3'] }],
+  // One of each kind of number: count, rate, data rate, trigger count, duration, retry
+  // delay, percentage, factor, warmup cap, test wait, test count, test day.
+  VAL015: [
+    { code: 'VAL015', severity: 'error', line: 6, column: 15 },
+    { code: 'VAL015', severity: 'error', line: 7, column: 8 },
+    { code: 'VAL015', severity: 'error', line: 8, column: 13 },
+    { code: 'VAL015', severity: 'error', line: 9, column: 29 },
+    { code: 'VAL015', severity: 'error', line: 14, column: 20 },
+    { code: 'VAL015', severity: 'error', line: 19, column: 24 },
+    { code: 'VAL015', severity: 'error', line: 19, column: 52 },
+    { code: 'VAL015', severity: 'error', line: 20, column: 40 },
+    { code: 'VAL015', severity: 'error', line: 24, column: 57 },
+    { code: 'VAL015', severity: 'error', line: 29, column: 8 },
+    { code: 'VAL015', severity: 'error', line: 30, column: 73 },
+    { code: 'VAL015', severity: 'error', line: 31, column: 26 },
+  ],
   TEST001: [{ code: 'TEST001', severity: 'error', line: 15, column: 17 }],
   TEST002: [{ code: 'TEST002', severity: 'error', line: 12, column: 6 }],
   [ALL_MISTAKES]: [
@@ -81,6 +97,7 @@ const EXPECTED: Record<string, Reported[]> = {
     { code: 'RES002', severity: 'error', line: 69, column: 8, labels: ['64:8'] },
     { code: 'VAL010', severity: 'error', line: 78, column: 38, labels: ['78:29'] },
     { code: 'TEST001', severity: 'error', line: 84, column: 16 },
+    { code: 'VAL015', severity: 'error', line: 89, column: 20 },
   ],
 };
 
@@ -102,6 +119,7 @@ const MISTAKE_CLASSES: Record<string, DiagnosticCode> = {
   'provider that matches nothing': 'VAL009',
   'warmup ramp that goes down': 'VAL010',
   'test block naming unknown things': 'TEST001',
+  'a duration too large to mean anything (issue 11)': 'VAL015',
 };
 
 /** Every fixture: `CODE.policy` files and `CODE/` directories, by name without extension. */

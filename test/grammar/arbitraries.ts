@@ -65,12 +65,14 @@ const digits = (max: number) => fc.integer({ min: 0, max }).map(String);
 const integer = fc.oneof(digits(99_999), digits(99).map((n) => '00' + n));
 const decimal = fc.oneof(digits(9_999), fc.tuple(digits(99), digits(99)).map(([a, b]) => `${a}.${b}`));
 
-const durationPart = fc.tuple(decimal, fc.constantFrom('s', 'm', 'min', 'h', 'd', 'w')).map(([n, u]) => n + u);
+// Valid values stay within `grammar/limits.ts` (VAL015 past it): each duration part at most half a year.
+const HALF_YEAR: Record<string, number> = { s: 9_999, m: 9_999, min: 9_999, h: 4_380, d: 182, w: 26 };
+const durationPart = fc.tuple(decimal, fc.constantFrom('s', 'm', 'min', 'h', 'd', 'w')).filter(([n, u]) => Number(n) <= HALF_YEAR[u]!).map(([n, u]) => n + u);
 const duration = fc.array(durationPart, { minLength: 1, maxLength: 2 }).map((parts) => parts.join(''));
 const timeUnit = fc.constantFrom('s', 'sec', 'min', 'm', 'h', 'hour', 'd', 'day');
 const rate = fc.tuple(decimal, timeUnit).map(([n, u]) => `${n}/${u}`);
-const dataRate = fc.tuple(decimal, fc.constantFrom('B', 'KB', 'MB', 'GB', 'kb', 'mb'), timeUnit).map(([n, s, u]) => `${n}${s}/${u}`);
-const percent = decimal.map((n) => n + '%');
+const dataRate = fc.tuple(decimal, fc.constantFrom('B', 'KB', 'MB', 'GB', 'kb', 'mb'), timeUnit).filter(([n, s]) => s !== 'GB' || Number(n) <= 1024).map(([n, s, u]) => `${n}${s}/${u}`);
+const percent = fc.oneof(digits(100), fc.tuple(digits(99), digits(99)).map(([a, b]) => `${a}.${b}`)).map((n) => n + '%');
 const factor = fc.oneof(digits(9), fc.tuple(digits(9), digits(99))).map((f) => 'x' + (Array.isArray(f) ? f.join('.') : f));
 
 const label = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9-]{0,5}$/);
