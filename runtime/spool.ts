@@ -82,10 +82,11 @@ import * as nodeFs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SpoolError } from './spool/errors.ts';
-import { decodeFrameAt, encodeFrame, KIND, scanFrames, type DecodedFrame, type EncodedFrame } from './spool/frame.ts';
+import { decodeFrameAt, encodeFrame, KIND, MAX_BODY, scanFrames, type DecodedFrame, type EncodedFrame } from './spool/frame.ts';
 import { createIdGenerator } from './spool/ids.ts';
-import { errorCode, readAll, syncDir, writeAll, type SpoolFs } from './spool/io.ts';
+import { errorCode, freeBytes, isNoSpace, readAll, syncDir, writeAll, type SpoolFs } from './spool/io.ts';
 import { acquireLock, type SpoolLock } from './spool/lock.ts';
+import { openReserve, type SpaceReserve } from './spool/reserve.ts';
 
 export { SpoolError, type SpoolErrorCode } from './spool/errors.ts';
 export { createIdGenerator } from './spool/ids.ts';
@@ -145,6 +146,12 @@ export interface SpoolOptions {
   segmentBytes?: number;
   /** Most bytes written in one group. Default 8 MiB. */
   maxBatchBytes?: number;
+  /**
+   * Bytes of disk kept in reserve (`DIR/reserve`) for outcome and deferral records once
+   * the disk is full. Default 4 MiB: about 40,000 such records of ~100 bytes, more than
+   * the recipients a runtime has in flight many times over; 0 keeps no reserve.
+   */
+  reserveBytes?: number;
   /** File operations; default `node:fs/promises`. */
   fs?: SpoolFs;
 }
@@ -205,6 +212,14 @@ export interface SpoolStats {
   /** Reads whose bytes did not match their checksum. */
   corruptReads: number;
   maintenanceErrors: number;
+  /** New messages refused with `no-space`. */
+  refusedNoSpace: number;
+  /** The disk was found full: new messages are refused until the reserve is whole again with room to spare. */
+  spaceShort: boolean;
+  /** Bytes the reserve holds now. */
+  reserveBytes: number;
+  /** Outcome and deferral records waiting for disk space. */
+  waitingForSpace: number;
   /** Why the spool stopped, when it did. */
   failure?: string;
 }
@@ -217,16 +232,21 @@ export interface Spool {
   newId(): string;
   /**
    * Stores a message. Resolves once it is durable — only then acknowledge it. Rejects
-   * with a `SpoolError` otherwise; then nothing was acknowledged. `raw` is copied.
+   * with a `SpoolError` otherwise; then nothing was acknowledged (`no-space`: the file
+   * system is full, try later). `raw` is the message, whole or as its chunks in order
+   * (written with one `writev`, never joined); it is referenced, not copied: do not
+   * change it until `accept` settles.
    */
-  accept(message: SpoolMessage, raw: Uint8Array): Promise<void>;
+  accept(message: SpoolMessage, raw: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /**
    * Marks recipients done. Resolves once that is durable; when it finishes the message,
    * the message leaves `pending()` at once and the spool at that point. Recipients
-   * already done are left as they are.
+   * already done are left as they are. On a full disk it does not fail: the record waits
+   * in memory (the recipients already out of `pending()`) and is written, and the
+   * promise resolved, once there is room — or rejected with `no-space` at `close`.
    */
   recordOutcome(id: string, rcpt: string | readonly string[], outcome: Outcome): Promise<void>;
-  /** Counts a failed attempt for open recipients and sets when to try again. Resolves once durable. */
+  /** Counts a failed attempt for open recipients and sets when to try again. Resolves once durable; waits for room as `recordOutcome` does. */
   recordDeferral(id: string, rcpt: string | readonly string[], nextAttemptAt: number): Promise<void>;
   /** Messages with open recipients, in the order they became durable (after recovery: log order). */
   pending(): SpooledMessage[];
@@ -283,6 +303,8 @@ interface Entry {
 
 interface QueuedRecord {
   frame: EncodedFrame;
+  /** On a full disk: a new message (or a copy moved forward) is refused; a record about a message waits for room. */
+  onNoSpace: 'refuse' | 'wait';
   durable(segment: Segment, offset: number): void;
   resolve(): void;
   reject(error: Error): void;
@@ -294,7 +316,11 @@ interface MessageHeader extends SpoolMessage {
   retry?: Record<string, [number, number]>;
 }
 
-const DEFAULTS = { groupCommitMs: 2, segmentBytes: 64 * 1024 * 1024, maxBatchBytes: 8 * 1024 * 1024 };
+const DEFAULTS = { groupCommitMs: 2, segmentBytes: 64 * 1024 * 1024, maxBatchBytes: 8 * 1024 * 1024, reserveBytes: 4 * 1024 * 1024 };
+/** How often a spool short of space looks for room again. */
+const SPACE_RETRY_MS = 1000;
+/** The largest message: a record's body holds the header too. */
+const MAX_MESSAGE_BYTES = MAX_BODY - 1024 * 1024;
 const ID_PATTERN = /^[\x21-\x7e]{1,256}$/;
 const SEGMENT_PATTERN = /^(\d{16})\.seg$/;
 
@@ -302,9 +328,17 @@ const segmentName = (seq: number) => `${String(seq).padStart(16, '0')}.seg`;
 const invalid = (message: string) => new SpoolError('invalid', message);
 const isString = (value: unknown): value is string => typeof value === 'string';
 
-/** Checks a submitted message and returns a frozen copy holding only the known fields. */
-function checkMessage(message: SpoolMessage, raw: Uint8Array): Readonly<SpoolMessage> {
-  if (!(raw instanceof Uint8Array)) throw invalid('raw message bytes must be a Buffer or Uint8Array');
+/** The bytes of `raw` as buffers over the same memory (no copy), empty chunks left out. */
+function payloadOf(raw: Uint8Array | readonly Uint8Array[]): Buffer[] {
+  const chunks = raw instanceof Uint8Array ? [raw] : raw;
+  if (!Array.isArray(chunks) || !chunks.every((c) => c instanceof Uint8Array)) throw invalid('raw message bytes must be a Buffer, a Uint8Array or a list of them');
+  return chunks.filter((c) => c.byteLength > 0).map((c) => (Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength)));
+}
+
+/** Checks a submitted message and returns a frozen copy holding only the known fields, and its bytes. */
+function checkMessage(message: SpoolMessage, raw: Uint8Array | readonly Uint8Array[]): { message: Readonly<SpoolMessage>; payload: Buffer[] } {
+  const payload = payloadOf(raw);
+  const size = payload.reduce((n, c) => n + c.byteLength, 0);
   if (!isString(message.id) || !ID_PATTERN.test(message.id)) throw invalid(`message id \`${String(message.id)}\` is not 1 to 256 printable ASCII characters without spaces`);
   const envelope = message.envelope;
   if (!envelope || !isString(envelope.from)) throw invalid(`message \`${message.id}\` has no envelope sender`);
@@ -314,9 +348,10 @@ function checkMessage(message: SpoolMessage, raw: Uint8Array): Readonly<SpoolMes
   for (const key of ['tenant', 'pool', 'campaign'] as const) {
     if (message[key] !== undefined && !isString(message[key])) throw invalid(`message \`${message.id}\` has a non-string ${key}`);
   }
-  if (message.size !== raw.byteLength) throw invalid(`message \`${message.id}\` says size ${message.size} but has ${raw.byteLength} bytes`);
+  if (message.size !== size) throw invalid(`message \`${message.id}\` says size ${message.size} but has ${size} bytes`);
+  if (size > MAX_MESSAGE_BYTES) throw invalid(`message \`${message.id}\` has ${size} bytes, over the spool's limit of ${MAX_MESSAGE_BYTES}`);
   if (!Number.isFinite(message.receivedAt)) throw invalid(`message \`${message.id}\` has no valid receivedAt`);
-  return freezeMessage(message);
+  return { message: freezeMessage(message), payload };
 }
 
 function freezeMessage(message: SpoolMessage): Readonly<SpoolMessage> {
@@ -431,7 +466,8 @@ async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[];
       await fs.writeFile(path.join(dir, savedAs), buf.subarray(offset, offset + length));
       region.savedAs = savedAs;
     } catch {
-      // Reported without a copy; the bytes stay in the segment until it is reclaimed.
+      // Reported without a copy (a full disk leaves no partial one); the bytes stay in the segment until it is reclaimed.
+      await fs.unlink(path.join(dir, savedAs)).catch(() => undefined);
     }
     corrupt.push(region);
   };
@@ -512,6 +548,8 @@ export async function openSpool(dir: string, options: SpoolOptions = {}): Promis
   const groupCommitMs = options.groupCommitMs ?? DEFAULTS.groupCommitMs;
   const segmentBytes = options.segmentBytes ?? DEFAULTS.segmentBytes;
   const maxBatchBytes = options.maxBatchBytes ?? DEFAULTS.maxBatchBytes;
+  const reserveBytes = options.reserveBytes ?? DEFAULTS.reserveBytes;
+  if (!(Number.isInteger(reserveBytes) && reserveBytes >= 0 && reserveBytes <= 1024 ** 3)) throw invalid(`reserveBytes must be an integer from 0 to 1 GiB, not ${reserveBytes}`);
   if (!(groupCommitMs >= 0 && groupCommitMs <= 1000)) throw invalid(`groupCommitMs must be between 0 and 1000, not ${groupCommitMs}`);
   if (!(Number.isInteger(segmentBytes) && segmentBytes >= 4096)) throw invalid(`segmentBytes must be an integer of at least 4096, not ${segmentBytes}`);
   if (!(Number.isInteger(maxBatchBytes) && maxBatchBytes >= 1)) throw invalid(`maxBatchBytes must be a positive integer, not ${maxBatchBytes}`);
@@ -525,7 +563,10 @@ export async function openSpool(dir: string, options: SpoolOptions = {}): Promis
     // The directories must survive before anything in them is acknowledged.
     for (const d of [path.dirname(dir), dir, segmentsDir]) await syncDir(fs, d);
     const { segments, entries, report } = await recover(fs, dir);
-    const spool = new DiskSpool({ dir, fs, lock, groupCommitMs, segmentBytes, maxBatchBytes, clock: options.clock ?? Date.now, segments, entries });
+    const reserve = await openReserve(fs, path.join(dir, 'reserve'), reserveBytes).catch((error: unknown) => {
+      throw isNoSpace(error) ? new SpoolError('no-space', `the file system of spool \`${dir}\` is full: cannot create \`reserve\`; free some space`, { cause: error }) : error;
+    });
+    const spool = new DiskSpool({ dir, fs, lock, groupCommitMs, segmentBytes, maxBatchBytes, clock: options.clock ?? Date.now, segments, entries, reserve });
     await spool.start();
     const recovery: RecoveryReport = { ...report, reclaimedSegments: spool.stats().reclaimedSegments, ms: performance.now() - started };
     spool.recovery = recovery;
@@ -546,6 +587,7 @@ interface DiskSpoolInit {
   clock: () => number;
   segments: Segment[];
   entries: Entry[];
+  reserve: SpaceReserve;
 }
 
 class DiskSpool implements Spool {
@@ -579,6 +621,15 @@ class DiskSpool implements Spool {
   private closing: Promise<void> | undefined;
   private liveBytes = 0;
   private diskBytes = 0;
+  private readonly reserve: SpaceReserve;
+  /** The disk was found full: new messages are refused until `lookForSpace` finds room. */
+  private spaceShort = false;
+  /** Outcome and deferral records that found no room even without the reserve. */
+  private readonly waitingForSpace: QueuedRecord[] = [];
+  private spaceTimer: NodeJS.Timeout | undefined;
+  private spaceLook: Promise<void> | undefined;
+  /** Relocation found no room; until then it does not look again. */
+  private noRoomUntil = 0;
   private readonly counters = {
     accepted: 0,
     recipientsDone: 0,
@@ -593,6 +644,7 @@ class DiskSpool implements Spool {
     reclaimedSegments: 0,
     corruptReads: 0,
     maintenanceErrors: 0,
+    refusedNoSpace: 0,
   };
 
   constructor(init: DiskSpoolInit) {
@@ -604,6 +656,7 @@ class DiskSpool implements Spool {
     this.segmentBytes = init.segmentBytes;
     this.maxBatchBytes = init.maxBatchBytes;
     this.ids = createIdGenerator(init.clock);
+    this.reserve = init.reserve;
     this.segments = init.segments;
     this.nextSeq = (init.segments.at(-1)?.seq ?? 0) + 1;
     for (const segment of init.segments) this.diskBytes += segment.size;
@@ -617,15 +670,25 @@ class DiskSpool implements Spool {
     return this.ids();
   }
 
-  async accept(message: SpoolMessage, raw: Uint8Array): Promise<void> {
+  async accept(message: SpoolMessage, raw: Uint8Array | readonly Uint8Array[]): Promise<void> {
     this.checkUsable();
-    const frozen = checkMessage(message, raw);
+    const { message: frozen, payload } = checkMessage(message, raw);
     const id = frozen.id;
     if (this.entries.has(id) || this.accepting.has(id)) throw new SpoolError('duplicate-id', `message id \`${id}\` is already in the spool`);
-    const frame = encodeFrame(KIND.message, messageHeader(frozen), Buffer.from(raw));
+    // INVARIANT: while the disk is short of space nothing is written for a new message, so a refusal costs no disk.
+    if (this.spaceShort) {
+      this.counters.refusedNoSpace++;
+      throw this.noSpace();
+    }
+    let frame: EncodedFrame;
+    try {
+      frame = encodeFrame(KIND.message, messageHeader(frozen), payload);
+    } catch (error) {
+      throw error instanceof RangeError ? invalid(`message \`${id}\`: ${error.message}`) : error;
+    }
     this.accepting.add(id);
     try {
-      await this.enqueue(frame, (segment, offset) => {
+      await this.enqueue(frame, 'refuse', (segment, offset) => {
         const entry: Entry = {
           message: frozen,
           recipients: new Set(frozen.envelope.to),
@@ -643,6 +706,9 @@ class DiskSpool implements Spool {
         this.liveBytes += frame.length;
         this.counters.accepted++;
       });
+    } catch (error) {
+      if (error instanceof SpoolError && error.code === 'no-space') this.counters.refusedNoSpace++;
+      throw error;
     } finally {
       this.accepting.delete(id);
     }
@@ -662,7 +728,7 @@ class DiskSpool implements Spool {
     entry.view = undefined;
     const finishes = entry.done.size === entry.recipients.size;
     entry.finishing = finishes;
-    const write = this.enqueue(encodeFrame(KIND.outcome, { id, rcpts: fresh, outcome }), () => {
+    const write = this.enqueue(encodeFrame(KIND.outcome, { id, rcpts: fresh, outcome }), 'wait', () => {
       this.counters.recipientsDone += fresh.length;
       // Re-checked: an earlier outcome of this message may have failed and been taken back.
       if (entry.finishing && entry.done.size === entry.recipients.size) this.finish(entry);
@@ -696,7 +762,7 @@ class DiskSpool implements Spool {
       retry[r] = [attempts, nextAttemptAt];
     }
     entry.view = undefined;
-    const write = this.enqueue(encodeFrame(KIND.deferral, { id, retry }), () => {
+    const write = this.enqueue(encodeFrame(KIND.deferral, { id, retry }), 'wait', () => {
       this.counters.deferrals += open.length;
     });
     entry.lastWrite = write;
@@ -745,8 +811,9 @@ class DiskSpool implements Spool {
     this.active = undefined;
     const run = this.maintain(before);
     this.claimMaintenance(run);
-    await run;
+    const moved = await run;
     if (this.failure) throw this.failure;
+    if (!moved) throw new SpoolError('no-space', `not enough free space in spool \`${this.dir}\` to copy its live messages; nothing was lost, try again once there is room`);
   }
 
   stats(): SpoolStats {
@@ -757,6 +824,9 @@ class DiskSpool implements Spool {
       liveBytes: this.liveBytes,
       pendingMessages: this.entries.size,
       queuedRecords: this.queue.length,
+      spaceShort: this.spaceShort,
+      reserveBytes: this.reserve.bytes,
+      waitingForSpace: this.waitingForSpace.length,
     };
     if (this.failure) stats.failure = this.failure.message;
     return stats;
@@ -769,17 +839,26 @@ class DiskSpool implements Spool {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
-    // What callers queued (maintenance may be waiting on it), then maintenance, which
-    // stops at its next check of `closed`, then what it queued meanwhile.
+    clearTimeout(this.spaceTimer);
+    this.spaceTimer = undefined;
+    await this.spaceLook;
+    // Records waiting for room get a last try, with what callers queued (maintenance may
+    // be waiting on it); then maintenance, which stops at its next check of `closed`,
+    // then what it queued meanwhile.
+    this.requeue(this.waitingForSpace.splice(0));
+    this.kick();
     await this.drain();
     while (this.maintaining) await this.maintaining;
     await this.drain();
+    // Still no room: not recorded. At least once: such a recipient is delivered again after the next open.
+    this.rejectBatch(this.waitingForSpace.splice(0), new SpoolError('no-space', `the file system of spool \`${this.dir}\` is full; the record was not written before close`));
     await Promise.allSettled([...this.reads]);
     for (const segment of this.segments) {
       await segment.opening?.catch(() => undefined);
       await segment.handle?.close();
       segment.handle = undefined;
     }
+    await this.reserve.close().catch(() => undefined);
     await this.lock.release();
   }
 
@@ -825,9 +904,9 @@ class DiskSpool implements Spool {
     this.counters.finished++;
   }
 
-  private enqueue(frame: EncodedFrame, durable: QueuedRecord['durable']): Promise<void> {
+  private enqueue(frame: EncodedFrame, onNoSpace: QueuedRecord['onNoSpace'], durable: QueuedRecord['durable']): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ frame, durable, resolve, reject });
+      this.queue.push({ frame, onNoSpace, durable, resolve, reject });
       this.queuedBytes += frame.length;
       this.kick();
     });
@@ -902,7 +981,7 @@ class DiskSpool implements Spool {
     try {
       segment = await this.writableSegment();
     } catch (error) {
-      return this.rejectBatch(batch, this.failure ?? writeFailed(error));
+      return this.writeRefused(batch, error);
     }
     const start = segment.size;
     const offsets: number[] = [];
@@ -918,9 +997,8 @@ class DiskSpool implements Spool {
       try {
         await writeAll(segment.handle!, buffers, start);
       } catch (error) {
-        // The segment may now end in a partial group; it takes no more appends, so that stays a torn tail.
-        if (this.active === segment) this.active = undefined;
-        return this.rejectBatch(batch, writeFailed(error));
+        await this.cutBack(segment, start);
+        return await this.writeRefused(batch, error);
       }
       segment.size = position;
       this.diskBytes += position - start;
@@ -952,6 +1030,91 @@ class DiskSpool implements Spool {
     for (const record of batch) record.reject(error);
   }
 
+  /**
+   * Cuts a group that failed to write off the end of its segment (those bytes were never
+   * acknowledged), so the next group goes where it began and a refused write leaves
+   * nothing behind. If even that fails, the segment takes no more appends and the bytes
+   * stay a torn tail, skipped by recovery.
+   */
+  private async cutBack(segment: Segment, size: number): Promise<void> {
+    try {
+      await segment.handle!.truncate(size);
+    } catch {
+      if (this.active === segment) this.active = undefined;
+    }
+  }
+
+  /**
+   * A group could not be written. On a full disk a new message is refused (`no-space`),
+   * and a record about a message already accepted waits: the reserve is given up for it
+   * and it is tried again at once, or, with no reserve left, when there is room.
+   */
+  private async writeRefused(batch: QueuedRecord[], error: unknown): Promise<void> {
+    if (this.failure) return this.rejectBatch(batch, this.failure);
+    if (!isNoSpace(error)) return this.rejectBatch(batch, writeFailed(error));
+    this.shortOfSpace();
+    const refused = batch.filter((record) => record.onNoSpace === 'refuse');
+    const waiting = batch.filter((record) => record.onNoSpace === 'wait');
+    this.rejectBatch(refused, this.noSpace(error));
+    if (waiting.length === 0) return;
+    let released = false;
+    if (this.reserve.bytes > 0) {
+      // INVARIANT: the reserve is only ever given up for records about accepted messages.
+      released = await this.reserve.release().then(
+        () => true,
+        () => false,
+      );
+    }
+    // Without the refused records (maybe what did not fit) or with the reserve's room, try again now.
+    if (released || refused.length > 0) this.requeue(waiting);
+    else this.waitingForSpace.push(...waiting);
+  }
+
+  /** Puts records back at the head of the queue, in their order. */
+  private requeue(records: QueuedRecord[]): void {
+    if (records.length === 0) return;
+    this.queue.unshift(...records);
+    for (const record of records) this.queuedBytes += record.frame.length;
+  }
+
+  private noSpace(cause?: unknown): SpoolError {
+    return new SpoolError('no-space', `the file system of spool \`${this.dir}\` is full; the message was not accepted: try again later`, { cause });
+  }
+
+  /** The disk is full: refuse new messages, and look for room every second until there is some. */
+  private shortOfSpace(): void {
+    this.spaceShort = true;
+    if (this.spaceTimer || this.closed) return;
+    this.spaceTimer = setTimeout(() => {
+      this.spaceLook = this.lookForSpace()
+        .catch(() => {
+          this.counters.maintenanceErrors++;
+        })
+        .finally(() => {
+          this.spaceTimer = undefined;
+          this.spaceLook = undefined;
+          if (this.spaceShort && !this.closed && !this.failure) this.shortOfSpace();
+        });
+    }, SPACE_RETRY_MS);
+  }
+
+  /**
+   * While short of space: first writes what waits for room; then, once the disk has room
+   * for the whole reserve and as much again to spare, fills the reserve again and takes
+   * new messages again. The spare keeps a nearly full disk from flapping.
+   */
+  private async lookForSpace(): Promise<void> {
+    if (this.closed || this.failure) return;
+    if (this.waitingForSpace.length > 0) {
+      this.requeue(this.waitingForSpace.splice(0));
+      this.kick();
+      return;
+    }
+    const missing = this.reserve.target - this.reserve.bytes;
+    if ((await freeBytes(this.fs, this.dir)) < missing + this.reserve.target) return;
+    if (await this.reserve.fill()) this.spaceShort = false;
+  }
+
   /** The segment to append to; a new one (file created, directory fsync'd) when there is none or it is full. */
   private async writableSegment(): Promise<Segment> {
     if (this.active && this.active.size < this.segmentBytes) return this.active;
@@ -980,6 +1143,7 @@ class DiskSpool implements Spool {
     if (this.failure) return;
     const reason = error instanceof Error ? error.message : String(error);
     this.failure = new SpoolError('failed', `the spool could not make a write durable (${reason}); close and reopen it to recover what is on disk`, { cause: error });
+    this.rejectBatch(this.waitingForSpace.splice(0), this.failure);
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
@@ -1041,16 +1205,19 @@ class DiskSpool implements Spool {
       this.maintainAgain = true;
       return;
     }
-    if (this.canReclaim() || this.shouldCompact(undefined)) this.claimMaintenance(this.maintain(undefined));
+    if (this.canReclaim() || (this.shouldCompact(undefined) && !this.spaceShort)) this.claimMaintenance(this.maintain(undefined));
   }
 
   /** Marks `run` as the maintenance in progress; its errors are counted (and still reach whoever awaits `run`). */
-  private claimMaintenance(run: Promise<void>): void {
+  private claimMaintenance(run: Promise<unknown>): void {
     this.maintainAgain = false;
     this.maintaining = run
-      .catch(() => {
-        this.counters.maintenanceErrors++;
-      })
+      .then(
+        () => undefined,
+        () => {
+          this.counters.maintenanceErrors++;
+        },
+      )
       .finally(() => {
         this.maintaining = undefined;
         if (this.maintainAgain) this.maintainSoon();
@@ -1066,18 +1233,41 @@ class DiskSpool implements Spool {
       await this.close();
       throw this.failure;
     }
+    // After reclaiming, which frees space. A disk too full for the reserve: open, but short of space.
+    const filled = await this.reserve.fill().catch(async (error: unknown) => {
+      await this.close();
+      throw error;
+    });
+    if (!filled) this.shortOfSpace();
   }
 
   /**
    * Deletes what can go, and copies live messages out of old segments: those older than
-   * `compactBefore`, or by the garbage threshold when it is undefined.
+   * `compactBefore`, or by the garbage threshold when it is undefined. Resolves false
+   * when it stopped because there was no room to copy.
    */
-  private async maintain(compactBefore: number | undefined): Promise<void> {
+  private async maintain(compactBefore: number | undefined): Promise<boolean> {
     await this.reclaim();
     while (!this.closed && !this.failure && this.shouldCompact(compactBefore)) {
+      if (!(await this.roomToRelocate())) return false;
       if (!(await this.relocateOldest())) break;
       await this.reclaim();
     }
+    return true;
+  }
+
+  /**
+   * Copies need room: the oldest segment's live bytes and the reserve's worth to spare
+   * (INVARIANT: moving messages never fills the disk; while short of space none move).
+   */
+  private async roomToRelocate(): Promise<boolean> {
+    if (this.spaceShort || performance.now() < this.noRoomUntil) return false;
+    let bytes = 0;
+    for (const entry of this.segments[0]!.entries) bytes += entry.length;
+    if ((await freeBytes(this.fs, this.dir)) >= bytes + this.reserve.target) return true;
+    // Not asked again for a while: maintenance runs after every group.
+    this.noRoomUntil = performance.now() + SPACE_RETRY_MS;
+    return false;
   }
 
   private canReclaim(): boolean {
@@ -1149,7 +1339,7 @@ class DiskSpool implements Spool {
         bytes += frame.length;
         copied = true;
         writes.push(
-          this.enqueue(frame, (target, offset) => {
+          this.enqueue(frame, 'refuse', (target, offset) => {
             if (this.entries.get(entry.message.id) !== entry) return;
             entry.segment.entries.delete(entry);
             target.entries.add(entry);

@@ -35,10 +35,15 @@ export interface EncodedFrame {
   length: number;
 }
 
-/** Encodes one record. `payload` is referenced, not copied: do not change it until written. */
-export function encodeFrame(kind: RecordKind, header: object, payload?: Buffer): EncodedFrame {
+/**
+ * Encodes one record. `payload` (one buffer or chunks of it, written in order) is
+ * referenced, not copied: do not change it until written.
+ */
+export function encodeFrame(kind: RecordKind, header: object, payload?: Buffer | readonly Buffer[]): EncodedFrame {
   const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const payloadLength = payload?.byteLength ?? 0;
+  const chunks = payload === undefined ? [] : Buffer.isBuffer(payload) ? [payload] : payload;
+  let payloadLength = 0;
+  for (const chunk of chunks) payloadLength += chunk.byteLength;
   const bodyLength = BODY_PREFIX + json.length + payloadLength;
   if (bodyLength > MAX_BODY) throw new RangeError(`a spool record of ${bodyLength} bytes is over the limit of ${MAX_BODY}`);
   const head = Buffer.allocUnsafe(PREFIX + BODY_PREFIX + json.length);
@@ -49,9 +54,9 @@ export function encodeFrame(kind: RecordKind, header: object, payload?: Buffer):
   json.copy(head, PREFIX + BODY_PREFIX);
   let crc = crc32(head.subarray(4, 8));
   crc = crc32(head.subarray(PREFIX), crc);
-  if (payload) crc = crc32(payload, crc);
+  for (const chunk of chunks) crc = crc32(chunk, crc);
   head.writeUInt32BE(crc, 8);
-  return { buffers: payload ? [head, payload] : [head], length: PREFIX + bodyLength };
+  return { buffers: [head, ...chunks], length: PREFIX + bodyLength };
 }
 
 /** One record as found in a buffer. Offsets are relative to the buffer it was decoded from. */

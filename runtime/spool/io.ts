@@ -7,7 +7,7 @@ import type * as fsPromises from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 
 /** The subset of `node:fs/promises` the spool calls. */
-export type SpoolFs = Pick<typeof fsPromises, 'open' | 'readdir' | 'mkdir' | 'readFile' | 'writeFile' | 'unlink' | 'link'>;
+export type SpoolFs = Pick<typeof fsPromises, 'open' | 'readdir' | 'mkdir' | 'readFile' | 'writeFile' | 'unlink' | 'link' | 'statfs'>;
 
 /** Writes every byte of `buffers` at `position`, continuing after short writes. */
 export async function writeAll(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {
@@ -47,4 +47,16 @@ export async function syncDir(fs: SpoolFs, dir: string): Promise<void> {
 /** The `code` of a Node system error, if it is one. */
 export function errorCode(error: unknown): string | undefined {
   return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : undefined;
+}
+
+/** Whether a failed file operation failed because the file system (or the user's quota) is full. */
+export function isNoSpace(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** Bytes an unprivileged process may still write on the file system that holds `dir`. */
+export async function freeBytes(fs: SpoolFs, dir: string): Promise<number> {
+  const s = await fs.statfs(dir);
+  return s.bavail * s.bsize;
 }

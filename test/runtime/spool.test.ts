@@ -278,8 +278,8 @@ describe('spool: damage', () => {
   });
 });
 
-/** node:fs/promises whose segment files fail the next `writev` or `datasync` calls on demand. */
-function failingFs(fail: { writev: number; datasync: number }): SpoolFs {
+/** node:fs/promises whose segment files fail the next `writev` (with `code`, EIO by default) or `datasync` calls on demand. */
+function failingFs(fail: { writev: number; datasync: number; code?: string }): SpoolFs {
   return {
     ...fsp,
     open: async (file, flags, mode) => {
@@ -290,7 +290,8 @@ function failingFs(fail: { writev: number; datasync: number }): SpoolFs {
           if (prop === 'writev' && fail.writev > 0) {
             fail.writev--;
             return async () => {
-              throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+              const code = fail.code ?? 'EIO';
+              throw Object.assign(new Error(`${code}: failed on purpose, write`), { code });
             };
           }
           if (prop === 'datasync' && fail.datasync > 0) {
@@ -318,6 +319,8 @@ describe('spool: errors', () => {
     await expect(spool.accept(lost.message, lost.raw)).rejects.toMatchObject({ code: 'write-failed' });
     expect(spool.get(lost.message.id)).toBeUndefined();
     const after = await acceptNew(spool, ['a@x.test']);
+    // The failed group was cut off and the segment kept: no file per failed write.
+    expect(segmentFiles(dir)).toHaveLength(1);
     // An outcome that cannot be written is not taken as recorded.
     fail.writev = 1;
     await expect(spool.recordOutcome(first.message.id, 'a@x.test', 'delivered')).rejects.toMatchObject({ code: 'write-failed' });
@@ -326,6 +329,68 @@ describe('spool: errors', () => {
     spool = await open(dir);
     expect(spool.pending().map((m) => m.id)).toEqual([first.message.id, after.message.id]);
     expect(spool.recovery.corrupt).toEqual([]);
+  });
+
+  it('on a full disk refuses new messages with no-space, still records outcomes from the reserve, and accepts again by itself', async () => {
+    const dir = tempDir();
+    const fail = { writev: 0, datasync: 0, code: 'ENOSPC' };
+    const spool = await open(dir, { fs: failingFs(fail), reserveBytes: 64 * 1024 });
+    expect(spool.stats()).toMatchObject({ reserveBytes: 64 * 1024, spaceShort: false });
+    const first = await acceptNew(spool, ['a@x.test', 'b@x.test']);
+    const [segment] = segmentFiles(dir);
+    const sizeBefore = statSync(path.join(dir, 'segments', segment!)).size;
+    fail.writev = 1;
+    await expect(acceptNew(spool, ['a@x.test'])).rejects.toMatchObject({ code: 'no-space' });
+    // Refused from now on without writing anything.
+    await expect(acceptNew(spool, ['a@x.test'])).rejects.toMatchObject({ code: 'no-space' });
+    expect(segmentFiles(dir)).toEqual([segment]);
+    expect(statSync(path.join(dir, 'segments', segment!)).size).toBe(sizeBefore);
+    expect(spool.stats()).toMatchObject({ spaceShort: true, refusedNoSpace: 2, reserveBytes: 64 * 1024 });
+    // The outcome's write fails too: the reserve is given up for it and it is written.
+    fail.writev = 1;
+    await spool.recordOutcome(first.message.id, 'a@x.test', 'delivered');
+    expect(spool.stats().reserveBytes).toBe(0);
+    expect(statSync(path.join(dir, 'reserve')).size).toBe(0);
+    expect(spool.get(first.message.id)?.recipients.map((r) => r.rcpt)).toEqual(['b@x.test']);
+    // The real disk has room: within a few looks the reserve is whole again and new messages go in.
+    const end = Date.now() + 10_000;
+    while (spool.stats().spaceShort && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    expect(spool.stats()).toMatchObject({ spaceShort: false, reserveBytes: 64 * 1024 });
+    await acceptNew(spool, ['c@x.test']);
+  });
+
+  it('keeps an outcome that finds no room at all until it is written, out of pending meanwhile', async () => {
+    const dir = tempDir();
+    const fail = { writev: 0, datasync: 0, code: 'ENOSPC' };
+    let spool = await open(dir, { fs: failingFs(fail), reserveBytes: 0 });
+    const m = await acceptNew(spool, ['a@x.test']);
+    fail.writev = 2;
+    let settled = false;
+    const outcome = spool.recordOutcome(m.message.id, 'a@x.test', 'delivered').finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    expect(spool.stats().waitingForSpace).toBe(1);
+    expect(spool.pending()).toEqual([]);
+    await outcome;
+    expect(fail.writev).toBe(0);
+    expect(spool.stats().waitingForSpace).toBe(0);
+    await spool.close();
+    spool = await open(dir);
+    expect(spool.pending()).toEqual([]);
+  });
+
+  it('rejects an outcome still waiting for room at close; the recipient is open again after reopening', async () => {
+    const dir = tempDir();
+    const fail = { writev: 0, datasync: 0, code: 'ENOSPC' };
+    let spool = await open(dir, { fs: failingFs(fail), reserveBytes: 0 });
+    const m = await acceptNew(spool, ['a@x.test']);
+    fail.writev = 100;
+    const outcome = spool.recordOutcome(m.message.id, 'a@x.test', 'delivered').then(() => 'written', codeOf);
+    await new Promise((r) => setTimeout(r, 50));
+    await spool.close();
+    expect(await outcome).toBe('no-space');
+    spool = await open(dir);
+    expect(spool.pending().map((x) => x.id)).toEqual([m.message.id]);
   });
 
   it('stops after a failed fsync until reopened', async () => {
@@ -343,6 +408,21 @@ describe('spool: errors', () => {
     spool = await open(dir);
     // The unacknowledged one may or may not be there (here its bytes did reach the file); the acknowledged one is.
     expect(spool.pending().map((x) => x.id)).toContain(kept.message.id);
+  });
+
+  it('takes a message as chunks, written as they are', async () => {
+    const dir = tempDir();
+    let spool = await open(dir);
+    const chunks = [Buffer.from('From: a@example.com\r\n'), new Uint8Array(0), new TextEncoder().encode('Subject: chunks\r\n\r\n'), Buffer.from('body\r\n')];
+    const whole = Buffer.concat(chunks);
+    const id = spool.newId();
+    await spool.accept({ id, envelope: { from: 'a@example.com', to: ['x@y.test'] }, size: whole.length, receivedAt: 1 }, chunks);
+    expect((await spool.read(id)).equals(whole)).toBe(true);
+    await expect(spool.accept({ id: spool.newId(), envelope: { from: '', to: ['x@y.test'] }, size: whole.length + 1, receivedAt: 1 }, chunks)).rejects.toMatchObject({ code: 'invalid' });
+    await expect(spool.accept({ id: spool.newId(), envelope: { from: '', to: ['x@y.test'] }, size: 1, receivedAt: 1 }, ['x' as unknown as Uint8Array])).rejects.toMatchObject({ code: 'invalid' });
+    await spool.close();
+    spool = await open(dir);
+    expect((await spool.read(id)).equals(whole)).toBe(true);
   });
 
   it('rejects wrong arguments with a code', async () => {
@@ -498,7 +578,7 @@ describe('spool: kill -9', () => {
 it('leaves no temporary lock files behind', async () => {
   const dir = tempDir();
   const spool = await open(dir);
-  expect(readdirSync(dir).sort()).toEqual(['corrupt', 'lock', 'segments']);
+  expect(readdirSync(dir).sort()).toEqual(['corrupt', 'lock', 'reserve', 'segments']);
   await spool.close();
   expect(existsSync(path.join(dir, 'lock'))).toBe(false);
 });
