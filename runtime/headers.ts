@@ -1,6 +1,13 @@
 /**
  * The X-Petrel-* control headers of a submitted message: read them, and remove them
  * before delivery (like PowerMTA's X-virtual-MTA, they steer Petrel and must not leak).
+ *
+ * Line breaks: LF and CRLF end a header line. A bare CR (one not followed by LF) is a line
+ * break to some mail software and not to others, so a header field holding one could be
+ * read as two fields downstream: `X-Petrel-Tenant: a<CR>Bcc: x` would smuggle a `Bcc`.
+ * Every header field with a bare CR (its first line or a folded one) is therefore removed
+ * whole, and never read as a control header: after this, the header block holds no bare
+ * CR, and every reader splits it the same way.
  */
 
 /** Control headers Petrel reads, lowercase. */
@@ -12,38 +19,67 @@ export interface ControlValues {
   campaign?: string;
 }
 
+const KEY_OF: Record<(typeof CONTROL_HEADERS)[number], keyof ControlValues> = { 'x-petrel-tenant': 'tenant', 'x-petrel-pool': 'pool', 'x-petrel-campaign': 'campaign' };
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** The header lines of `raw` (each with its LF), and where the header block ends (after its empty line). */
+function headerLines(raw: Uint8Array): { lines: [start: number, end: number][]; end: number } {
+  const lines: [number, number][] = [];
+  let start = 0;
+  while (start < raw.length) {
+    const lf = raw.indexOf(LF, start);
+    const end = lf === -1 ? raw.length : lf + 1;
+    const empty = end - start === 1 || (end - start === 2 && raw[start] === CR);
+    if (empty && lf !== -1) return { lines, end };
+    lines.push([start, end]);
+    start = end;
+  }
+  return { lines, end: raw.length };
+}
+
+/** Whether `raw[start, end)` holds a CR not followed by LF. */
+function hasBareCr(raw: Uint8Array, start: number, end: number): boolean {
+  for (let i = raw.indexOf(CR, start); i !== -1 && i < end; i = raw.indexOf(CR, i + 1)) if (raw[i + 1] !== LF) return true;
+  return false;
+}
+
 /**
  * Splits the header block off `raw`, takes the control headers out (with their folded
- * continuation lines), and returns their values and the message without them. The body
- * and every other header are kept byte for byte.
+ * continuation lines) and every field holding a bare CR, and returns the control values
+ * and the message without them. The body and every other header are kept byte for byte;
+ * when nothing is taken, `message` is `raw` itself. Only the header block is read.
  */
 export function takeControlHeaders(raw: Buffer): { values: ControlValues; message: Buffer } {
-  const text = raw.toString('latin1');
-  const crlf = text.indexOf('\r\n\r\n');
-  const lf = text.indexOf('\n\n');
-  const end = crlf !== -1 && (lf === -1 || crlf < lf) ? crlf + 2 : lf !== -1 ? lf + 1 : text.length;
-  const head = text.slice(0, end);
-  const lines = head.split(/(?<=\n)/);
-  const values: ControlValues = {};
-  const kept: string[] = [];
-  let dropping: keyof ControlValues | undefined;
+  const { lines, end } = headerLines(raw);
+  // Fields: a line and the folded lines (starting with space or tab) that follow it.
+  const fields: [number, number][][] = [];
   for (const line of lines) {
-    const continuation = line.startsWith(' ') || line.startsWith('\t');
-    if (continuation && dropping) {
-      // A folded line continues the value (RFC 5322 unfolding: the line break goes).
-      values[dropping] = `${values[dropping] ?? ''} ${line.trim()}`.trim();
-      continue;
-    }
-    dropping = undefined;
-    const m = /^([!-9;-~]+):[ \t]*(.*?)\r?\n?$/.exec(line);
-    const name = m?.[1]?.toLowerCase();
-    if (m && name && (CONTROL_HEADERS as readonly string[]).includes(name)) {
-      dropping = name === 'x-petrel-tenant' ? 'tenant' : name === 'x-petrel-pool' ? 'pool' : 'campaign';
-      values[dropping] = m[2]!.trim();
-      continue;
-    }
-    kept.push(line);
+    const folded = raw[line[0]] === 0x20 || raw[line[0]] === 0x09;
+    if (folded && fields.length > 0) fields[fields.length - 1]!.push(line);
+    else fields.push([line]);
   }
-  if (kept.length === lines.length) return { values, message: raw };
-  return { values, message: Buffer.concat([Buffer.from(kept.join(''), 'latin1'), raw.subarray(Buffer.byteLength(head, 'latin1'))]) };
+  const values: ControlValues = {};
+  const kept: Buffer[] = [];
+  let taken = 0;
+  for (const field of fields) {
+    const from = field[0]![0];
+    const to = field[field.length - 1]![1];
+    if (hasBareCr(raw, from, to)) {
+      taken++;
+      continue;
+    }
+    const text = raw.toString('latin1', from, to);
+    const m = /^([!-9;-~]+):/.exec(text);
+    const key = m ? KEY_OF[m[1]!.toLowerCase() as keyof typeof KEY_OF] : undefined;
+    if (key) {
+      // RFC 5322 unfolding: the line breaks go, the folded lines join with a space.
+      values[key] = text.slice(m![0].length).split(/\r?\n/).map((s) => s.trim()).filter(Boolean).join(' ');
+      taken++;
+      continue;
+    }
+    kept.push(raw.subarray(from, to));
+  }
+  if (taken === 0) return { values, message: raw };
+  return { values, message: Buffer.concat([...kept, raw.subarray(lines.length > 0 ? lines[lines.length - 1]![1] : 0, end), raw.subarray(end)]) };
 }

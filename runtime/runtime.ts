@@ -25,6 +25,7 @@ import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isD
 import { createDeliveryPool } from './delivery-pool.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
+import { receivedHeader, type ReceivedFrom } from './received.ts';
 import { createSubmissionServer, DEFAULT_CLIENT_NETWORKS, networkMatcher, type SubmissionOptions } from './submission-smtp.ts';
 
 export interface RuntimeOptions {
@@ -639,11 +640,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     }, Math.min(ms, 60_000));
   }
 
-  /** Spools a message; resolves with its id once durable (only then may it be acknowledged). */
-  async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }): Promise<string> {
+  /**
+   * Spools a message with a `Received:` header on top (from `from`: SMTP passes its client;
+   * HTTP submission, which does not yet, is traced as `with HTTP`); resolves with its id
+   * once durable (only then may it be acknowledged).
+   */
+  async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }, from: ReceivedFrom = { protocol: 'HTTP' }): Promise<string> {
     const id = spool.newId();
-    const spooled = { id, envelope: { from: envelope.from, to: [...new Set(envelope.to)] }, size: message.length, receivedAt: clock(), ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
-    await spool.accept(spooled, message);
+    const to = [...new Set(envelope.to)];
+    const receivedAt = clock();
+    const raw = Buffer.concat([Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), message]);
+    const spooled = { id, envelope: { from: envelope.from, to }, size: raw.length, receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
+    await spool.accept(spooled, raw);
     counters.accepted++;
     metrics.accepted.inc();
     // PowerMTA's `r` records: one per recipient, when the message is accepted.
@@ -656,11 +664,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
 
   const fromClientNetwork = networkMatcher(options.smtp.clientNetworks ?? DEFAULT_CLIENT_NETWORKS);
-  const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, acceptMessage, () => stopping);
-  await new Promise<void>((resolve, reject) => {
-    smtp.once('error', reject);
-    smtp.listen(options.smtp.port, options.smtp.host, () => resolve());
-  });
+  const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, { acceptMessage, isStopping: () => stopping, registry });
+  const smtpPort = await smtp.listen();
 
   const status = (): RuntimeStatus => ({
     policy: { name: policy.manifest.name, version: policy.manifest.version, hash: policy.manifest.hash },
@@ -740,7 +745,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   schedule(0);
   return {
-    smtpPort: (smtp.server.address() as AddressInfo).port,
+    smtpPort,
     httpPort: (http.address() as AddressInfo).port,
     status,
     registry,
@@ -754,8 +759,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     async stop(graceMs = 30_000) {
       stopping = true;
       if (timer) clearTimeout(timer);
-      await new Promise<void>((resolve) => smtp.close(() => resolve()));
-      if (inFlight > 0) await Promise.race([new Promise<void>((resolve) => idle.push(resolve)), new Promise((r) => setTimeout(r, graceMs))]);
+      // One grace period for both: submission sessions finishing a message, then deliveries.
+      const graceEnd = Date.now() + graceMs;
+      await smtp.close(graceMs);
+      if (inFlight > 0) await Promise.race([new Promise<void>((resolve) => idle.push(resolve)), new Promise((r) => setTimeout(r, Math.max(0, graceEnd - Date.now())))]);
       for (const list of idleSessions.values()) {
         for (const p of list.splice(0)) {
           clearTimeout(p.timer);

@@ -155,7 +155,7 @@ describe('SMTP submission: STARTTLS and AUTH', () => {
   });
 
   it('will not build a server with users but neither a certificate nor allowInsecureAuth, or with a malformed hash', () => {
-    const build = (smtp: Partial<SubmissionOptions>) => () => createSubmissionServer({ host: '127.0.0.1', port: 0, name: NAME, ...smtp }, () => Promise.reject(new Error('unused')), () => false);
+    const build = (smtp: Partial<SubmissionOptions>) => () => createSubmissionServer({ host: '127.0.0.1', port: 0, name: NAME, ...smtp }, { acceptMessage: () => Promise.reject(new Error('unused')), isStopping: () => false });
     expect(build({ users })).toThrow('submission users need TLS (a key and certificate) or allowInsecureAuth');
     expect(build({ users: [{ user: 'app', passwordHash: 'correct horse' }], allowInsecureAuth: true })).toThrow(/^submission user `app`: password hash is not in the form/);
   });
