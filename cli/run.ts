@@ -7,6 +7,7 @@ import { createPolicyCompiler } from '../runtime/policy-compiler.ts';
 import { createPolicyControl, type PolicySource } from '../runtime/policy-control.ts';
 import { openVersionStore } from '../runtime/policy-versions.ts';
 import { startRuntime } from '../runtime/runtime.ts';
+import { smtpLimitsFromConfig, type SmtpLimitsConfig } from '../runtime/submission-limits.ts';
 import { isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser } from '../runtime/submission-smtp.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
@@ -42,14 +43,19 @@ options:
                         without any, only client networks (loopback) may call them
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX;
                         several hosts comma-separated, in preference order
-  --grace <seconds>     how long to wait for deliveries in flight on stop (default: 30)
+  --grace <seconds>     how long shutdown waits for SMTP clients sending a message and for
+                        deliveries in flight (default: 30); idle SMTP clients get 421 at once
   --delivery-threads <n>
                         worker threads for the SMTP client sessions (default: 1);
                         0 runs them on the main thread
   --config <file>       a JSON file with these options (schema: runtime/config.schema.json);
                         flags win over the file; an unknown or bad key exits 2 and names it.
                         SMTP AUTH users are set there only (smtp.users, password hashes
-                        made by \`petrel hash-password\`), with smtp.allowInsecureAuth
+                        made by \`petrel hash-password\`), with smtp.allowInsecureAuth;
+                        and the submission limits (smtp.maxMessageBytes, maxRecipients,
+                        maxConnections, maxConnectionsPerIp, maxBufferedBytes,
+                        idleTimeoutSeconds, maxSessionSeconds, minDataRateBytesPerSecond,
+                        smtp.auth.*: failed-AUTH throttling), in docs/runtime.md's table
   -h, --help            show this help
 
 docs/runtime.md describes all of it, and what is not built yet.
@@ -80,7 +86,7 @@ interface RunConfig {
   maxInFlight?: number;
   deliveryThreads?: number;
   graceSeconds?: number;
-  smtp?: { listen?: string; maxMessageBytes?: number; clientNetworks?: string[]; tls?: { key: string; cert: string }; users?: SubmissionUser[]; allowInsecureAuth?: boolean };
+  smtp?: { listen?: string; clientNetworks?: string[]; tls?: { key: string; cert: string }; users?: SubmissionUser[]; allowInsecureAuth?: boolean } & SmtpLimitsConfig;
   http?: { listen?: string; apiKeys?: string[] };
   mxOverride?: Record<string, string>;
 }
@@ -171,6 +177,12 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`config: \`smtp.clientNetworks\`: ${(e as Error).message}`);
   }
   const submission = submissionSecurity(values['smtp-tls-key'], values['smtp-tls-cert'], config, at);
+  let smtpLimits: Partial<SubmissionOptions>;
+  try {
+    smtpLimits = smtpLimitsFromConfig(config.smtp ?? {});
+  } catch (e) {
+    throw new UsageError(`config: ${(e as Error).message}`);
+  }
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
     if (!Number.isInteger(n) || n < min) throw new UsageError(`\`${flag}\` takes a whole number of at least ${min}, not \`${value}\``);
@@ -213,7 +225,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     httpRoutes: control.httpRoutes,
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
-    smtp: { ...smtpAt, ...(config.smtp?.maxMessageBytes ? { maxMessageBytes: config.smtp.maxMessageBytes } : {}), ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
+    smtp: { ...smtpAt, ...smtpLimits, ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
     http: { ...httpAt, ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
     ...(config.ehlo ? { ehlo: config.ehlo } : {}),
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),

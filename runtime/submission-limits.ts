@@ -5,7 +5,7 @@
  * plain state with no sockets in it; submission-smtp.ts wires them to smtp-server.
  */
 import type { Readable } from 'node:stream';
-import { clientKey } from './auth-throttle.ts';
+import { clientKey, type AuthThrottleOptions } from './auth-throttle.ts';
 
 /** Operator-settable limits; docs/runtime.md has the table of what happens past each. */
 export interface SubmissionLimits {
@@ -144,4 +144,55 @@ export function collectData(stream: Readable, limits: SubmissionLimits, budget: 
     stream.on('error', () => finish({ outcome: 'aborted', bytes }));
     stream.on('close', () => finish({ outcome: 'aborted', bytes }));
   });
+}
+
+/** The limit keys of the `smtp` section of runtime/config.schema.json (times in seconds). */
+export interface SmtpLimitsConfig {
+  maxMessageBytes?: number;
+  maxBufferedBytes?: number;
+  maxRecipients?: number;
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
+  idleTimeoutSeconds?: number;
+  maxSessionSeconds?: number;
+  minDataRateBytesPerSecond?: number;
+  dataRateWindowSeconds?: number;
+  auth?: {
+    failureDelaySeconds?: number;
+    maxFailuresPerConnection?: number;
+    maxFailuresPerIp?: number;
+    failureWindowSeconds?: number;
+    lockoutSeconds?: number;
+    maxConcurrentChecks?: number;
+    maxQueuedChecks?: number;
+  };
+}
+
+/**
+ * The submission limits a config's `smtp` section sets (only those it sets). Throws,
+ * naming the keys, when they contradict each other.
+ */
+export function smtpLimitsFromConfig(c: SmtpLimitsConfig): Partial<SubmissionLimits> & { auth?: AuthThrottleOptions } {
+  const ms = (s: number | undefined) => (s === undefined ? undefined : Math.round(s * 1000));
+  const a = c.auth ?? {};
+  const picked = {
+    maxMessageBytes: c.maxMessageBytes,
+    maxBufferedBytes: c.maxBufferedBytes,
+    maxRecipients: c.maxRecipients,
+    maxConnections: c.maxConnections,
+    maxConnectionsPerIp: c.maxConnectionsPerIp,
+    idleTimeoutMs: ms(c.idleTimeoutSeconds),
+    maxSessionMs: ms(c.maxSessionSeconds),
+    minDataBytesPerSecond: c.minDataRateBytesPerSecond,
+    dataRateWindowMs: ms(c.dataRateWindowSeconds),
+  };
+  const auth = { failureDelayMs: ms(a.failureDelaySeconds), maxFailuresPerConnection: a.maxFailuresPerConnection, maxFailuresPerIp: a.maxFailuresPerIp, failureWindowMs: ms(a.failureWindowSeconds), lockoutMs: ms(a.lockoutSeconds), maxConcurrentChecks: a.maxConcurrentChecks, maxQueuedChecks: a.maxQueuedChecks };
+  const limits: Partial<SubmissionLimits> = Object.fromEntries(Object.entries(picked).filter(([, v]) => v !== undefined));
+  const authSet: AuthThrottleOptions = Object.fromEntries(Object.entries(auth).filter(([, v]) => v !== undefined));
+  const message = limits.maxMessageBytes ?? SUBMISSION_LIMIT_DEFAULTS.maxMessageBytes;
+  const buffered = limits.maxBufferedBytes ?? SUBMISSION_LIMIT_DEFAULTS.maxBufferedBytes;
+  if (buffered < message) throw new Error(`\`smtp.maxBufferedBytes\` (${buffered}) must be at least \`smtp.maxMessageBytes\` (${message})`);
+  const total = limits.maxConnections ?? SUBMISSION_LIMIT_DEFAULTS.maxConnections;
+  if ((limits.maxConnectionsPerIp ?? SUBMISSION_LIMIT_DEFAULTS.maxConnectionsPerIp) > total) throw new Error(`\`smtp.maxConnectionsPerIp\` must be at most \`smtp.maxConnections\` (${total})`);
+  return { ...limits, ...(Object.keys(authSet).length > 0 ? { auth: authSet } : {}) };
 }
