@@ -355,7 +355,9 @@ export function retryDelayFor(reaction: Reaction | undefined, curve: IRRetryCurv
     if (reaction.category === 'success' || reaction.disposition === 'hard') return null;
     for (const a of reaction.actions) if (a.type === 'bounce') return null;
     for (const a of reaction.actions) {
-      if (a.type === 'retry' && a.afterSeconds !== null) {
+      if (a.type !== 'retry') continue;
+      if (a.attempts !== undefined && attempt >= a.attempts) return null;
+      if (a.afterSeconds !== null) {
         if (!Number.isInteger(attempt) || attempt < 1 || (curve && curve.attempts !== null && attempt >= curve.attempts)) return null;
         return a.afterSeconds * 1000;
       }

@@ -44,6 +44,7 @@ export const CODES = {
   VAL013: { name: 'invalid-example', severity: 'error', summary: 'An `example` is not an SMTP reply (three-digit code first), or contradicts the rule (a bounce on a 2xx reply).' },
   VAL014: { name: 'conflicting-limits', severity: 'warning', summary: 'A narrower limit is looser than the wider one that contains it, so it can never bind.' },
   VAL015: { name: 'value-too-large', severity: 'error', summary: 'A duration, count, rate, size, factor or percentage is larger than the language allows (a year, 2^31 − 1, 1e9 per time unit, 1 TB per time unit, x100, 100%).' },
+  VAL016: { name: 'bounce-in-block', severity: 'error', summary: 'A rule both bounces and states `disposition block`: a block keeps the recipient queued, a bounce fails it.' },
   // Tests inside policy files (compiler/validate.ts now, `petrel test` later)
   TEST001: { name: 'test-unknown-name', severity: 'error', summary: 'A `test` block names a source, tenant, route, category or ramp that does not exist.' },
   TEST002: { name: 'test-incomplete', severity: 'error', summary: 'A `test` block lacks a `deliver` line or has nothing to `expect`.' },

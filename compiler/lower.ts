@@ -182,7 +182,9 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
       case 'bounce':
         return [{ type: 'bounce', category: a.category.text as Category }];
       case 'retry':
-        return [{ type: 'retry', afterSeconds: a.after ? a.after.seconds : null }];
+        return [{ type: 'retry', afterSeconds: a.after ? a.after.seconds : null, ...(a.attempts ? { attempts: a.attempts.value } : {}) }];
+      case 'recover':
+        return [{ type: 'recover', durationSeconds: a.duration.seconds }];
       case 'skip-mx':
         return [{ type: 'skip-mx' }];
       case 'reroute':

@@ -4,7 +4,7 @@
  * can backtrack catastrophically, rules that miss their own examples or are shadowed,
  * providers that claim one domain or match nothing, warmups that go down.
  */
-import { PHASES, type Destination, type Diagnostic, type ReplyRule, type RuleSetRef, type Setting, type Span, type WarmupPlan } from '../grammar/index.ts';
+import { PHASES, type Action, type Destination, type Diagnostic, type ReplyRule, type RuleSetRef, type Setting, type Span, type WarmupPlan } from '../grammar/index.ts';
 import { matcherMatches, matcherRegexes, parseReply } from './artifact-lib.ts';
 import { expandRules, toIRMatcher } from './lower.ts';
 import { checkRegex } from './regex-safety.ts';
@@ -159,6 +159,14 @@ export function validate(program: Program): Diagnostic[] {
         }
         if (a.kind === 'suspend') positive(a.duration.seconds, 'the suspension', a.duration.span);
         if (a.kind === 'retry' && a.after) positive(a.after.seconds, 'the retry delay', a.after.span);
+        if (a.kind === 'retry' && a.attempts) positive(a.attempts.value, 'the number of attempts', a.attempts.span);
+        if (a.kind === 'recover') positive(a.duration.seconds, 'the recovery period', a.duration.span);
+      }
+      // A block keeps the recipient queued and stops the source (docs/language.md, "What a
+      // reaction does"); a bounce fails the recipient. One rule cannot mean both.
+      const bounce = rule.actions.find((a): a is Extract<Action, { kind: 'bounce' }> => a.kind === 'bounce');
+      if (bounce && rule.disposition?.value === 'block') {
+        error('VAL016', 'a rule cannot both `bounce` and state `disposition block`: a block keeps the recipient queued', bounce.span, `to keep the mail and stop this source, write \`classify ${bounce.category.text}\` instead of \`bounce\`; to fail the recipient, drop \`disposition block\``, [{ span: rule.disposition.span, message: 'the disposition is stated here' }]);
       }
       if (rule.trigger) {
         positive(rule.trigger.count.value, 'the trigger count', rule.trigger.count.span);

@@ -218,7 +218,8 @@ export type Action =
   | { kind: 'suspend'; target: 'destination' | 'source' | 'tenant'; duration: DurationValue; span: Span }
   | { kind: 'disable-source'; span: Span }
   | { kind: 'bounce'; category: Name; span: Span }
-  | { kind: 'retry'; after?: DurationValue; span: Span }
+  | { kind: 'retry'; after?: DurationValue; attempts?: NumberValue; span: Span }
+  | { kind: 'recover'; duration: DurationValue; span: Span }
   | { kind: 'classify'; category: Name; span: Span }
   | { kind: 'skip-mx'; span: Span }
   | { kind: 'reroute'; pool: Name; span: Span };

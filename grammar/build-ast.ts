@@ -292,7 +292,7 @@ const TOP_LEVEL = ['policy', 'use', 'default', 'provider', 'domain', 'global', '
 const LIMIT_KEYWORDS = ['connections', 'connect-rate', 'rate', 'data-rate'];
 const DESTINATION_KEYWORDS = ['match', ...LIMIT_KEYWORDS, 'messages-per-connection', 'recipients-per-transaction', 'tls', 'retry', 'expire', 'on', 'rules'];
 const BACKOFF_KEYWORDS = [...LIMIT_KEYWORDS, 'messages-per-connection', 'recipients-per-transaction', 'tls', 'retry', 'expire'];
-const RULE_KEYWORDS = ['backoff', 'suspend', 'disable', 'bounce', 'retry', 'classify', 'skip-mx', 'reroute', 'disposition', 'example'];
+const RULE_KEYWORDS = ['backoff', 'suspend', 'disable', 'bounce', 'retry', 'recover', 'classify', 'skip-mx', 'reroute', 'disposition', 'example'];
 const CURVE_KEYWORDS = ['after', 'then', 'exponential', 'jitter', 'expire', 'attempts'];
 const WARMUP_KEYWORDS = ['schedule', 'start', 'for', 'overflow'];
 const SOURCE_KEYWORDS = ['address', 'ehlo', 'warmup', ...LIMIT_KEYWORDS];
@@ -572,9 +572,13 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
       }
       case 'retry': {
         const after = r.accept('after') ? r.duration('the retry delay') : undefined;
-        rule.actions.push({ kind: 'retry', ...(after ? { after } : {}), span: r.spanFrom(head) });
+        const attempts = r.accept('attempts') ? r.integer('the number of attempts') : undefined;
+        rule.actions.push({ kind: 'retry', ...(after ? { after } : {}), ...(attempts ? { attempts } : {}), span: r.spanFrom(head) });
         break;
       }
+      case 'recover':
+        rule.actions.push({ kind: 'recover', duration: r.duration('the recovery period'), span: r.spanFrom(head) });
+        break;
       case 'skip-mx':
         rule.actions.push({ kind: 'skip-mx', span: r.spanFrom(head) });
         break;

@@ -331,7 +331,9 @@ function actionStatement(action: A.Action, src: Source): Node {
     case 'classify':
       return newNode(`${action.kind} ${raw(action.category.span)}`, action.span);
     case 'retry':
-      return newNode(action.after ? `retry after ${raw(action.after.span)}` : 'retry', action.span);
+      return newNode(['retry', ...(action.after ? [`after ${raw(action.after.span)}`] : []), ...(action.attempts ? [`attempts ${raw(action.attempts.span)}`] : [])].join(' '), action.span);
+    case 'recover':
+      return newNode(`recover ${raw(action.duration.span)}`, action.span);
     case 'skip-mx':
       return newNode('skip-mx', action.span);
     case 'reroute':

@@ -86,7 +86,10 @@ export type Action =
   | { type: 'suspend'; target: 'destination' | 'source' | 'tenant'; durationSeconds: number }
   | { type: 'disable-source' }
   | { type: 'bounce'; category: BounceCategory }
-  | { type: 'retry'; afterSeconds: number | null }
+  /** `attempts`: at most this many delivery attempts in all (as a curve's `attempts`), then give up. */
+  | { type: 'retry'; afterSeconds: number | null; attempts?: number }
+  /** After the pause this rule starts (or, if it starts none, from now) sending ramps back to normal over this period. */
+  | { type: 'recover'; durationSeconds: number }
   | { type: 'skip-mx' }
   | { type: 'reroute'; pool: string };
 

@@ -97,15 +97,23 @@ describe('more checks', () => {
 });
 
 describe('retry decisions', () => {
-  it('never retries a success or a bounce; `retry after` obeys the attempt limit', async () => {
+  it('never retries a success or a bounce; a block retries on the curve; `retry after` obeys the attempt limits', async () => {
     const text =
       'default {\n  retry {\n    after 5m\n    then every 1h\n    attempts 3\n  }\n' +
-      '  on reply 553 /BL21/ {\n    bounce spam-related\n    disposition block\n    example "553 5.7.1 [BL21] blocked"\n  }\n' +
-      '  on reply 450 "busy" {\n    retry after 2m\n    example "450 4.2.1 mailbox busy"\n  }\n}\n';
+      '  on reply 553 /BL21/ {\n    classify spam-related\n    disposition block\n    example "553 5.7.1 [BL21] blocked"\n  }\n' +
+      '  on reply 550 /5\\.1\\.1/ {\n    bounce bad-mailbox\n    example "550 5.1.1 no such user"\n  }\n' +
+      '  on reply 450 "busy" {\n    retry after 2m\n    example "450 4.2.1 mailbox busy"\n  }\n' +
+      '  on reply 452 "full" {\n    classify quota-issues\n    retry after 1h attempts 2\n    example "452 4.2.2 mailbox full"\n  }\n}\n';
     const artifact = await loadArtifact(await compileFiles({ 'x.policy': H + text }));
-    expect(artifact.retryDelay('default', 1, '553 5.7.1 [BL21] blocked')).toBeNull();
+    // A block keeps the recipient: it is retried on the route's curve, never given up on by its own reply.
+    expect(artifact.retryDelay('default', 1, '553 5.7.1 [BL21] blocked')).toBe(300_000);
+    expect(artifact.retryDelay('default', 1, '550 5.1.1 no such user')).toBeNull();
     expect(artifact.retryDelay('default', 1, '250 2.0.0 OK')).toBeNull();
     expect(artifact.retryDelay('default', 2, '450 4.2.1 mailbox busy')).toBe(120_000);
     expect(artifact.retryDelay('default', 3, '450 4.2.1 mailbox busy')).toBeNull();
+    // `attempts 2`: one retry, then give up (the runtime bounces with the rule's category).
+    expect(artifact.retryDelay('default', 1, '452 4.2.2 mailbox full')).toBe(3_600_000);
+    expect(artifact.retryDelay('default', 2, '452 4.2.2 mailbox full')).toBeNull();
+    expect(artifact.react('default', '452 4.2.2 mailbox full').category).toBe('quota-issues');
   });
 });

@@ -78,6 +78,7 @@ const EXPECTED: Record<string, Reported[]> = {
     { code: 'VAL015', severity: 'error', line: 30, column: 73 },
     { code: 'VAL015', severity: 'error', line: 31, column: 26 },
   ],
+  VAL016: [{ code: 'VAL016', severity: 'error', line: 7, column: 5, labels: ['8:5'] }],
   TEST001: [{ code: 'TEST001', severity: 'error', line: 15, column: 17 }],
   TEST002: [{ code: 'TEST002', severity: 'error', line: 12, column: 6 }],
   [ALL_MISTAKES]: [

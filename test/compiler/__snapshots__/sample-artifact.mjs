@@ -209,7 +209,9 @@ function retryDelayFor(reaction, curve, attempt, expireSeconds) {
     if (reaction.category === "success" || reaction.disposition === "hard") return null;
     for (const a of reaction.actions) if (a.type === "bounce") return null;
     for (const a of reaction.actions) {
-      if (a.type === "retry" && a.afterSeconds !== null) {
+      if (a.type !== "retry") continue;
+      if (a.attempts !== void 0 && attempt >= a.attempts) return null;
+      if (a.afterSeconds !== null) {
         if (!Number.isInteger(attempt) || attempt < 1 || curve && curve.attempts !== null && attempt >= curve.attempts) return null;
         return a.afterSeconds * 1e3;
       }
