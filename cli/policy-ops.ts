@@ -3,16 +3,22 @@
  * `reload`, `rollback`, `deploy`, and `hook install` (a git post-receive hook that tells
  * the runtime about a push).
  */
+import type { KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { COMPILER_VERSION, compile, diskHost, renderDiagnostics, runTests } from '../compiler/index.ts';
-import { importArtifactText } from '../runtime/loader.ts';
+import { readSignedArtifact, readSigningKey, signUpload } from '../runtime/artifact-signature.ts';
+import { importArtifactText, type ArtifactTexts } from '../runtime/loader.ts';
 import { testFailures } from '../runtime/policy-compiler.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
+const KEY = `  --api-key-file <file> a file holding an API key of the runtime (its first line);
+                        default: $PETREL_API_KEY, else none (a loopback runtime
+                        without keys answers keyless calls)
+  --api-key <key>       the key itself (visible in \`ps\`: prefer the file or the environment)`;
 const CONNECTION = `  --url <url>           the runtime's HTTP API (default: http://127.0.0.1:8025)
-  --api-key <key>       an API key of the runtime (default: $PETREL_API_KEY)`;
+${KEY}`;
 
 export const RELOAD_HELP = `usage: petrel reload [options]
 
@@ -40,20 +46,28 @@ ${CONNECTION}
 exit codes: 0 switched (or already current), 1 unreachable, 2 usage error, 3 refused
 `;
 
-export const DEPLOY_HELP = `usage: petrel deploy [options] <paths…> --to <url>
+export const DEPLOY_HELP = `usage: petrel deploy [options] <paths…> --to <url> --sign <keyfile>
+       petrel deploy --artifact <dir> --to <url>
 
-Build the policy files here, run their test blocks, and upload the artifact with its tests
-to a running \`petrel run\`, which loads it, checks its ABI, runs the tests again against
-the loaded module and makes it current. Nothing is uploaded when the build or a test fails.
+Build the policy files here, run their test blocks, sign the artifact and its tests with
+an Ed25519 private key, and upload them to a running \`petrel run\`, which checks the
+signature against its --deploy-public-key before it writes or evaluates anything, then
+loads the artifact, checks its ABI, runs the tests again against the loaded module and
+makes it current. Nothing is uploaded when the build or a test fails. With --artifact, the
+directory \`petrel build --sign\` wrote is uploaded as it is (signed where it was built).
+The runtime must have artifact upload on and needs an API key for it.
 
 options:
   --to <url>            the runtime's HTTP API (required), e.g. http://10.0.0.5:8025
-  --api-key <key>       an API key of the runtime (default: $PETREL_API_KEY)
+  --sign <keyfile>      Ed25519 private key (PEM) to sign with (\`petrel keygen\`)
+  --artifact <dir>      upload a built and signed artifact instead of building <paths>
+${KEY}
   --name <name>         the set's name (default: the first path's base name)
   --message <text>      what this version is, shown in GET /api/v1/policy
   -h, --help            show this help
 
-exit codes: 0 live or unchanged, 1 unreachable, 2 usage error, 3 build, test or refusal
+exit codes: 0 live or unchanged, 1 unreachable, 2 usage error (also a refused key or
+signature), 3 build, test or refusal
 `;
 
 export const HOOK_HELP = `usage: petrel hook install <repo> --notify <url> [options]
@@ -120,7 +134,7 @@ function report(answer: Answer, io: Io): number {
     return EXIT.policy;
   }
   io.err(`the runtime answered ${answer.status}: ${String(b.error ?? JSON.stringify(b))}\n`);
-  return answer.status === 401 || answer.status === 400 ? EXIT.usage : EXIT.internal;
+  return [400, 401, 403, 415].includes(answer.status) ? EXIT.usage : EXIT.internal;
 }
 
 async function guarded(io: Io, f: () => Promise<number>): Promise<number> {
@@ -133,13 +147,30 @@ async function guarded(io: Io, f: () => Promise<number>): Promise<number> {
   }
 }
 
-const connection = { url: { type: 'string' }, 'api-key': { type: 'string' } } as const;
+const keyOptions = { 'api-key': { type: 'string' }, 'api-key-file': { type: 'string' } } as const;
+const connection = { url: { type: 'string' }, ...keyOptions } as const;
+
+/** The API key to send: `--api-key`, else the first line of `--api-key-file`, else $PETREL_API_KEY. */
+function apiKeyOf(values: { 'api-key'?: string | undefined; 'api-key-file'?: string | undefined }, io: Io): string | undefined {
+  if (values['api-key'] !== undefined) return values['api-key'];
+  const file = values['api-key-file'];
+  if (file === undefined) return process.env.PETREL_API_KEY || undefined;
+  let text: string;
+  try {
+    text = readFileSync(path.resolve(io.cwd, file), 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read \`--api-key-file\` ${file}: ${(e as Error).message}`);
+  }
+  const key = text.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  if (key === undefined) throw new UsageError(`\`--api-key-file\` ${file} holds no key`);
+  return key;
+}
 
 export async function reloadCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, connection);
   if (values.help) return io.out(RELOAD_HELP), EXIT.ok;
   if (positionals.length > 0) throw new UsageError(`unexpected \`${positionals[0]}\``);
-  return guarded(io, async () => report(await call(values.url ?? 'http://127.0.0.1:8025', '/api/v1/policy/reload', values['api-key'] ?? process.env.PETREL_API_KEY, { trigger: 'petrel reload' }), io));
+  return guarded(io, async () => report(await call(values.url ?? 'http://127.0.0.1:8025', '/api/v1/policy/reload', apiKeyOf(values, io), { trigger: 'petrel reload' }), io));
 }
 
 export async function rollbackCommand(argv: string[], io: Io): Promise<number> {
@@ -147,25 +178,53 @@ export async function rollbackCommand(argv: string[], io: Io): Promise<number> {
   if (values.help) return io.out(ROLLBACK_HELP), EXIT.ok;
   if (positionals.length > 0) throw new UsageError(`unexpected \`${positionals[0]}\``);
   if (values.to !== undefined && !/^[0-9a-f]{4,128}$/.test(values.to)) throw new UsageError('`--to` takes a version hash or a prefix of it (hex)');
-  return guarded(io, async () => report(await call(values.url ?? 'http://127.0.0.1:8025', '/api/v1/policy/rollback', values['api-key'] ?? process.env.PETREL_API_KEY, values.to ? { to: values.to } : {}), io));
+  return guarded(io, async () => report(await call(values.url ?? 'http://127.0.0.1:8025', '/api/v1/policy/rollback', apiKeyOf(values, io), values.to ? { to: values.to } : {}), io));
 }
 
 export async function deployCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { to: { type: 'string' }, 'api-key': { type: 'string' }, name: { type: 'string' }, message: { type: 'string' } });
+  const { values, positionals } = parseCommandArgs(argv, { to: { type: 'string' }, ...keyOptions, sign: { type: 'string' }, artifact: { type: 'string' }, name: { type: 'string' }, message: { type: 'string' } });
   if (values.help) return io.out(DEPLOY_HELP), EXIT.ok;
   if (!values.to) throw new UsageError('`--to URL` is required');
-  if (positionals.length === 0) throw new UsageError('name at least one policy file or directory');
-  const result = await compile({ inputs: findPolicyFiles(positionals, io.cwd), host: diskHost(io.cwd), name: values.name ?? defaultSetName(positionals, io.cwd) });
+  if (values.artifact !== undefined && (positionals.length > 0 || values.sign !== undefined)) throw new UsageError('`--artifact DIR` uploads a built, signed artifact: give no paths and no `--sign`');
+  if (values.artifact === undefined && positionals.length === 0) throw new UsageError('name at least one policy file or directory (or `--artifact DIR`)');
+  if (values.artifact === undefined && values.sign === undefined) throw new UsageError('`--sign KEYFILE` is required: the runtime accepts only signed artifacts');
+  const apiKey = apiKeyOf(values, io);
+  const upload = values.artifact !== undefined ? await signedDirectory(path.resolve(io.cwd, values.artifact)) : await buildAndSign(positionals, values.sign!, values.name, io);
+  if (upload === undefined) return EXIT.policy;
+  const body = { ...upload, author: `${userInfo().username}@${hostname()}`, ...(values.message ? { subject: values.message } : {}) };
+  return guarded(io, async () => report(await call(values.to!, '/api/v1/policy/artifact', apiKey, body), io));
+}
+
+/** Builds `paths`, runs their tests (undefined, reported, when either fails) and signs the artifact with them. */
+async function buildAndSign(paths: string[], keyFile: string, name: string | undefined, io: Io): Promise<{ artifact: ArtifactTexts; tests: unknown; signature: string } | undefined> {
+  const key = signingKey(keyFile, io);
+  const result = await compile({ inputs: findPolicyFiles(paths, io.cwd), host: diskHost(io.cwd), name: name ?? defaultSetName(paths, io.cwd) });
   io.err(renderDiagnostics(result.diagnostics, 'human', { sources: result.sources, toolVersion: COMPILER_VERSION }));
-  if (!result.artifact) return EXIT.policy;
+  if (!result.artifact) return undefined;
   const tests = result.ir!.tests;
   const failures = testFailures(runTests(tests, await importArtifactText(result.artifact)));
   if (failures) {
     io.err(`${failures.report}petrel deploy: nothing uploaded\n`);
-    return EXIT.policy;
+    return undefined;
   }
-  const body = { artifact: result.artifact, tests, author: `${userInfo().username}@${hostname()}`, ...(values.message ? { subject: values.message } : {}) };
-  return guarded(io, async () => report(await call(values.to!, '/api/v1/policy/artifact', values['api-key'] ?? process.env.PETREL_API_KEY, body), io));
+  return { artifact: result.artifact, tests, signature: signUpload({ ...result.artifact, tests }, key) };
+}
+
+async function signedDirectory(dir: string): Promise<Awaited<ReturnType<typeof readSignedArtifact>>> {
+  try {
+    return await readSignedArtifact(dir);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** The private key of `--sign`; a usage error naming the file when it is not an Ed25519 key. */
+export function signingKey(file: string, io: Io): KeyObject {
+  try {
+    return readSigningKey(path.resolve(io.cwd, file), 'private');
+  } catch (e) {
+    throw new UsageError(`\`--sign\`: ${(e as Error).message}`);
+  }
 }
 
 export async function hookCommand(argv: string[], io: Io): Promise<number> {

@@ -1,8 +1,10 @@
 /** `petrel run`: compile the policies, load the artifact, and deliver mail under it. */
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { packageRoot } from '../compiler/index.ts';
+import { readSigningKey } from '../runtime/artifact-signature.ts';
 import { createPolicyCompiler } from '../runtime/policy-compiler.ts';
 import { createPolicyControl, type PolicySource } from '../runtime/policy-control.ts';
 import { openVersionStore } from '../runtime/policy-versions.ts';
@@ -39,8 +41,19 @@ options:
                         GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact
   --smtp-tls-key <file>  PEM private key for STARTTLS on SMTP submission (with --smtp-tls-cert)
   --smtp-tls-cert <file> PEM certificate chain for STARTTLS on SMTP submission
-  --api-key <key>       key the HTTP API's POST endpoints require (repeat for several);
-                        without any, only client networks (loopback) may call them
+  --api-key-file <file> a file of HTTP API keys, one a line (repeat for several files);
+                        also $PETREL_API_KEYS (comma-separated) and config http.apiKeys /
+                        http.apiKeyFiles. With any key, every endpoint needs one
+                        (Authorization: Bearer KEY or X-Api-Key); without any, only
+                        loopback callers (Host localhost/127.0.0.1/[::1]) may call.
+                        Requests with a foreign Origin are refused (403), POST bodies
+                        must be application/json (415)
+  --api-key <key>       an HTTP API key on the command line (visible in \`ps\`: prefer the
+                        file or the environment)
+  --deploy-public-key <file>
+                        turn artifact upload (POST /api/v1/policy/artifact, petrel deploy)
+                        on, accepting artifacts signed by this Ed25519 public key (PEM;
+                        repeat for several; config deploy.publicKeys); needs an API key
   --mx-override <file>  JSON map of domain (or "*") to "host:port", used instead of DNS MX;
                         several hosts comma-separated, in preference order
   --grace <seconds>     how long shutdown waits for SMTP clients sending a message and for
@@ -87,7 +100,8 @@ interface RunConfig {
   deliveryThreads?: number;
   graceSeconds?: number;
   smtp?: { listen?: string; clientNetworks?: string[]; tls?: { key: string; cert: string }; users?: SubmissionUser[]; allowInsecureAuth?: boolean } & SmtpLimitsConfig;
-  http?: { listen?: string; apiKeys?: string[] };
+  http?: { listen?: string; apiKeys?: string[]; apiKeyFiles?: string[]; keylessLoopback?: boolean; publicMetrics?: boolean };
+  deploy?: { publicKeys?: string[] };
   mxOverride?: Record<string, string>;
 }
 
@@ -132,6 +146,33 @@ function submissionSecurity(keyFlag: string | undefined, certFlag: string | unde
   return { ...(tls ? { tls } : {}), ...(users.length > 0 ? { users } : {}), allowInsecureAuth };
 }
 
+/**
+ * The HTTP API's keys, from every place they may be given (all of them count): the
+ * environment (`PETREL_API_KEYS`), key files (flag and config), `--api-key` and the
+ * config; and the deploy public keys, which need an API key beside them.
+ */
+function httpSecurity(flags: { keys?: string[] | undefined; keyFiles?: string[] | undefined; deployKeys?: string[] | undefined }, config: RunConfig, at: (p: string) => string): { apiKeys: string[]; deployKeys: KeyObject[] } {
+  const fromFile = (file: string) => {
+    try {
+      return readFileSync(at(file), 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    } catch (e) {
+      throw new UsageError(`cannot read API key file ${file}: ${(e as Error).message}`);
+    }
+  };
+  const apiKeys = [...(process.env.PETREL_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean), ...[...(flags.keyFiles ?? []), ...(config.http?.apiKeyFiles ?? [])].flatMap(fromFile), ...(flags.keys ?? []), ...(config.http?.apiKeys ?? [])];
+  const weak = apiKeys.find((k) => !/^[\x21-\x7e]{8,512}$/.test(k));
+  if (weak !== undefined) throw new UsageError(`an API key must be 8 to 512 printable characters without spaces; one given is ${weak.length} characters long`);
+  const deployKeys = [...(flags.deployKeys ?? []), ...(config.deploy?.publicKeys ?? [])].map((file) => {
+    try {
+      return readSigningKey(at(file), 'public');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  });
+  if (deployKeys.length > 0 && apiKeys.length === 0) throw new UsageError('artifact upload (`--deploy-public-key`, deploy.publicKeys) needs an API key too (`--api-key-file`, $PETREL_API_KEYS or http.apiKeys)');
+  return { apiKeys, deployKeys };
+}
+
 export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     policies: { type: 'string', multiple: true },
@@ -144,6 +185,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     grace: { type: 'string' },
     'delivery-threads': { type: 'string' },
     'api-key': { type: 'string', multiple: true },
+    'api-key-file': { type: 'string', multiple: true },
+    'deploy-public-key': { type: 'string', multiple: true },
     'smtp-tls-key': { type: 'string' },
     'smtp-tls-cert': { type: 'string' },
     config: { type: 'string' },
@@ -183,6 +226,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     throw new UsageError(`config: ${(e as Error).message}`);
   }
+  const { apiKeys, deployKeys } = httpSecurity({ keys: values['api-key'], keyFiles: values['api-key-file'], deployKeys: values['deploy-public-key'] }, config, at);
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
     if (!Number.isInteger(n) || n < min) throw new UsageError(`\`${flag}\` takes a whole number of at least ${min}, not \`${value}\``);
@@ -207,7 +251,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
       }
     : { kind: 'paths', paths: policyPaths, cwd: io.cwd, listInputs: () => findPolicyFiles(policyPaths, io.cwd), watch: !values['no-watch'] && (config.watch ?? true), name: defaultSetName(policyPaths, io.cwd) };
   const store = await openVersionStore(at(values.artifact ?? config.artifact ?? 'var/artifact'), { keep: number(values.keep ?? config.keepVersions?.toString(), '--keep', 10, 2) });
-  const control = createPolicyControl({ source, store, compiler: createPolicyCompiler(), log: (line) => io.err(`${line}\n`) });
+  const control = createPolicyControl({ source, store, compiler: createPolicyCompiler(), deployKeys, log: (line) => io.err(`${line}\n`) });
   let first;
   try {
     first = await control.initial();
@@ -226,7 +270,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
     smtp: { ...smtpAt, ...smtpLimits, ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
-    http: { ...httpAt, ...((values['api-key'] ?? config.http?.apiKeys) ? { apiKeys: values['api-key'] ?? config.http!.apiKeys! } : {}) },
+    http: { ...httpAt, apiKeys, keylessLoopback: config.http?.keylessLoopback, publicMetrics: config.http?.publicMetrics },
     ...(config.ehlo ? { ehlo: config.ehlo } : {}),
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
     ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),

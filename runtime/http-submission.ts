@@ -3,7 +3,7 @@
  * (composed by nodemailer's MailComposer, or given whole as `raw`) for the spool.
  * The body is validated against a JSON Schema (ajv); a bad field is named in the answer.
  */
-import { Ajv } from 'ajv';
+import { Ajv, type ErrorObject } from 'ajv';
 import MailComposer from 'nodemailer/lib/mail-composer';
 
 /** The request body, as published in `submissionSchema`. */
@@ -48,11 +48,18 @@ const validate = new Ajv({ allErrors: false, strict: true, strictRequired: false
 export function checkSubmission(body: unknown): { ok: true; request: SubmissionRequest } | { ok: false; error: string } {
   if (validate(body)) return { ok: true, request: body };
   const e = validate.errors?.[0];
-  if (!e) return { ok: false, error: 'invalid request' };
-  if (e.keyword === 'not') return { ok: false, error: '`raw` is a whole message: give it alone, without subject, text, html or headers' };
-  const field = e.instancePath ? `\`${e.instancePath.slice(1).replace(/\//g, '.')}\`` : e.keyword === 'additionalProperties' ? `\`${(e.params as { additionalProperty: string }).additionalProperty}\`` : 'the body';
-  const what = e.keyword === 'required' ? `\`${(e.params as { missingProperty: string }).missingProperty}\` is required` : e.keyword === 'additionalProperties' ? `unknown field ${field}` : `${field} ${e.message}`;
-  return { ok: false, error: what };
+  if (e?.keyword === 'not') return { ok: false, error: '`raw` is a whole message: give it alone, without subject, text, html or headers' };
+  return { ok: false, error: describeSchemaError(e) };
+}
+
+/** One line naming the field an ajv error is about: `unknown field \`colour\``, `\`to\` must NOT have fewer than 1 items`. */
+export function describeSchemaError(e: ErrorObject | undefined): string {
+  if (!e) return 'invalid request';
+  const at = e.instancePath.slice(1).replace(/\//g, '.');
+  const extra = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : undefined;
+  if (e.keyword === 'required') return `\`${[at, (e.params as { missingProperty: string }).missingProperty].filter(Boolean).join('.')}\` is required`;
+  if (extra !== undefined) return `unknown field \`${[at, extra].filter(Boolean).join('.')}\``;
+  return `${at ? `\`${at}\`` : 'the body'} ${e.message}`;
 }
 
 /** The message bytes for a checked request. */

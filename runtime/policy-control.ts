@@ -14,12 +14,15 @@
  * Builds run one at a time, in the order asked. From git, a commit already built is not
  * built again.
  */
+import type { KeyObject } from 'node:crypto';
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { Counter } from 'prom-client';
 import { listPolicyFiles, runTests, type IRTest } from '../compiler/index.ts';
 import type { ArtifactManifest } from './abi.ts';
+import { verifyUpload } from './artifact-signature.ts';
+import { checkDeployRequest, MAX_DEPLOY_BYTES } from './deploy-request.ts';
 import type { ArtifactTexts } from './loader.ts';
 import { testFailures, type CompileAnswer, type PolicyCompiler, type Problem } from './policy-compiler.ts';
 import { commitInfo, exportCommit, resolveRef } from './policy-git.ts';
@@ -101,6 +104,8 @@ export interface PolicyControlOptions {
   store: VersionStore;
   compiler: PolicyCompiler;
   log: (line: string) => void;
+  /** Public keys whose signature an uploaded artifact must carry; none (the default): upload is off. */
+  deployKeys?: readonly KeyObject[];
   clock?: () => number;
   /** Quiet time after the last file change before a rebuild (default 300 ms). */
   debounceMs?: number;
@@ -338,44 +343,66 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     }
   }
 
-  function httpRoutes(req: IncomingMessage, res: ServerResponse, { send, authorized, readJson }: HttpHelpers): boolean {
+  function httpRoutes(req: IncomingMessage, res: ServerResponse, helpers: HttpHelpers): boolean {
+    const { send, admit } = helpers;
     const url = (req.url ?? '').split('?')[0];
     if (url === '/api/v1/policy') {
       if (req.method !== 'GET') send(res, 405, { error: 'use GET' });
-      else send(res, 200, describe());
+      else if (admit(req, res, 'read')) send(res, 200, describe());
       return true;
     }
     const action = /^\/api\/v1\/policy\/(reload|rollback|artifact)$/.exec(url ?? '')?.[1];
     if (!action) return false;
-    if (req.method !== 'POST') {
-      send(res, 405, { error: 'use POST' });
-      return true;
-    }
-    if (!authorized(req)) {
-      send(res, 401, { error: 'missing or unknown API key' });
-      return true;
-    }
-    const answer = (outcome: ReloadOutcome) => send(res, outcome.result === 'refused' ? 422 : 200, outcome);
-    void readJson(req, res, action === 'artifact' ? 256 * 1024 * 1024 : 64 * 1024).then((parsed) => {
+    if (req.method !== 'POST') send(res, 405, { error: 'use POST' });
+    else if (action === 'artifact') uploadRoute(req, res, helpers);
+    else if (admit(req, res, 'write')) controlRoute(action, req, res, helpers);
+    return true;
+  }
+
+  const answer = (res: ServerResponse, send: HttpHelpers['send']) => (outcome: ReloadOutcome) => send(res, outcome.result === 'refused' ? 422 : 200, outcome);
+
+  /** `reload` and `rollback`: small bodies of names and hashes. */
+  function controlRoute(action: string, req: IncomingMessage, res: ServerResponse, { send, readJson }: HttpHelpers): void {
+    void readJson(req, res, 64 * 1024).then((parsed) => {
       if (parsed === undefined) return;
       const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
       const text = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : undefined);
-      if (action === 'reload') {
-        const commit = text('commit');
-        if (commit !== undefined && !/^[0-9a-f]{7,64}$/.test(commit)) return send(res, 400, { error: '`commit` must be a hex commit id' });
-        if (text('ref') !== undefined && source.kind === 'git' && text('ref') !== source.ref && text('ref') !== `refs/heads/${source.ref}`) return send(res, 200, { result: 'ignored', reason: `this runtime follows ${source.ref}` });
-        const outcome = reload(text('trigger') ?? 'api', commit);
-        if (body.wait === false) return send(res, 202, { result: 'accepted' });
-        return void outcome.then(answer);
+      if (action === 'rollback') {
+        const to = text('to');
+        if (to !== undefined && !/^[0-9a-f]{4,128}$/.test(to)) return send(res, 400, { error: '`to` must be a version hash or a prefix of it (hex)' });
+        return void rollback(to).then(answer(res, send));
       }
-      if (action === 'rollback') return void rollback(text('to')).then(answer);
-      const artifact = body.artifact as ArtifactTexts | undefined;
-      if (!artifact || typeof artifact.module !== 'string' || typeof artifact.moduleFile !== 'string' || typeof artifact.sourceMap !== 'string' || typeof artifact.manifest !== 'object' || artifact.manifest === null || !Array.isArray(body.tests)) {
-        return send(res, 400, { error: 'give `artifact` {module, moduleFile, sourceMap, manifest} and `tests` (the IR test blocks), as `petrel deploy` sends them' });
-      }
-      void deploy(artifact, body.tests as IRTest[], { trigger: 'deploy', ...(text('author') ? { author: text('author')! } : {}), ...(text('subject') ? { subject: text('subject')! } : {}), ...(text('commit') ? { commit: text('commit')! } : {}) }).then(answer);
+      const commit = text('commit');
+      if (commit !== undefined && !/^[0-9a-f]{7,64}$/.test(commit)) return send(res, 400, { error: '`commit` must be a hex commit id' });
+      const trigger = text('trigger') ?? 'api';
+      if (!/^[\x20-\x7e]{1,64}$/.test(trigger)) return send(res, 400, { error: '`trigger` must be 1 to 64 printable characters' });
+      if (text('ref') !== undefined && source.kind === 'git' && text('ref') !== source.ref && text('ref') !== `refs/heads/${source.ref}`) return send(res, 200, { result: 'ignored', reason: `this runtime follows ${source.ref}` });
+      const outcome = reload(trigger, commit);
+      if (body.wait === false) return send(res, 202, { result: 'accepted' });
+      return void outcome.then(answer(res, send));
     });
-    return true;
+  }
+
+  /**
+   * `artifact` (`petrel deploy`): off unless deploy keys are configured; needs an API key;
+   * the body's shape is checked, then its signature — before anything of it is written or
+   * evaluated.
+   */
+  function uploadRoute(req: IncomingMessage, res: ServerResponse, { send, admit, readJson }: HttpHelpers): void {
+    const keys = options.deployKeys ?? [];
+    if (keys.length === 0) return send(res, 403, { error: 'artifact upload is off: start petrel run with --deploy-public-key (config deploy.publicKeys) to accept signed artifacts' });
+    if (!admit(req, res, 'deploy')) return;
+    void readJson(req, res, MAX_DEPLOY_BYTES).then((parsed) => {
+      if (parsed === undefined) return;
+      const checked = checkDeployRequest(parsed);
+      if (!checked.ok) return send(res, 400, { error: `${checked.error} (send the artifact as \`petrel deploy\` does)` });
+      const { artifact, tests, signature, author, subject, commit } = checked.request;
+      if (!verifyUpload({ ...artifact, tests }, signature, keys)) {
+        log(`petrel: artifact upload refused: not signed by a configured deploy key (hash ${escapeLogText(artifact.manifest.hash.slice(0, 12))})`);
+        return send(res, 403, { error: 'the artifact is not signed by a configured deploy key (sign it with `petrel deploy --sign KEYFILE`)' });
+      }
+      void deploy(artifact, tests, { trigger: 'deploy', ...(author ? { author } : {}), ...(subject ? { subject } : {}), ...(commit ? { commit } : {}) }).then(answer(res, send));
+    });
   }
 
   return {
@@ -405,9 +432,20 @@ async function headOf(source: { repo: string; ref: string }): Promise<string> {
 
 const short = (hash: string) => hash.slice(0, 12);
 
+/** Where a version came from, for a log line: every part escaped, since requests and commits supply them. */
 function describeOrigin(o: VersionOrigin): string {
   const parts = [o.trigger];
   if (o.commit) parts.push(`commit ${o.commit.slice(0, 12)}${o.subject ? ` "${o.subject}"` : ''}`);
   if (o.author) parts.push(`by ${o.author}`);
-  return parts.join(', ');
+  return escapeLogText(parts.join(', '));
+}
+
+/**
+ * Text from outside (requests, commits) as it may appear inside one log line: line breaks
+ * and other control characters (C0, DEL, C1, U+2028/9) and backslashes escaped, so it can
+ * neither end the line nor forge another.
+ */
+export function escapeLogText(text: string): string {
+  const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
+  return text.replace(/[\\\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

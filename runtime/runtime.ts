@@ -26,7 +26,7 @@ import { createDeliveryPool } from './delivery-pool.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
 import { receivedHeader, type ReceivedFrom } from './received.ts';
-import { createSubmissionServer, DEFAULT_CLIENT_NETWORKS, networkMatcher, type SubmissionOptions } from './submission-smtp.ts';
+import { createSubmissionServer, type SubmissionOptions } from './submission-smtp.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
@@ -663,7 +663,6 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return id;
   }
 
-  const fromClientNetwork = networkMatcher(options.smtp.clientNetworks ?? DEFAULT_CLIENT_NETWORKS);
   const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, { acceptMessage, isStopping: () => stopping, registry });
   const smtpPort = await smtp.listen();
 
@@ -717,7 +716,6 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
     acceptMessage,
     stopping: () => stopping,
-    fromClientNetwork,
     maxBodyBytes: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
     routes: options.httpRoutes,
   });

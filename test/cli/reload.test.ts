@@ -3,13 +3,19 @@
  * `petrel hook install` writes, a `petrel run --policy-git` following it, and pushes from a
  * clone. A pushed change goes live within 2 s and the delivery rate follows it; a pushed
  * syntax error or failing test is refused and the old version keeps serving; rollback and
- * deploy switch versions the same way; accounting names the version that decided.
+ * deploy (signed, with an API key) switch versions the same way; accounting names the
+ * version that decided. The runtime has an API key and opts into keyless loopback calls
+ * (`http.keylessLoopback`), as an operator who uploads with a key but pushes from the
+ * same machine would.
  */
+import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newSigningKeyPair, signUpload } from '../../runtime/artifact-signature.ts';
+import type { ArtifactTexts } from '../../runtime/loader.ts';
 import { compileFiles, runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
@@ -26,6 +32,9 @@ let dir: string;
 let sink: Sink;
 let petrel: PetrelProcess;
 let repo: ReturnType<typeof policyRepo>;
+const API_KEY = 'reload-test-key-0123456789';
+const signer = newSigningKeyPair();
+const signed = (artifact: ArtifactTexts, tests: unknown[] = []) => ({ artifact, tests, signature: signUpload({ ...artifact, tests }, createPrivateKey(signer.privatePem)) });
 /** When each message reached the sink, by recipient. */
 const arrivals = new Map<string, number>();
 
@@ -39,7 +48,10 @@ beforeAll(async () => {
   });
   writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
   repo = policyRepo(dir, { 'example.policy': ratePolicy('100/s') });
-  petrel = await startPetrel(['--policy-git', repo.bare, '--ref', 'main', '--poll', '0', '--artifact', path.join(dir, 'artifact'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--mx-override', path.join(dir, 'mx.json')]);
+  writeFileSync(path.join(dir, 'deploy.key'), signer.privatePem);
+  writeFileSync(path.join(dir, 'deploy.pub'), signer.publicPem);
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ http: { apiKeys: [API_KEY], keylessLoopback: true }, deploy: { publicKeys: [path.join(dir, 'deploy.pub')] } }));
+  petrel = await startPetrel(['--config', path.join(dir, 'config.json'), '--policy-git', repo.bare, '--ref', 'main', '--poll', '0', '--artifact', path.join(dir, 'artifact'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--mx-override', path.join(dir, 'mx.json')]);
   const hook = runPetrel(['hook', 'install', repo.bare, '--notify', `http://127.0.0.1:${petrel.http}`]);
   expect(hook.code, hook.stderr).toBe(0);
 }, 60_000);
@@ -147,44 +159,71 @@ describe('petrel run --policy-git with the post-receive hook', () => {
     expect(unknown.stderr).toMatch(/no kept version `abcdef123`/);
   }, 30_000);
 
-  it('petrel deploy uploads a locally built and tested version; a failing test uploads nothing', async () => {
+  it('petrel deploy uploads a locally built, tested and signed version with an API key; a failing test uploads nothing', async () => {
     const local = path.join(dir, 'local');
     rmSync(local, { recursive: true, force: true });
     mkdirSync(local, { recursive: true });
     writeFileSync(path.join(local, 'example.policy'), ratePolicy('7/s', 'deployed by hand'));
-    const ok = runPetrel(['deploy', local, '--to', `http://127.0.0.1:${petrel.http}`, '--message', 'hotfix']);
+    const before = (await petrel.get<PolicyView>('/api/v1/policy')).current.hash;
+    const deploy = (...args: string[]) => runPetrel(['deploy', '--to', `http://127.0.0.1:${petrel.http}`, ...args]);
+    // Without a key, and signed by no key: refused, nothing changes.
+    const keyless = deploy(local, '--sign', path.join(dir, 'deploy.key'));
+    expect(keyless.code).toBe(2);
+    expect(keyless.stderr).toMatch(/answered 401: artifact upload needs an API key/);
+    const unsigned = deploy(local, '--api-key', API_KEY);
+    expect(unsigned.code).toBe(2);
+    expect(unsigned.stderr).toMatch(/`--sign KEYFILE` is required/);
+    expect((await petrel.get<PolicyView>('/api/v1/policy')).current.hash).toBe(before);
+
+    const ok = deploy(local, '--api-key', API_KEY, '--sign', path.join(dir, 'deploy.key'), '--message', 'hotfix');
     expect(ok.code, ok.stderr).toBe(0);
     const view = await petrel.get<PolicyView>('/api/v1/policy');
     expect(view.current).toMatchObject({ trigger: 'deploy', subject: 'hotfix' });
     expect(ok.stdout).toContain(`live: ${view.current.hash}`);
     writeFileSync(path.join(local, 'example.policy'), ratePolicy('7/s').replace('expect route provider:example', 'expect route default'));
-    const bad = runPetrel(['deploy', local, '--to', `http://127.0.0.1:${petrel.http}`]);
+    const bad = deploy(local, '--api-key', API_KEY, '--sign', path.join(dir, 'deploy.key'));
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/nothing uploaded/);
     expect((await petrel.get<PolicyView>('/api/v1/policy')).current.hash).toBe(view.current.hash);
 
-    // An artifact of another ABI is refused at load, and says why.
+    // A signed artifact of another ABI is refused at load, and says why.
+    const upload = (body: unknown) => fetch(`http://127.0.0.1:${petrel.http}/api/v1/policy/artifact`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` }, body: JSON.stringify(body) });
     const built = await compileFiles({ 'example.policy': ratePolicy('9/s') });
     const other = { ...built.artifact!, manifest: { ...built.artifact!.manifest, abi: 99 } };
-    const res = await fetch(`http://127.0.0.1:${petrel.http}/api/v1/policy/artifact`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ artifact: other, tests: [] }) });
+    const res = await upload(signed(other));
     expect(res.status).toBe(422);
     const answer = (await res.json()) as { refusal: { stage: string; report: string }; hash: string };
     expect(answer.refusal.stage).toBe('abi');
     expect(answer.refusal.report).toMatch(/artifact ABI 99, this runtime speaks ABI 1/);
     expect(answer.hash).toBe(view.current.hash);
 
-    // A module name that would write outside the version store is refused before anything is written.
+    // A module name that would write outside the version store is refused before anything is written, signed or not.
     const sneaky = { ...built.artifact!, moduleFile: '../../sneaky.mjs', manifest: { ...built.artifact!.manifest, module: '../../sneaky.mjs' } };
-    const res2 = await fetch(`http://127.0.0.1:${petrel.http}/api/v1/policy/artifact`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ artifact: sneaky, tests: [] }) });
-    expect(res2.status).toBe(422);
-    expect(((await res2.json()) as { refusal: { report: string } }).refusal.report).toMatch(/not a plain \.mjs name/);
+    const res2 = await upload(signed(sneaky));
+    expect(res2.status).toBe(400);
+    expect(((await res2.json()) as { error: string }).error).toMatch(/`artifact.moduleFile` must match pattern/);
     expect(existsSync(path.join(dir, 'sneaky.mjs'))).toBe(false);
+    expect((await petrel.get<PolicyView>('/api/v1/policy')).current.hash).toBe(view.current.hash);
+  }, 30_000);
+
+  it('petrel build --sign writes a signed artifact that petrel deploy --artifact uploads as it is', async () => {
+    const local = path.join(dir, 'local-build');
+    mkdirSync(local, { recursive: true });
+    writeFileSync(path.join(local, 'example.policy'), ratePolicy('8/s', 'built and signed in CI'));
+    const out = path.join(dir, 'signed-artifact');
+    const build = runPetrel(['build', local, '--out', out, '--sign', path.join(dir, 'deploy.key')]);
+    expect(build.code, build.stderr).toBe(0);
+    expect(existsSync(path.join(out, 'signature.json'))).toBe(true);
+    const up = runPetrel(['deploy', '--artifact', out, '--to', `http://127.0.0.1:${petrel.http}`, '--api-key', API_KEY, '--message', 'from CI']);
+    expect(up.code, up.stderr).toBe(0);
+    const view = await petrel.get<PolicyView>('/api/v1/policy');
+    expect(view.current).toMatchObject({ trigger: 'deploy', subject: 'from CI', hash: JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')).hash });
   }, 30_000);
 
   it('queued messages whose route changed move to their new queue', async () => {
     const http = `http://127.0.0.1:${petrel.http}`;
     // Held in the long tail's queue for moved.example by a pause…
-    const paused = await fetch(`${http}/api/v1/pause`, { method: 'POST', body: JSON.stringify({ queue: 'default/moved.example' }) });
+    const paused = await fetch(`${http}/api/v1/pause`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ queue: 'default/moved.example' }) });
     expect(paused.status).toBe(200);
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, secure: false, ignoreTLS: true });
     for (let n = 0; n < 3; n++) await transport.sendMail({ from: 'news@shop.example', to: `moved${n}@moved.example`, subject: 'x', text: 'x' });
