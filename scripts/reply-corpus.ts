@@ -18,10 +18,22 @@ export interface CorpusRow {
   source: string;
 }
 
-/** Reads every `.tsv` in `dir`. Header line first; `#` lines are comments; `\n` in a reply is a newline. */
-export function readCorpus(dir: string): CorpusRow[] {
+/** The corpus files in `dir`, sorted: every `.tsv`. */
+export function corpusFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.endsWith('.tsv')).sort();
+}
+
+/**
+ * Reads the named `.tsv` files of `dir` (default: all of them). Header line first; `#` lines are
+ * comments; `\n` in a reply is a newline. A name that is not a corpus file of `dir` is an error
+ * that lists the files there.
+ */
+export function readCorpus(dir: string, names: readonly string[] = corpusFiles(dir)): CorpusRow[] {
+  const known = corpusFiles(dir);
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length) throw new Error(`no corpus file \`${unknown.join('`, `')}\` in ${dir}; the files are ${known.join(', ')}`);
   const rows: CorpusRow[] = [];
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.tsv')).sort()) {
+  for (const name of names) {
     const lines = readFileSync(path.join(dir, name), 'utf8').split('\n');
     lines.forEach((text, i) => {
       if (i === 0 || text.trim() === '' || text.startsWith('#')) return;

@@ -6,10 +6,13 @@
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PolicyArtifact } from '../../runtime/abi.ts';
-import { evaluate, formatEvaluation, readCorpus, type CorpusRow } from '../../scripts/reply-corpus.ts';
+import { corpusFiles, evaluate, formatEvaluation, readCorpus, type CorpusRow } from '../../scripts/reply-corpus.ts';
 import { compileRepoFiles, loadArtifact, ROOT, shippedFiles } from '../helpers.ts';
 
 const CATEGORIES = ['bad-mailbox', 'bad-domain', 'bad-connection', 'content-related', 'inactive-mailbox', 'invalid-sender', 'message-expired', 'no-answer-from-host', 'policy-related', 'protocol-errors', 'quota-issues', 'relaying-issues', 'routing-errors', 'spam-related', 'virus-related', 'other', 'success'];
+
+/** Held-out sets whose first figure has not been taken yet: kept out of the thresholds until it is. */
+const PENDING = ['heldout-2026-12.tsv'];
 
 let artifact: PolicyArtifact;
 let rows: CorpusRow[];
@@ -18,7 +21,8 @@ beforeAll(async () => {
   const result = await compileRepoFiles(shippedFiles());
   artifact = await loadArtifact(result);
   routes = result.ir!.routes.map((r) => r.id);
-  rows = readCorpus(path.join(ROOT, 'test', 'fixtures', 'replies'));
+  const dir = path.join(ROOT, 'test', 'fixtures', 'replies');
+  rows = readCorpus(dir, corpusFiles(dir).filter((name) => !PENDING.includes(name)));
 });
 
 describe('reply corpus', () => {
