@@ -8,6 +8,7 @@ import { EXIT, UsageError, type Io } from './common.ts';
 type Command = (argv: string[], io: Io) => Promise<number>;
 
 const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
+  init: { load: async () => (await import('./init.ts')).initCommand, summary: 'create a policy repository: policies, CI workflow, package.json' },
   check: { load: async () => (await import('./check.ts')).check, summary: 'check policy files and report problems' },
   build: { load: async () => (await import('./build.ts')).buildCommand, summary: 'compile policy files into an artifact' },
   'hash-password': { load: async () => (await import('./hash-password.ts')).hashPasswordCommand, summary: 'hash a password for SMTP AUTH users (petrel run config)' },
