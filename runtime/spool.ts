@@ -1033,12 +1033,19 @@ class DiskSpool implements Spool {
   /**
    * Cuts a group that failed to write off the end of its segment (those bytes were never
    * acknowledged), so the next group goes where it began and a refused write leaves
-   * nothing behind. If even that fails, the segment takes no more appends and the bytes
-   * stay a torn tail, skipped by recovery.
+   * nothing behind; a segment left empty is deleted (it held nothing, so no order
+   * matters). If the cut fails, the segment takes no more appends and the bytes stay a
+   * torn tail, skipped by recovery.
    */
   private async cutBack(segment: Segment, size: number): Promise<void> {
     try {
       await segment.handle!.truncate(size);
+      if (size > 0 || this.segments.at(-1) !== segment) return;
+      this.segments.pop();
+      if (this.active === segment) this.active = undefined;
+      await segment.handle!.close();
+      segment.handle = undefined;
+      await this.fs.unlink(segment.file);
     } catch {
       if (this.active === segment) this.active = undefined;
     }
