@@ -41,9 +41,9 @@ function getJson<T>(url: string): Promise<T> {
   });
 }
 
-/** `petrel run ARGS` with SMTP and HTTP on free loopback ports; resolves once it listens. */
-export function startPetrel(args: string[], options: { cwd?: string } = {}): Promise<PetrelProcess> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], { cwd: options.cwd ?? ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+/** `petrel run ARGS` with SMTP and HTTP on free loopback ports; resolves once it listens. `bin`: another petrel.js (an installed package's). */
+export function startPetrel(args: string[], options: { cwd?: string; bin?: string } = {}): Promise<PetrelProcess> {
+  const child = spawn(process.execPath, [options.bin ?? path.join(ROOT, 'bin', 'petrel.js'), 'run', '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args], { cwd: options.cwd ?? ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   let stderr = '';
