@@ -4,8 +4,14 @@
  * that made each decision.
  *
  * Files are `acct-YYYY-MM-DD.csv` (UTC day of `timeLogged`), each starting with a header
- * line. Fields follow RFC 4180: quoted when they hold a comma, quote or line break. Times
- * are written as PowerMTA does, `YYYY-MM-DD HH:MM:SS+0000`.
+ * line. Fields follow RFC 4180: quoted when they hold a comma or quote. Times are written
+ * as PowerMTA does, `YYYY-MM-DD HH:MM:SS+0000`.
+ *
+ * INVARIANT: one record is one line. Much of a record comes from outside (the reply text
+ * of a receiving MX, addresses, tenant and campaign names), so every field passes through
+ * `printable` (text.ts): line breaks and control characters are written as visible escapes
+ * (`\r`, `\n`, `\t`, `\\`, `\xNN`) and each field is cut to its bound in `FIELD_MAX_BYTES`
+ * (ending in `…`). Line-oriented tools (grep, awk, `wc -l`) see one line per record.
  *
  * Writes are buffered and appended in batches (`flushMs`); `flush()` forces it, and
  * `close()` flushes and fsyncs. Accounting is a log, not the spool: a crash can lose the
@@ -13,6 +19,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { isoTime, printable } from './text.ts';
 
 /** PowerMTA record types: d delivered, b bounced, t transient failure, tq queue-level transient, r received. */
 export type RecordType = 'd' | 'b' | 't' | 'tq' | 'r';
@@ -65,9 +72,27 @@ export const ACCOUNTING_FIELDS: readonly (keyof AccountingRecord)[] = [
   'policyRule',
 ];
 
+/** The most UTF-8 bytes of a field's text; a longer value is cut to it, ending in `…`. */
+export const FIELD_MAX_BYTES: Readonly<Record<Exclude<keyof AccountingRecord, 'timeLogged' | 'timeQueued'>, number>> = {
+  type: 2,
+  orig: 512,
+  rcpt: 512,
+  dsnAction: 64,
+  dsnStatus: 64,
+  dsnDiag: 1000,
+  dsnMta: 512,
+  bounceCat: 64,
+  vmta: 256,
+  queue: 512,
+  jobId: 256,
+  tenant: 256,
+  policyVersion: 128,
+  policyRule: 1024,
+};
+
 /** `2026-11-29 23:43:39+0000` */
 export function powerMtaTime(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '+0000');
+  return isoTime(ms).replace('T', ' ').replace(/\.\d+Z$/, '+0000');
 }
 
 /** One CSV field, quoted when needed (RFC 4180). */
@@ -75,13 +100,10 @@ export function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
-/** One CSV line (with `\n`) for a record. */
+/** One CSV line (with `\n`) for a record: every field printable and within its bound, so never more than one line. */
 export function csvLine(record: AccountingRecord): string {
   return (
-    ACCOUNTING_FIELDS.map((f) => {
-      const v = record[f];
-      return csvField(f === 'timeLogged' || f === 'timeQueued' ? powerMtaTime(v as number) : String(v));
-    }).join(',') + '\n'
+    ACCOUNTING_FIELDS.map((f) => csvField(f === 'timeLogged' || f === 'timeQueued' ? powerMtaTime(record[f]) : printable(String(record[f]), FIELD_MAX_BYTES[f]))).join(',') + '\n'
   );
 }
 
@@ -107,7 +129,7 @@ export function openAccounting(dir: string, options: { flushMs?: number; clock?:
   let lastError: Error | undefined;
   const flushMs = options.flushMs ?? 200;
 
-  const fileFor = (ms: number) => path.join(dir, `acct-${new Date(ms).toISOString().slice(0, 10)}.csv`);
+  const fileFor = (ms: number) => path.join(dir, `acct-${isoTime(ms).slice(0, 10)}.csv`);
 
   function fdFor(file: string): number {
     let fd = fds.get(file);

@@ -52,6 +52,22 @@ export function createPolicyState(): PolicyState {
   return { triggerHits: new Map(), backoffs: new Map(), suspensions: new Map(), disabled: new Map() };
 }
 
+/**
+ * The furthest ahead a backoff or suspension may end: a year, the language's longest
+ * duration (VAL015, `grammar/limits.ts`; a test holds the two equal). The runtime holds
+ * artifacts and state files to it too, since they may come from elsewhere.
+ */
+export const MAX_AHEAD_MS = 365 * 86_400_000;
+
+/**
+ * When a pause of `seconds` that starts at `now` ends: at most {@link MAX_AHEAD_MS} ahead,
+ * or undefined when `seconds` is not a positive finite number (the action is ignored).
+ */
+function pauseEnd(now: number, seconds: number): number | undefined {
+  if (!(Number.isFinite(seconds) && seconds > 0)) return undefined;
+  return now + Math.min(seconds * 1000, MAX_AHEAD_MS);
+}
+
 const queueKey = (c: ReplyContext) => `${c.route}|${c.source ?? ''}`;
 const suspensionKey = (target: ActiveSuspension['target'], c: ReplyContext) =>
   target === 'destination' ? `destination|${c.route}` : target === 'source' ? `source|${c.route}|${c.source ?? ''}` : `tenant|${c.route}|${c.tenant ?? ''}`;
@@ -86,7 +102,8 @@ export function applyReaction(state: PolicyState, context: ReplyContext, reactio
   for (const action of reaction.actions) {
     switch (action.type) {
       case 'backoff': {
-        const until = now + action.durationSeconds * 1000;
+        const until = pauseEnd(now, action.durationSeconds);
+        if (until === undefined) break;
         const current = state.backoffs.get(queueKey(context));
         // A new trigger while backing off extends the backoff; it never shortens it.
         if (!current || current.until < until) {
@@ -95,8 +112,9 @@ export function applyReaction(state: PolicyState, context: ReplyContext, reactio
         break;
       }
       case 'suspend': {
+        const until = pauseEnd(now, action.durationSeconds);
+        if (until === undefined) break;
         const key = suspensionKey(action.target, context);
-        const until = now + action.durationSeconds * 1000;
         const current = state.suspensions.get(key);
         if (!current || current.until < until) state.suspensions.set(key, { target: action.target, since: now, until, rule, reason });
         break;
@@ -182,7 +200,59 @@ export function snapshotPolicyState(state: PolicyState, now: number): PolicyStat
   };
 }
 
-/** The inverse of {@link snapshotPolicyState}. */
-export function restorePolicyState(snapshot: PolicyStateSnapshot): PolicyState {
-  return { triggerHits: new Map(snapshot.triggerHits), backoffs: new Map(snapshot.backoffs), suspensions: new Map(snapshot.suspensions), disabled: new Map(snapshot.disabled) };
+/**
+ * The inverse of {@link snapshotPolicyState}, for a snapshot that passed
+ * {@link policyStateSnapshotSchema}: every backoff and suspension ends at most
+ * {@link MAX_AHEAD_MS} after `now`, whatever the snapshot says.
+ */
+export function restorePolicyState(snapshot: PolicyStateSnapshot, now: number): PolicyState {
+  const latest = now + MAX_AHEAD_MS;
+  return {
+    triggerHits: new Map(snapshot.triggerHits),
+    backoffs: new Map(snapshot.backoffs.map(([key, b]) => [key, { ...b, until: Math.min(b.until, latest) }])),
+    suspensions: new Map(snapshot.suspensions.map(([key, x]) => [key, { ...x, until: Math.min(x.until, latest) }])),
+    disabled: new Map(snapshot.disabled),
+  };
 }
+
+/** The most entries of one kind a snapshot may hold, and of timestamps under one trigger. */
+const MAX_SNAPSHOT_ENTRIES = 1_000_000;
+/** A time in ms that a `Date` can hold (JSON's `1e400` parses as Infinity, and fails this). */
+const time = { type: 'number', minimum: -8.64e15, maximum: 8.64e15 } as const;
+const text = (maxLength: number) => ({ type: 'string', maxLength }) as const;
+const list = (items: object) => ({ type: 'array', maxItems: MAX_SNAPSHOT_ENTRIES, items }) as const;
+/** `[key, value]`, as a `Map` is written. */
+const entries = (value: object) => list({ type: 'array', minItems: 2, items: [text(2048), value], additionalItems: false });
+const ruleAt = { anyOf: [{ type: 'null' }, { type: 'object', required: ['file', 'line'], properties: { file: text(4096), line: { type: 'integer', minimum: 0 } } }] } as const;
+const amount = { type: 'number', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
+const rates = list({ type: 'object', required: ['count', 'perSeconds', 'scope'], properties: { count: amount, perSeconds: { ...amount, exclusiveMinimum: 0 }, scope: text(64) } });
+const overrides = {
+  type: 'object',
+  properties: {
+    connections: list({ type: 'object', required: ['max', 'scope'], properties: { max: amount, scope: text(64) } }),
+    connectRate: rates,
+    messageRate: rates,
+    dataRate: rates,
+    messagesPerConnection: amount,
+    recipientsPerTransaction: amount,
+    tls: text(64),
+    retry: text(256),
+    expireSeconds: amount,
+  },
+} as const;
+
+/**
+ * JSON Schema of a {@link PolicyStateSnapshot} as read back from a file: every time is one
+ * a `Date` holds, every count and string bounded. A value past it (a torn or edited file,
+ * one from another version) must not reach the status API or the scheduler.
+ */
+export const policyStateSnapshotSchema = {
+  type: 'object',
+  required: ['triggerHits', 'backoffs', 'suspensions', 'disabled'],
+  properties: {
+    triggerHits: entries(list(time)),
+    backoffs: entries({ type: 'object', required: ['since', 'until', 'durationSeconds', 'overrides', 'rule', 'reason'], properties: { since: time, until: time, durationSeconds: amount, overrides, rule: ruleAt, reason: text(1000) } }),
+    suspensions: entries({ type: 'object', required: ['target', 'since', 'until', 'rule', 'reason'], properties: { target: { enum: ['destination', 'source', 'tenant'] }, since: time, until: time, rule: ruleAt, reason: text(1000) } }),
+    disabled: entries({ type: 'object', required: ['since', 'rule', 'reason'], properties: { since: time, rule: ruleAt, reason: text(1000) } }),
+  },
+} as const;

@@ -11,7 +11,6 @@
  *
  * No module state: everything lives in the object `startRuntime` returns.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -21,7 +20,9 @@ import { openAccounting, type AccountingWriter, type RecordType } from './accoun
 import { startHttpApi, type HttpApiOptions, type HttpRoutes } from './http-api.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState, type PolicyStateSnapshot } from './policy-state.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState } from './policy-state.ts';
+import { readRuntimeState, writeRuntimeState, type RuntimeStateFile } from './state-file.ts';
+import { isoTime, printable } from './text.ts';
 import { createDeliveryPool } from './delivery-pool.ts';
 import { openSession, type SmtpSession } from './smtp-client.ts';
 import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
@@ -129,38 +130,6 @@ function livePolicy(artifact: PolicyArtifact, manifest: ArtifactManifest): LiveP
   return { artifact, manifest, topology, allSources, sourceByName: new Map(allSources.map((s) => [s.name, s])) };
 }
 
-/** `SPOOL/runtime-state.json`: the state a restart must not forget. */
-interface RuntimeStateFile {
-  version: 1;
-  policy: PolicyStateSnapshot;
-  paused: string[];
-  /** Messages sent per `source|route|UTC day` by warming-up sources (today's only). */
-  warmup: [string, number][];
-}
-
-async function readRuntimeState(file: string): Promise<RuntimeStateFile | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const data = JSON.parse(text) as RuntimeStateFile;
-    if (data.version === 1) return data;
-  } catch {
-    // A torn file: start with empty state (and say so) rather than not start.
-  }
-  process.emitWarning(`petrel: ignoring unreadable ${file}; backoffs, suspensions and pauses start empty`);
-  return undefined;
-}
-
-async function writeRuntimeState(file: string, data: RuntimeStateFile): Promise<void> {
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(data));
-  await rename(tmp, file);
-}
-
 /** The one unbound source used when the policy defines none. */
 const DEFAULT_SOURCE: Source = { name: 'default', address: null, ehlo: null, warmup: null };
 type Source = DeliveryTopology['sources'][number];
@@ -218,8 +187,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // What the policy and the operators decided survives a restart: backoffs, suspensions,
   // disabled sources, trigger counts, pauses and the day's warmup counts.
   const stateFile = path.join(options.spoolDir, 'runtime-state.json');
-  const saved = await readRuntimeState(stateFile);
-  const state: PolicyState = saved ? restorePolicyState(saved.policy) : createPolicyState();
+  const saved = await readRuntimeState(stateFile, clock());
+  const state: PolicyState = saved ? restorePolicyState(saved.policy, clock()) : createPolicyState();
   let stateDirty = false;
   const ehlo = options.ehlo ?? hostname();
   const maxInFlight = options.maxInFlight ?? 100;
@@ -616,7 +585,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         deliver(p, item, route, source, hosts, slot, reuse).catch((e: Error) => {
           // Never lose the work: whatever failed (the spool, the message stream), the message
           // is still spooled; try its open recipients again in a minute.
-          process.emitWarning(`petrel: delivery of ${item.id} failed: ${e.message}`);
+          process.emitWarning(`petrel: delivery of ${item.id} failed: ${printable(e.message, 1000)}`);
           if (spool.get(item.id)) work.push({ ...item, notBefore: clock() + 60_000 });
         });
       }
@@ -636,7 +605,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
       timer = undefined;
-      pump().catch((e) => process.emitWarning(`petrel scheduler: ${(e as Error).message}`));
+      pump().catch((e) => process.emitWarning(`petrel scheduler: ${printable((e as Error).message, 1000)}`));
     }, Math.min(ms, 60_000));
   }
 
@@ -672,8 +641,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     queued: spool.pending().reduce((n, m) => n + m.recipients.length, 0),
     inFlight,
     paused: [...paused].sort(),
-    backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: new Date(b.until).toISOString(), reason: b.reason, rule: ruleAt(b.rule) })),
-    suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: new Date(s.until).toISOString(), reason: s.reason, rule: ruleAt(s.rule) })),
+    backoffs: [...state.backoffs].filter(([, b]) => b.until > clock()).map(([queue, b]) => ({ queue, until: isoTime(b.until), reason: b.reason, rule: ruleAt(b.rule) })),
+    suspensions: [...state.suspensions].filter(([, s]) => s.until > clock()).map(([key, s]) => ({ key, until: isoTime(s.until), reason: s.reason, rule: ruleAt(s.rule) })),
     queues: queueStatus(),
   });
 
@@ -696,10 +665,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         sentLastMinute: qs ? qs.started.sum(now, 60) : 0,
         limits: { rate: settings.messageRate.map(formatRate), connections: settings.connections.map((c) => `${c.max} per ${c.scope}`) },
         paused: paused.has(`queue:${queue}`),
-        backoffs: backoffs.map(([k, b]) => ({ source: k.slice(queue.length + 1), until: new Date(b.until).toISOString(), reason: b.reason, rule: ruleAt(b.rule) })),
+        backoffs: backoffs.map(([k, b]) => ({ source: k.slice(queue.length + 1), until: isoTime(b.until), reason: b.reason, rule: ruleAt(b.rule) })),
         suspensions: [...state.suspensions]
           .filter(([k, x]) => x.until > now && (k === `destination|${queue}` || k.startsWith(`source|${queue}|`) || k.startsWith(`tenant|${queue}|`)))
-          .map(([k, x]) => ({ target: x.target, who: x.target === 'destination' ? null : k.slice(`${x.target}|${queue}|`.length), until: new Date(x.until).toISOString(), reason: x.reason, rule: ruleAt(x.rule) })),
+          .map(([k, x]) => ({ target: x.target, who: x.target === 'destination' ? null : k.slice(`${x.target}|${queue}|`.length), until: isoTime(x.until), reason: x.reason, rule: ruleAt(x.rule) })),
       };
     });
   }
@@ -734,7 +703,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     };
     saving = saving.then(() => writeRuntimeState(stateFile, data)).catch((e: Error) => {
       stateDirty = true;
-      process.emitWarning(`petrel: cannot save ${stateFile}: ${e.message}`);
+      process.emitWarning(`petrel: cannot save ${stateFile}: ${printable(e.message, 1000)}`);
     });
     return saving;
   }

@@ -1,7 +1,8 @@
 /** The reaction state machine on its own: triggers, backoffs, suspensions, disabled sources. */
 import { describe, expect, it } from 'vitest';
 import type { EffectiveSettings, Reaction } from '../../runtime/abi.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, enableSource, isDisabled, settingsUnderBackoff } from '../../runtime/policy-state.ts';
+import { VALUE_LIMITS } from '../../grammar/limits.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, enableSource, isDisabled, MAX_AHEAD_MS, restorePolicyState, settingsUnderBackoff, snapshotPolicyState } from '../../runtime/policy-state.ts';
 
 const queue = { route: 'provider:yahoo', source: 'ip1', tenant: 'shop' };
 const backoff = (minutes: number, trigger?: { count: number; withinSeconds: number }): Reaction => ({
@@ -65,5 +66,47 @@ describe('policy state', () => {
     expect(under.retry).toBe('every-30m');
     expect(under.tls).toBe('required');
     expect(settingsUnderBackoff(settings, undefined)).toBe(settings);
+  });
+
+  describe('pauses from an artifact built elsewhere', () => {
+    const suspendFor = (durationSeconds: number): Reaction => ({ category: 'spam-related', disposition: 'block', actions: [{ type: 'suspend', target: 'source', durationSeconds }] });
+    const backoffFor = (durationSeconds: number): Reaction => ({ category: 'policy-related', disposition: 'throttle', actions: [{ type: 'backoff', durationSeconds, overrides: {} }] });
+    const now = Date.UTC(2026, 10, 29);
+
+    it('hold a pause to a year, the language\'s longest duration', () => {
+      expect(MAX_AHEAD_MS).toBe(VALUE_LIMITS.duration.max * 1000);
+      const s = createPolicyState();
+      applyReaction(s, queue, suspendFor(99999999999999999999 * 86_400), '421 [TSS04]', now);
+      applyReaction(s, queue, backoffFor(1e300), '421 [TS01]', now);
+      expect(activeSuspensions(s, queue, now).map((x) => x.until)).toEqual([now + MAX_AHEAD_MS]);
+      expect(activeBackoff(s, queue, now)?.until).toBe(now + MAX_AHEAD_MS);
+      // A year exactly is kept as it is.
+      applyReaction(s, { ...queue, source: 'ip2' }, suspendFor(365 * 86_400), '421 [TSS04]', now);
+      expect(activeSuspensions(s, { ...queue, source: 'ip2' }, now)[0]?.until).toBe(now + 365 * 86_400_000);
+    });
+
+    it.each([NaN, Infinity, -Infinity, -60, 0])('ignore a pause of %s seconds', (seconds) => {
+      const s = createPolicyState();
+      expect(applyReaction(s, queue, suspendFor(seconds), '421 [TSS04]', now).fired).toBe(true);
+      applyReaction(s, queue, backoffFor(seconds), '421 [TS01]', now);
+      expect(activeSuspensions(s, queue, now)).toEqual([]);
+      expect(activeBackoff(s, queue, now)).toBeUndefined();
+      expect(s.suspensions.size + s.backoffs.size).toBe(0);
+    });
+
+    it('restore every pause to end a year from now at most, and the rest as saved', () => {
+      const s = createPolicyState();
+      applyReaction(s, queue, suspendFor(3600), '421 [TSS04]', now);
+      applyReaction(s, queue, backoffFor(1800), '421 [TS01]', now);
+      const snapshot = snapshotPolicyState(s, now);
+      snapshot.suspensions.push(['source|provider:yahoo|ip9', { target: 'source', since: now, until: now + 3650 * 86_400_000, rule: null, reason: 'ten years' }]);
+      snapshot.backoffs.push(['provider:yahoo|ip9', { since: now, until: 8e15, durationSeconds: 1, overrides: {}, rule: null, reason: 'far' }]);
+      const later = now + 86_400_000;
+      const restored = restorePolicyState(snapshot, later);
+      expect(restored.suspensions.get('source|provider:yahoo|ip1')?.until).toBe(now + 3_600_000);
+      expect(restored.backoffs.get('provider:yahoo|ip1')?.until).toBe(now + 1_800_000);
+      expect(restored.suspensions.get('source|provider:yahoo|ip9')?.until).toBe(later + MAX_AHEAD_MS);
+      expect(restored.backoffs.get('provider:yahoo|ip9')?.until).toBe(later + MAX_AHEAD_MS);
+    });
   });
 });
