@@ -3,10 +3,12 @@
  * value is refused with VAL015 where it is written (`build-ast.ts` checks every number it
  * reads against them), never clamped: a policy says what it means or does not compile.
  *
- * INVARIANT: every bound, in its base unit and in milliseconds for durations, is a safe
- * integer, so every accepted value is finite and exact all the way to the runtime. The
- * runtime clamps what it is given to the same year (`MAX_AHEAD_MS` in
- * `runtime/policy-state.ts`; a test holds the two equal), for artifacts built elsewhere.
+ * INVARIANT: every accepted value is finite and at most its bound, and every bound (in
+ * its base unit, and in milliseconds for durations) is far below 2^53, so whole numbers
+ * stay exact and sums, products by 86400 or 1000, and dates computed from them never
+ * overflow on the way to the runtime. The runtime holds pauses to the same year
+ * (`MAX_AHEAD_MS` in `runtime/policy-state.ts`; a test holds the two equal), since an
+ * artifact may have been built elsewhere.
  */
 
 /** What a number in a policy stands for, which decides its bound. */
