@@ -135,7 +135,7 @@ describe('petrel run: reroute and skip-mx', () => {
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
     await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x' });
     await until('the suspension', () => r.status().suspensions.length === 1);
-    const paused = await fetch(`http://127.0.0.1:${r.httpPort}/api/v1/pause`, { method: 'POST', body: JSON.stringify({ source: 'warm' }) });
+    const paused = await fetch(`http://127.0.0.1:${r.httpPort}/api/v1/pause`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: 'warm' }) });
     expect(paused.status).toBe(200);
     const before = r.status();
     await r.stop(5_000);

@@ -137,7 +137,7 @@ describe('petrel run (first assembly)', () => {
 
   it('holds a paused queue until it is resumed', async () => {
     const r = await start({ '*': `127.0.0.1:${sink.port}` });
-    const control = (what: string, body: unknown) => fetch(`http://127.0.0.1:${r.httpPort}/api/v1/${what}`, { method: 'POST', body: JSON.stringify(body) });
+    const control = (what: string, body: unknown) => fetch(`http://127.0.0.1:${r.httpPort}/api/v1/${what}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect(await (await control('pause', { queue: 'default/held.example' })).json()).toEqual({ paused: ['queue:default/held.example'] });
     expect((await control('pause', { queue: 'a', source: 'b' })).status).toBe(400);
     await submit(r.smtpPort, ['x@held.example']);
