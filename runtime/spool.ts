@@ -628,6 +628,8 @@ class DiskSpool implements Spool {
   private readonly waitingForSpace: QueuedRecord[] = [];
   private spaceTimer: NodeJS.Timeout | undefined;
   private spaceLook: Promise<void> | undefined;
+  /** Groups are halved down to this while they find no room (see `writeRefused`). */
+  private spaceBatchBytes = Infinity;
   /** Relocation found no room; until then it does not look again. */
   private noRoomUntil = 0;
   private readonly counters = {
@@ -970,7 +972,8 @@ class DiskSpool implements Spool {
       count = 1;
       bytes = this.queue[0]!.frame.length;
     } else {
-      while (count < this.queue.length && (count === 0 || bytes + this.queue[count]!.frame.length <= this.maxBatchBytes)) bytes += this.queue[count++]!.frame.length;
+      const limit = Math.min(this.maxBatchBytes, this.spaceBatchBytes);
+      while (count < this.queue.length && (count === 0 || bytes + this.queue[count]!.frame.length <= limit)) bytes += this.queue[count++]!.frame.length;
     }
     this.queuedBytes -= bytes;
     return this.queue.splice(0, count);
@@ -1054,7 +1057,9 @@ class DiskSpool implements Spool {
   /**
    * A group could not be written. On a full disk a new message is refused (`no-space`),
    * and a record about a message already accepted waits: the reserve is given up for it
-   * and it is tried again at once, or, with no reserve left, when there is room.
+   * and it is tried again at once. With no reserve left, the group is halved and tried
+   * again (part of it may fit); when not even one record fits, it and every record
+   * queued behind it wait for room (`lookForSpace`).
    */
   private async writeRefused(batch: QueuedRecord[], error: unknown): Promise<void> {
     if (this.failure) return this.rejectBatch(batch, this.failure);
@@ -1073,8 +1078,16 @@ class DiskSpool implements Spool {
       );
     }
     // Without the refused records (maybe what did not fit) or with the reserve's room, try again now.
-    if (released || refused.length > 0) this.requeue(waiting);
-    else this.waitingForSpace.push(...waiting);
+    if (released || refused.length > 0) return this.requeue(waiting);
+    if (waiting.length > 1) {
+      this.spaceBatchBytes = Math.floor(waiting.reduce((n, record) => n + record.frame.length, 0) / 2);
+      return this.requeue(waiting);
+    }
+    const queued = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.rejectBatch(queued.filter((record) => record.onNoSpace === 'refuse'), this.noSpace(error));
+    this.waitingForSpace.push(...waiting, ...queued.filter((record) => record.onNoSpace === 'wait'));
   }
 
   /** Puts records back at the head of the queue, in their order. */
@@ -1113,6 +1126,7 @@ class DiskSpool implements Spool {
   private async lookForSpace(): Promise<void> {
     if (this.closed || this.failure) return;
     if (this.waitingForSpace.length > 0) {
+      this.spaceBatchBytes = Infinity;
       this.requeue(this.waitingForSpace.splice(0));
       this.kick();
       return;

@@ -7,7 +7,7 @@ import type * as fsPromises from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 
 /** The subset of `node:fs/promises` the spool calls. */
-export type SpoolFs = Pick<typeof fsPromises, 'open' | 'readdir' | 'mkdir' | 'readFile' | 'writeFile' | 'unlink' | 'link' | 'statfs'>;
+export type SpoolFs = Pick<typeof fsPromises, 'open' | 'readdir' | 'mkdir' | 'readFile' | 'writeFile' | 'unlink' | 'symlink' | 'readlink' | 'statfs'>;
 
 /** Writes every byte of `buffers` at `position`, continuing after short writes. */
 export async function writeAll(handle: FileHandle, buffers: Buffer[], position: number): Promise<void> {

@@ -1,8 +1,11 @@
 /**
  * One process per spool directory: two runtimes draining one spool would deliver every
- * message twice. The lock is a file naming its holder's pid; it is created atomically
- * (`link` of a fully written temporary file fails if the lock exists), and a lock whose
- * process is gone — the normal state after kill -9 — is taken over.
+ * message twice. The lock is a symbolic link whose target names its holder (`PID.TOKEN`);
+ * creating it is atomic (`symlink` fails if the lock exists), and a lock whose process is
+ * gone — the normal state after kill -9 — is taken over. A short link lives in its inode
+ * (ext4, xfs, tmpfs): taking the lock needs no data block, so a spool opens on a full
+ * disk. A regular lock file (written by earlier versions: JSON `{ pid, token }`) is read
+ * too.
  *
  * A pid lock cannot see a holder on another machine (a spool on shared storage); the
  * spool is meant for local disk.
@@ -10,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { SpoolError } from './errors.ts';
-import { errorCode, type SpoolFs } from './io.ts';
+import { errorCode, isNoSpace, type SpoolFs } from './io.ts';
 
 /** A held lock. */
 export interface SpoolLock {
@@ -41,6 +44,20 @@ function isAlive(pid: number): boolean {
 }
 
 async function readLock(fs: SpoolFs, file: string): Promise<LockFile | undefined> {
+  let target: string;
+  try {
+    target = await fs.readlink(file);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    if (errorCode(error) === 'EINVAL') return readLockFile(fs, file);
+    return { pid: 0, token: '' };
+  }
+  const match = /^(\d{1,10})\.([0-9a-f]{1,64})$/.exec(target);
+  return match ? { pid: Number(match[1]), token: match[2]! } : { pid: 0, token: '' };
+}
+
+/** A lock written as a file (earlier versions). */
+async function readLockFile(fs: SpoolFs, file: string): Promise<LockFile | undefined> {
   try {
     const parsed: unknown = JSON.parse(await fs.readFile(file, 'utf8'));
     if (typeof parsed === 'object' && parsed !== null && 'pid' in parsed && 'token' in parsed && Number.isInteger(parsed.pid) && typeof parsed.token === 'string') {
@@ -66,25 +83,20 @@ async function unlinkIfPresent(fs: SpoolFs, file: string): Promise<void> {
 export async function acquireLock(fs: SpoolFs, dir: string): Promise<SpoolLock> {
   const file = path.join(dir, 'lock');
   const token = randomBytes(8).toString('hex');
-  const temp = path.join(dir, `lock.${process.pid}.${token}.tmp`);
-  await fs.writeFile(temp, JSON.stringify({ pid: process.pid, token } satisfies LockFile));
-  try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await fs.link(temp, file);
-        break;
-      } catch (error) {
-        if (errorCode(error) !== 'EEXIST' || attempt >= 3) throw error;
-      }
-      const holder = await readLock(fs, file);
-      if (holder && holder.pid > 0 && isAlive(holder.pid)) throw lockedError(dir, holder.pid);
-      // Stale: its process is gone. Two starters racing here both unlink; only one links.
-      await unlinkIfPresent(fs, file);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.symlink(`${process.pid}.${token}`, file);
+      break;
+    } catch (error) {
+      if (isNoSpace(error)) throw new SpoolError('no-space', `cannot lock spool \`${dir}\`: its file system is full (no inode left); free some space`, { cause: error });
+      if (errorCode(error) !== 'EEXIST' || attempt >= 3) throw error;
     }
-  } finally {
-    await unlinkIfPresent(fs, temp);
+    const holder = await readLock(fs, file);
+    if (holder && holder.pid > 0 && isAlive(holder.pid)) throw lockedError(dir, holder.pid);
+    // Stale: its process is gone. Two starters racing here both unlink; only one creates it.
+    await unlinkIfPresent(fs, file);
   }
-  // Temporary files of starters that died between writing and linking.
+  // Temporary files of earlier versions' starters that died between writing and linking.
   for (const name of await fs.readdir(dir)) {
     const match = /^lock\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
     if (match && !isAlive(Number(match[1]))) await unlinkIfPresent(fs, path.join(dir, name));

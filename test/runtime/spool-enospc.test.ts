@@ -149,7 +149,8 @@ describe.skipIf(unavailable !== undefined)('spool on a full disk (real tmpfs)', 
     const fs = mountTmpfs(path.join(mkdtempSync(path.join(tmpdir(), 'petrel-enospc-')), 'fs'), 4 * 1024 * 1024);
     writeFileSync(path.join(fs, 'filler'), Buffer.alloc(512 * 1024, 'f'));
     const dir = path.join(fs, 'spool');
-    const options = { reserveBytes: 8 * 1024, segmentBytes: 512 * 1024 };
+    // One segment (it is never deleted while appended to): finishing messages frees nothing.
+    const options = { reserveBytes: 8 * 1024 };
     let spool = await open(dir, options);
     const accepted = await fillUp(spool);
 
@@ -173,6 +174,33 @@ describe.skipIf(unavailable !== undefined)('spool on a full disk (real tmpfs)', 
     await spool.close();
     spool = await open(dir, options);
     expect(spool.pending()).toEqual([]);
+  });
+
+  it('killed (closed) while outcomes wait for room: reopens on the disk with no byte free, those recipients open again (at least once), the rest done', async () => {
+    const fs = mountTmpfs(path.join(mkdtempSync(path.join(tmpdir(), 'petrel-enospc-')), 'fs'), 4 * 1024 * 1024);
+    const dir = path.join(fs, 'spool');
+    // One segment (it is never deleted while appended to): finishing messages frees nothing.
+    const options = { reserveBytes: 8 * 1024 };
+    let spool = await open(dir, options);
+    const accepted = await fillUp(spool);
+    const written = new Set<string>();
+    const outcomes = accepted.map((id, i) =>
+      spool.recordOutcome(id, [`a${i}@x.test`, `b${i}@x.test`], 'delivered').then(
+        () => written.add(id),
+        (error: unknown) => expect(codeOf(error)).toBe('no-space'),
+      ),
+    );
+    await until('outcomes to wait for room', () => spool.stats().waitingForSpace > 0, 10_000);
+    await spool.close();
+    await Promise.all(outcomes);
+    expect(written.size).toBeGreaterThan(0);
+    expect(written.size).toBeLessThan(accepted.length);
+    expect(freeBytes(fs)).toBe(0);
+
+    spool = await open(dir, options);
+    expect(spool.recovery).toMatchObject({ tornBytes: 0, corrupt: [] });
+    expect(spool.pending().map((m) => m.id)).toEqual(accepted.filter((id) => !written.has(id)));
+    expect(spool.stats().spaceShort).toBe(true);
   });
 });
 

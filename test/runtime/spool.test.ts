@@ -451,6 +451,19 @@ describe('spool: errors', () => {
     await spool.close();
     await open(dir);
   });
+
+  it('reads a lock file of an earlier version: refused while its process lives, taken over once it is gone', async () => {
+    const dir = tempDir();
+    await (await open(dir)).close();
+    writeFileSync(path.join(dir, 'lock'), JSON.stringify({ pid: process.pid, token: 'abc' }));
+    await expect(openSpool(dir)).rejects.toMatchObject({ code: 'locked' });
+    const gone = spawn(process.execPath, ['-e', '']);
+    await new Promise((resolve) => gone.once('exit', resolve));
+    writeFileSync(path.join(dir, 'lock'), JSON.stringify({ pid: gone.pid, token: 'abc' }));
+    const spool = await open(dir);
+    await spool.close();
+    expect(readdirSync(dir)).not.toContain('lock');
+  });
 });
 
 interface CrashModel {
