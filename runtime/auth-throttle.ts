@@ -6,7 +6,8 @@
  * client (an IPv4 address, or an IPv6 /64) for `lockoutMs` during which AUTH is refused
  * without checking anything. Password checks (scrypt, on libuv's thread pool, which the
  * spool's file I/O shares) run at most `maxConcurrentChecks` at a time with at most
- * `maxQueuedChecks` waiting; past that, AUTH is refused as busy (`454`, try later).
+ * `maxQueuedChecks` waiting, and at most two of them for one client; past that, AUTH is
+ * refused as busy (`454`, try later) without a check.
  */
 import { isIPv4 } from 'node:net';
 
@@ -39,6 +40,11 @@ export const AUTH_THROTTLE_DEFAULTS: Required<AuthThrottleOptions> = {
 
 /** Clients whose failures are remembered at once; the oldest is forgotten past it (bounds memory). */
 const MAX_TRACKED_CLIENTS = 10_000;
+/**
+ * Checks one client may have running or waiting at once; more are refused as busy. So one
+ * client pipelining AUTH on many connections cannot fill the queue others wait in.
+ */
+const MAX_CHECKS_PER_CLIENT = 2;
 
 /**
  * The key a client's failures are counted under: the IPv4 address (also when IPv4-mapped),
@@ -68,8 +74,13 @@ export interface AuthFailure {
 export interface AuthThrottle {
   /** Admits one password check for `address`, or says why not; `release` when it is done. */
   admit(address: string): Promise<AuthAdmission>;
-  /** Records a failed check; `failuresOnConnection` counts this one. */
-  failed(address: string, failuresOnConnection: number): AuthFailure;
+  /**
+   * Records a failed AUTH; `failuresOnConnection` counts this one. `checked`: a password
+   * was checked and was wrong (counts towards the client's lockout); else AUTH was refused
+   * unchecked (locked out, busy), which still slows and ends the connection, so a refused
+   * client cannot spin on instant answers.
+   */
+  failed(address: string, failuresOnConnection: number, checked: boolean): AuthFailure;
   /** Clients locked out now. */
   lockedOut(): number;
 }
@@ -80,6 +91,8 @@ export function createAuthThrottle(options: AuthThrottleOptions = {}, now: () =>
   const clients = new Map<string, { failures: number[]; lockedUntil: number }>();
   let running = 0;
   const waiting: (() => void)[] = [];
+  /** Checks running or waiting, per client key. */
+  const pending = new Map<string, number>();
   const locked = (key: string) => (clients.get(key)?.lockedUntil ?? 0) > now();
   const release = () => {
     const next = waiting.shift();
@@ -90,14 +103,28 @@ export function createAuthThrottle(options: AuthThrottleOptions = {}, now: () =>
     async admit(address) {
       const key = clientKey(address);
       if (locked(key)) return { ok: false, reason: 'locked' };
+      const mine = pending.get(key) ?? 0;
+      if (mine >= MAX_CHECKS_PER_CLIENT || (running >= o.maxConcurrentChecks && waiting.length >= o.maxQueuedChecks)) return { ok: false, reason: 'busy' };
+      pending.set(key, mine + 1);
       if (running < o.maxConcurrentChecks) running++;
-      else if (waiting.length >= o.maxQueuedChecks) return { ok: false, reason: 'busy' };
       // INVARIANT: a waiter is woken with the slot its releaser held, so `running` stays put.
       else await new Promise<void>((resolve) => waiting.push(resolve));
       let done = false;
-      return { ok: true, release: () => (done ? undefined : ((done = true), release())) };
+      return {
+        ok: true,
+        release: () => {
+          if (done) return;
+          done = true;
+          const n = pending.get(key)! - 1;
+          if (n === 0) pending.delete(key);
+          else pending.set(key, n);
+          release();
+        },
+      };
     },
-    failed(address, failuresOnConnection) {
+    failed(address, failuresOnConnection, checked) {
+      const delayMs = o.failureDelayMs * failuresOnConnection;
+      if (!checked) return { delayMs, disconnect: failuresOnConnection >= o.maxFailuresPerConnection, lockedOut: false };
       const key = clientKey(address);
       const t = now();
       const client = clients.get(key) ?? { failures: [], lockedUntil: 0 };
@@ -110,7 +137,7 @@ export function createAuthThrottle(options: AuthThrottleOptions = {}, now: () =>
       }
       clients.set(key, client);
       if (clients.size > MAX_TRACKED_CLIENTS) clients.delete(clients.keys().next().value!);
-      return { delayMs: o.failureDelayMs * failuresOnConnection, disconnect: failuresOnConnection >= o.maxFailuresPerConnection || lockedOut, lockedOut };
+      return { delayMs, disconnect: failuresOnConnection >= o.maxFailuresPerConnection || lockedOut, lockedOut };
     },
     lockedOut: () => [...clients.keys()].filter(locked).length,
   };

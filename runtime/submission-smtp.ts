@@ -298,6 +298,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
     const admitted = await throttle.admit(session.remoteAddress);
     if (!admitted.ok) {
       metrics.refused.inc({ reason: admitted.reason === 'locked' ? 'auth-locked' : 'auth-busy' });
+      await slowDown(session, false);
       throw fail(454, admitted.reason === 'locked' ? '4.7.0 Too many failed authentications, try again later' : '4.7.0 Temporary authentication failure, try again later');
     }
     const hash = users.get(auth.username ?? '');
@@ -310,14 +311,19 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
       admitted.release();
     }
     if (ok && hash) return auth.username!;
+    metrics.authFailures.inc();
+    await slowDown(session, true);
+    throw fail(535, '5.7.8 Authentication credentials invalid');
+  }
+
+  /** After a failed or refused AUTH: waits the throttle's delay, and has the session closed after the answer if it says so. */
+  async function slowDown(session: SMTPServerSession, checked: boolean): Promise<void> {
     const state = sessions.get(session.id);
     const failures = state ? ++state.authFailures : 1;
-    const verdict = throttle.failed(session.remoteAddress, failures);
-    metrics.authFailures.inc();
+    const verdict = throttle.failed(session.remoteAddress, failures, checked);
     if (verdict.lockedOut) metrics.authLockouts.inc();
     await new Promise((r) => setTimeout(r, verdict.delayMs));
     if (verdict.disconnect) setImmediate(() => closeSession(session.id, 421, '4.7.0 Too many failed authentications, closing'));
-    throw fail(535, '5.7.8 Authentication credentials invalid');
   }
 
   return {
