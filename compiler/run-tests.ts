@@ -12,6 +12,7 @@
  */
 import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../runtime/abi.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type ReplyContext } from '../runtime/policy-state.ts';
+import { fateOf, type Fate } from '../runtime/reaction-fate.ts';
 import type { IRExpectation, IRTest, Loc } from './ir.ts';
 
 /** One failed expectation. */
@@ -120,8 +121,12 @@ function check(e: IRExpectation, s: Situation): { expected: string; actual: stri
       return reaction.disposition === e.disposition ? undefined : { expected: e.disposition, actual: String(reaction.disposition) };
     case 'bounce': {
       if (!reaction) return noReply;
-      const bounced = reaction.disposition === 'hard' && reaction.category === e.category;
-      return bounced ? undefined : { expected: `hard bounce as ${e.category}`, actual: `${reaction.disposition} as ${reaction.category}` };
+      // What the runtime does with this recipient now (runtime/reaction-fate.ts): a hard
+      // failure bounces at once; a rule's `retry … attempts N` bounces at attempt N.
+      const fate = fateNow(s);
+      const bounced = fate.kind === 'bounced' && fate.category === e.category;
+      const actual = fate.kind === 'bounced' ? `bounce as ${fate.category}` : `${reaction.disposition} as ${reaction.category}, kept`;
+      return bounced ? undefined : { expected: `bounce as ${e.category}`, actual };
     }
     case 'backoff': {
       const b = activeBackoff(s.state, s.context, s.now);
@@ -173,6 +178,14 @@ function check(e: IRExpectation, s: Situation): { expected: string; actual: stri
     case 'setting':
       return checkSetting(e.key, e.value, effective(s));
   }
+}
+
+/** The fate of the recipient of the last reply, as the runtime decides it (no expiry: tests keep no message age). */
+function fateNow(s: Situation): Fate {
+  const backoff = activeBackoff(s.state, s.context, s.now);
+  const retryDelayMs = s.artifact.retryDelay(s.context.route, Math.max(1, s.failedAttempts), s.last!.text, backoff?.overrides.retry);
+  const sourceStopped = activeSuspensions(s.state, s.context, s.now).length > 0 || isDisabled(s.state, s.context);
+  return fateOf({ reaction: s.last!.reaction, fired: s.last!.fired, accepted: false, now: s.now, retryDelayMs, expiresAt: Infinity, jitter: 1, sourceStopped, canReroute: true, canSkipMx: true });
 }
 
 function effective(s: Situation): EffectiveSettings {

@@ -151,7 +151,7 @@ describe('petrel test --format github', () => {
     const r = runPetrel(['test', '--format', 'github', 'tests'], { cwd: dir });
     expect(r.code).toBe(3);
     expect(r.stdout.trim().split('\n')).toEqual([
-      '::error file=tests/failing.policy,line=18,col=3,title=petrel test%3A unknown user is spam%2C says nobody::expect bounce spam-related: expected hard bounce as spam-related, got hard as bad-mailbox',
+      '::error file=tests/failing.policy,line=18,col=3,title=petrel test%3A unknown user is spam%2C says nobody::expect bounce spam-related: expected bounce as spam-related, got bounce as bad-mailbox',
       'tests: 1 passed, 1 failed',
     ]);
   });
