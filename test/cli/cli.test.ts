@@ -150,10 +150,11 @@ describe('petrel test --format github', () => {
   it('annotates each failing expectation at its line, with the test as title, and exits 3', () => {
     const r = runPetrel(['test', '--format', 'github', 'tests'], { cwd: dir });
     expect(r.code).toBe(3);
-    expect(r.stdout.trim().split('\n')).toEqual([
-      '::error file=tests/failing.policy,line=18,col=3,title=petrel test%3A unknown user is spam%2C says nobody::expect bounce spam-related: expected bounce as spam-related, got bounce as bad-mailbox',
-      'tests: 1 passed, 1 failed',
-    ]);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    // Where, and the title with GitHub's escapes; the wording of expected/actual is run-tests.ts's.
+    expect(lines[0]).toMatch(/^::error file=tests\/failing\.policy,line=18,col=3,title=petrel test%3A unknown user is spam%2C says nobody::expect bounce spam-related: expected .*spam-related.*, got .*bad-mailbox/);
+    expect(lines[1]).toBe('tests: 1 passed, 1 failed');
   });
 
   it('prints no annotation when every test passes', () => {
