@@ -618,8 +618,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const id = spool.newId();
     const to = [...new Set(envelope.to)];
     const receivedAt = clock();
-    const raw = Buffer.concat([Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), message]);
-    const spooled = { id, envelope: { from: envelope.from, to }, size: raw.length, receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
+    // The trace header and the message go to the spool as two chunks: the message is not copied.
+    const raw = [Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), message];
+    const spooled = { id, envelope: { from: envelope.from, to }, size: raw[0]!.length + message.length, receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
     await spool.accept(spooled, raw);
     counters.accepted++;
     metrics.accepted.inc();

@@ -18,6 +18,7 @@ import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, t
 import { createAuthThrottle, type AuthThrottle, type AuthThrottleOptions } from './auth-throttle.ts';
 import { takeControlHeaders, type ControlValues } from './headers.ts';
 import type { ReceivedFrom } from './received.ts';
+import { SpoolError } from './spool/errors.ts';
 import { byteBudget, collectData, connectionGate, SUBMISSION_LIMIT_DEFAULTS, type ByteBudget, type ConnectionGate, type SubmissionLimits } from './submission-limits.ts';
 
 /** A submission user: a name and a password hash made by {@link hashPassword}. */
@@ -265,7 +266,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
         void spooled.then(
           (id) => reply(null, `2.0.0 queued as ${id}`),
           (e: unknown) => {
-            const full = (e as { code?: unknown }).code === 'no-space';
+            const full = e instanceof SpoolError && e.code === 'no-space';
             metrics.refused.inc({ reason: full ? 'spool-full' : 'spool-error' });
             // The spool's text names paths and internals: it stays here, not with the client.
             reply(full ? fail(452, '4.3.1 Insufficient system storage') : fail(451, '4.3.0 Temporary local problem, try again later'));

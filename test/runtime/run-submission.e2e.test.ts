@@ -13,6 +13,8 @@ import nodemailer from 'nodemailer';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
+import { SpoolError } from '../../runtime/spool/errors.ts';
+import { smtpLimitsFromConfig } from '../../runtime/submission-limits.ts';
 import { createSubmissionServer, hashPassword, verifyPassword, type SubmissionOptions } from '../../runtime/submission-smtp.ts';
 import { e2eCase, readAccounting, selfSignedCertificate, until } from './fixtures/e2e.ts';
 import type { Sink } from './fixtures/sink.ts';
@@ -170,5 +172,40 @@ describe('password hashes', () => {
     expect(await verifyPassword('pässword 2', hash)).toBe(false);
     expect(await verifyPassword('pässword 1', hash.replace('ln=14', 'ln=15'))).toBe(false);
     expect(await verifyPassword('pässword 1', 'plaintext')).toBe(false);
+  });
+});
+
+describe('spool failures at end of DATA', () => {
+  /** A submission server whose spool fails with `error`; resolves with what a client is answered. */
+  async function answerTo(error: Error): Promise<string> {
+    const server = createSubmissionServer({ host: '127.0.0.1', port: 0, name: NAME }, { acceptMessage: () => Promise.reject(error), isStopping: () => false });
+    const port = await server.listen();
+    try {
+      const transport = nodemailer.createTransport({ host: '127.0.0.1', port, ignoreTLS: true });
+      const e = await transport.sendMail({ from: 'a@shop.example', to: 'b@example.org', text: 'x' }).then(() => undefined, (err: { response?: string }) => err);
+      transport.close();
+      return e?.response ?? 'accepted';
+    } finally {
+      await server.close(0);
+    }
+  }
+
+  it('answers a full spool with 452 4.3.1 and any other spool failure with 451 4.3.0, never with the spool\'s own text', async () => {
+    expect(await answerTo(new SpoolError('no-space', 'no space left for `/var/spool/seg-000042`'))).toBe('452 4.3.1 Insufficient system storage');
+    expect(await answerTo(new SpoolError('failed', 'fsync of `/var/spool/seg-000042` failed'))).toBe('451 4.3.0 Temporary local problem, try again later');
+    expect(await answerTo(new Error('EIO: /var/spool'))).toBe('451 4.3.0 Temporary local problem, try again later');
+  });
+});
+
+describe('submission limits from the config file', () => {
+  it('turns seconds into milliseconds and passes only the keys given', () => {
+    expect(smtpLimitsFromConfig({})).toEqual({});
+    expect(smtpLimitsFromConfig({ maxRecipients: 50, idleTimeoutSeconds: 1.5, auth: { lockoutSeconds: 60, maxConcurrentChecks: 2 } })).toEqual({ maxRecipients: 50, idleTimeoutMs: 1500, auth: { lockoutMs: 60_000, maxConcurrentChecks: 2 } });
+  });
+
+  it('refuses limits that contradict each other, naming the keys', () => {
+    expect(() => smtpLimitsFromConfig({ maxMessageBytes: 10_000_000, maxBufferedBytes: 1_000_000 })).toThrow('`smtp.maxBufferedBytes` (1000000) must be at least `smtp.maxMessageBytes` (10000000)');
+    expect(() => smtpLimitsFromConfig({ maxConnections: 10, maxConnectionsPerIp: 20 })).toThrow('`smtp.maxConnectionsPerIp` must be at most `smtp.maxConnections` (10)');
+    expect(() => createSubmissionServer({ host: '127.0.0.1', port: 0, name: NAME, maxMessageBytes: 2048, maxBufferedBytes: 1024 }, { acceptMessage: () => Promise.reject(new Error('unused')), isStopping: () => false })).toThrow('maxBufferedBytes (1024) is less than maxMessageBytes (2048)');
   });
 });
