@@ -83,3 +83,40 @@ export function takeControlHeaders(raw: Buffer): { values: ControlValues; messag
   if (taken === 0) return { values, message: raw };
   return { values, message: Buffer.concat([...kept, raw.subarray(lines.length > 0 ? lines[lines.length - 1]![1] : 0, end), raw.subarray(end)]) };
 }
+
+/** How many bytes of `chunks`, taken as one message, its header block (with its empty line) spans; all of them without an empty line. */
+function headerLength(chunks: readonly Uint8Array[]): number {
+  let offset = 0;
+  let lineStart = true;
+  let crAtLineStart = false;
+  for (const chunk of chunks) {
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i];
+      if (b === LF && (lineStart || crAtLineStart)) return offset + i + 1;
+      crAtLineStart = lineStart && b === CR;
+      lineStart = b === LF;
+    }
+    offset += chunk.length;
+  }
+  return offset;
+}
+
+/**
+ * {@link takeControlHeaders} for a message given as chunks (as it streamed in): only the
+ * chunks holding the header block are joined and read; the message comes back as chunks,
+ * the body's not copied.
+ */
+export function takeControlHeadersOfChunks(chunks: readonly Buffer[]): { values: ControlValues; message: Buffer[] } {
+  const headBytes = headerLength(chunks);
+  const head: Buffer[] = [];
+  const rest: Buffer[] = [];
+  let offset = 0;
+  for (const chunk of chunks) {
+    const cut = Math.min(Math.max(headBytes - offset, 0), chunk.length);
+    if (cut > 0) head.push(chunk.subarray(0, cut));
+    if (cut < chunk.length) rest.push(chunk.subarray(cut));
+    offset += chunk.length;
+  }
+  const { values, message } = takeControlHeaders(head.length === 1 ? head[0]! : Buffer.concat(head));
+  return { values, message: [message, ...rest] };
+}

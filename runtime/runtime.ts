@@ -614,13 +614,13 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
    * HTTP submission, which does not yet, is traced as `with HTTP`); resolves with its id
    * once durable (only then may it be acknowledged).
    */
-  async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }, from: ReceivedFrom = { protocol: 'HTTP' }): Promise<string> {
+  async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer | readonly Buffer[], values: { tenant?: string; pool?: string; campaign?: string }, from: ReceivedFrom = { protocol: 'HTTP' }): Promise<string> {
     const id = spool.newId();
     const to = [...new Set(envelope.to)];
     const receivedAt = clock();
-    // The trace header and the message go to the spool as two chunks: the message is not copied.
-    const raw = [Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), message];
-    const spooled = { id, envelope: { from: envelope.from, to }, size: raw[0]!.length + message.length, receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
+    // The trace header and the message go to the spool as chunks: the message is not copied.
+    const raw = [Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), ...(Buffer.isBuffer(message) ? [message] : message)];
+    const spooled = { id, envelope: { from: envelope.from, to }, size: raw.reduce((n, c) => n + c.length, 0), receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
     await spool.accept(spooled, raw);
     counters.accepted++;
     metrics.accepted.inc();

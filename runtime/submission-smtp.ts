@@ -16,7 +16,7 @@ import { BlockList, isIP, type AddressInfo, type Socket } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { createAuthThrottle, type AuthThrottle, type AuthThrottleOptions } from './auth-throttle.ts';
-import { takeControlHeaders, type ControlValues } from './headers.ts';
+import { takeControlHeadersOfChunks, type ControlValues } from './headers.ts';
 import type { ReceivedFrom } from './received.ts';
 import { SpoolError } from './spool/errors.ts';
 import { byteBudget, collectData, connectionGate, SUBMISSION_LIMIT_DEFAULTS, type ByteBudget, type ConnectionGate, type SubmissionLimits } from './submission-limits.ts';
@@ -109,7 +109,7 @@ export async function verifyPassword(password: string, hash: string): Promise<bo
 const fail = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
 
 /** Spools a message and resolves with its id once durable; `from` is for the `Received:` header. */
-export type AcceptMessage = (envelope: { from: string; to: string[] }, message: Buffer, values: ControlValues, from: ReceivedFrom) => Promise<string>;
+export type AcceptMessage = (envelope: { from: string; to: string[] }, message: readonly Buffer[], values: ControlValues, from: ReceivedFrom) => Promise<string>;
 
 /** What the submission server needs from the runtime. */
 export interface SubmissionHooks {
@@ -285,10 +285,9 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
     socket.once('close', () => sockets.delete(socket));
   });
 
-  /** The message, control headers taken, handed to the spool. */
+  /** The message, control headers taken, handed to the spool as the chunks it came in. */
   function spool(session: SMTPServerSession, chunks: Buffer[]): Promise<string> {
-    const { values, message } = takeControlHeaders(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-    chunks.length = 0;
+    const { values, message } = takeControlHeadersOfChunks(chunks);
     const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
     const from: ReceivedFrom = { helo: session.hostNameAppearsAs || undefined, address: session.remoteAddress, hostname: session.clientHostname || undefined, protocol: protocolOf(session) };
     return hooks.acceptMessage(envelope, message, values, from);

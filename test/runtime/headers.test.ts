@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { takeControlHeaders } from '../../runtime/headers.ts';
+import { takeControlHeaders, takeControlHeadersOfChunks } from '../../runtime/headers.ts';
 import { receivedHeader, rfc5322Date } from '../../runtime/received.ts';
 
 describe('control headers', () => {
@@ -71,5 +71,33 @@ describe('Received header', () => {
     expect(h.split('\r\n').filter(Boolean).map((l) => l.slice(0, 9))).toEqual(['Received:', '\tby petre', '\tfor <a??']);
     expect(h).toContain('from evil??Bcc:?x??y???z??');
     expect(h).toContain('([127.0.0.9])'); // an unresolved name (smtp-server's `[address]`) is not repeated
+  });
+});
+
+describe('control headers of a message in chunks', () => {
+  it('gives what takeControlHeaders gives for the joined message, however the chunks fall', () => {
+    const messages = [
+      'From: a@b.example\r\nX-Petrel-Tenant: shop\r\nSubject: hi\r\nX-Petrel-Campaign: black\r\n friday\r\n\r\nX-Petrel-Tenant: body\r\n',
+      'Subject: x\r\rX-Petrel-Tenant: t\r\n\r\nbody\r\n',
+      'X-Petrel-Pool: warm\nSubject: s\n\nbody\rcr\n',
+      'Subject: no empty line\r\nX-Petrel-Tenant: t',
+    ];
+    for (const text of messages) {
+      const raw = Buffer.from(text, 'latin1');
+      const whole = takeControlHeaders(raw);
+      for (let size = 1; size <= raw.length; size++) {
+        const chunks = Array.from({ length: Math.ceil(raw.length / size) }, (_, i) => raw.subarray(i * size, (i + 1) * size));
+        const got = takeControlHeadersOfChunks(chunks);
+        expect(got.values).toEqual(whole.values);
+        expect(Buffer.concat(got.message).toString('latin1')).toBe(whole.message.toString('latin1'));
+      }
+    }
+  });
+
+  it('does not copy the body: its chunks come back as views of the ones given', () => {
+    const body = Buffer.from('b'.repeat(1000));
+    const got = takeControlHeadersOfChunks([Buffer.from('X-Petrel-Tenant: t\r\n\r\n'), body]);
+    expect(got.values).toEqual({ tenant: 't' });
+    expect(got.message[got.message.length - 1]!.buffer).toBe(body.buffer);
   });
 });
