@@ -6,7 +6,8 @@
  * ## Layout
  *
  * ```
- * DIR/lock                      pid of the process that has the spool open
+ * DIR/lock                      symlink to PID.TOKEN of the process that has the spool open
+ * DIR/reserve                   disk space held for outcomes on a full disk (spool/reserve.ts)
  * DIR/segments/NNNN….seg        append-only logs of checksummed records (spool/frame.ts)
  * DIR/corrupt/SEG@OFFSET.bin    bytes recovery could not read, kept for an operator
  * ```
@@ -67,10 +68,43 @@
  * recipient delivered but not yet marked done when the process dies is delivered again
  * after restart. The window is one group commit (milliseconds) per in-flight delivery.
  *
+ * ## A full disk
+ *
+ * A full disk (ENOSPC, EDQUOT) must not turn into mail sent again and again: a delivered
+ * recipient has to be marked done even when no byte is free. So the spool keeps a
+ * **reserve**, `DIR/reserve`, `reserveBytes` of real bytes (default 4 MiB, about 40,000
+ * outcome records), and:
+ *
+ * - A write that finds the disk full is cut off its segment (`ftruncate` to where the
+ *   group began; those bytes were never acknowledged), and a segment left empty is
+ *   deleted: a refused write leaves no file and no byte behind.
+ * - A new message in it is refused with `no-space` (intake answers `452 4.3.1`), and from
+ *   then on new messages are refused before anything is written, so refusals cost no
+ *   disk however many there are.
+ * - Outcome and deferral records in it are not refused: the reserve is given up (truncated)
+ *   for them and they are written at once. INVARIANT: the reserve is only ever given up
+ *   for records about messages already accepted, never for a new message.
+ * - Beyond the reserve, they wait in memory: the group is halved until what fits is
+ *   written, then the rest waits and is tried again every second. Their recipients are
+ *   already out of `pending()` (no one delivers them again), and `recordOutcome` resolves
+ *   once the record is durable: an outcome may be acknowledged late, a message never
+ *   before it is durable. If the process dies (or closes) while an outcome waits, that
+ *   recipient is delivered again after the restart — at least once, as above.
+ * - Every second it looks for room: once the disk has the whole reserve free and as much
+ *   again to spare, it fills the reserve again (fdatasync'd) and accepts new messages,
+ *   without a restart. The spare keeps a nearly full disk from flapping.
+ * - Moving messages forward (compaction) needs room too: it copies a segment only when the
+ *   disk has that segment's live bytes and the reserve's worth to spare, and never while
+ *   short of space; finishing messages still deletes old segments, which frees space.
+ * - Opening needs no free byte: the lock is a symlink (kept in its inode), recovery only
+ *   reads, and a reserve that cannot be filled opens the spool short of space.
+ *
  * ## Errors
  *
- * A failed write rejects its records with a `write-failed` `SpoolError` (nothing was
- * acknowledged: answer 4xx) and the spool continues in a fresh segment. A failed fsync
+ * A write that fails for lack of space is handled as above. Any other failed write
+ * rejects its records with a `write-failed` `SpoolError` (nothing was acknowledged:
+ * answer 4xx) and the spool continues, in the same segment with the failed group cut
+ * off (or, if even that fails, in a fresh one). A failed fsync
  * is different — after one, the kernel may have dropped the dirty pages and a retry
  * would succeed on lost data — so the spool stops: every later call rejects with
  * `failed` until it is closed and reopened, which recovers what is really on disk.
