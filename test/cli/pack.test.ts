@@ -39,7 +39,8 @@ function sh(command: string, args: string[], cwd: string): { code: number; stdou
 function copyWorkingTree(to: string): void {
   const list = sh('git', ['ls-files', '-co', '--exclude-standard', '-z'], ROOT);
   expect(list.code, list.stderr).toBe(0);
-  for (const file of list.stdout.split('\0').filter(Boolean)) if (existsSync(path.join(ROOT, file))) cpSync(path.join(ROOT, file), path.join(to, file));
+  // node_modules is linked below (a symlinked one is not ignored by `node_modules/`).
+  for (const file of list.stdout.split('\0').filter((f) => f && f.split('/')[0] !== 'node_modules')) if (existsSync(path.join(ROOT, file))) cpSync(path.join(ROOT, file), path.join(to, file));
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(to, 'node_modules'));
 }
 
