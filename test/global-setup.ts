@@ -35,7 +35,7 @@ const POSTFIX_UNCONFIGURED = ['postfix postfix/main_mailer_type select No config
 export const PEERS: readonly Peer[] = [
   { tool: 'openssl', debian: 'openssl', neededBy: 'the TLS tests (self-signed certificates)' },
   { tool: 'smtp-source', debian: 'postfix', neededBy: 'test/cli/run-crash.test.ts', debconf: POSTFIX_UNCONFIGURED },
-  { tool: 'smtp-sink', debian: 'postfix', neededBy: 'SMTP sink peers', debconf: POSTFIX_UNCONFIGURED },
+  { tool: 'smtp-sink', debian: 'postfix', neededBy: 'listening SMTP peers (startService; test/global-setup.test.ts)', debconf: POSTFIX_UNCONFIGURED },
 ];
 
 /** What the decision depends on: the search path, who we are, and whether installing is allowed. */
