@@ -133,7 +133,6 @@ export interface SubmissionServer {
 
 /** One connection's own state, by smtp-server's session id. */
 interface SessionState {
-  address: string;
   authFailures: number;
   /** Sending or spooling a message: closing now would lose the client's reply. */
   busy: boolean;
@@ -216,7 +215,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
         if (!state.busy) closeSession(session.id, 421, '4.4.2 Session time limit reached, closing');
       }, limits.maxSessionMs);
       timer.unref();
-      sessions.set(session.id, { address: session.remoteAddress, authFailures: 0, busy: false, expired: false, timer });
+      sessions.set(session.id, { authFailures: 0, busy: false, expired: false, timer });
       callback();
     },
     onClose(session) {
@@ -245,35 +244,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
       if (!session.user && !fromClientNetwork(session.remoteAddress)) return callback(fail(550, '5.7.1 Relaying denied'));
       callback();
     },
-    onData(stream: SMTPServerDataStream, session: SMTPServerSession, callback) {
-      const state = sessions.get(session.id);
-      if (state) state.busy = true;
-      const reply = (err: Error | null, message?: string) => {
-        callback(err, message);
-        settled(session.id);
-      };
-      const slow = () => {
-        metrics.refused.inc({ reason: 'data-rate' });
-        closeSession(session.id, 421, '4.4.2 Data rate too low, closing');
-      };
-      void collectData(stream, limits, budget, slow).then((got) => {
-        if (got.outcome === 'too-big' || got.outcome === 'no-memory') metrics.refused.inc({ reason: got.outcome === 'too-big' ? 'message-size' : 'memory' });
-        if (got.outcome === 'too-big') return reply(fail(552, '5.3.4 Message too big'));
-        if (got.outcome === 'no-memory') return reply(fail(452, '4.3.1 Insufficient system resources, try again later'));
-        if (got.outcome !== 'complete') return reply(fail(421, '4.4.2 Connection closed during DATA'));
-        const spooled = spool(session, got.chunks).finally(() => budget.give(got.bytes));
-        spooling.add(spooled);
-        void spooled.then(
-          (id) => reply(null, `2.0.0 queued as ${id}`),
-          (e: unknown) => {
-            const full = e instanceof SpoolError && e.code === 'no-space';
-            metrics.refused.inc({ reason: full ? 'spool-full' : 'spool-error' });
-            // The spool's text names paths and internals: it stays here, not with the client.
-            reply(full ? fail(452, '4.3.1 Insufficient system storage') : fail(451, '4.3.0 Temporary local problem, try again later'));
-          },
-        ).finally(() => spooling.delete(spooled));
-      });
-    },
+    onData: receive,
   });
   // Every socket error of a client (a reset, a broken pipe) ends that session only.
   server.on('error', () => metrics.clientErrors.inc());
@@ -285,8 +256,44 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
     socket.once('close', () => sockets.delete(socket));
   });
 
+  /**
+   * One message's DATA: read within the limits, spooled, answered. The session is busy
+   * (not closed by the session time limit or shutdown) until the answer is sent.
+   */
+  function receive(stream: SMTPServerDataStream, session: SMTPServerSession, callback: (err?: Error | null, message?: string) => void): void {
+    const state = sessions.get(session.id);
+    if (state) state.busy = true;
+    const reply = (err: Error | null, message?: string) => {
+      callback(err, message);
+      settled(session.id);
+    };
+    const slow = () => {
+      metrics.refused.inc({ reason: 'data-rate' });
+      closeSession(session.id, 421, '4.4.2 Data rate too low, closing');
+    };
+    void collectData(stream, limits, budget, slow).then((got) => {
+      if (got.outcome === 'too-big' || got.outcome === 'no-memory') metrics.refused.inc({ reason: got.outcome === 'too-big' ? 'message-size' : 'memory' });
+      if (got.outcome === 'too-big') return reply(fail(552, '5.3.4 Message too big'));
+      if (got.outcome === 'no-memory') return reply(fail(452, '4.3.1 Insufficient system resources, try again later'));
+      if (got.outcome !== 'complete') return reply(fail(421, '4.4.2 Connection closed during DATA'));
+      const spooled = spool(session, got.chunks).finally(() => budget.give(got.bytes));
+      spooling.add(spooled);
+      void spooled
+        .then(
+          (id) => reply(null, `2.0.0 queued as ${id}`),
+          (e: unknown) => {
+            const full = e instanceof SpoolError && e.code === 'no-space';
+            metrics.refused.inc({ reason: full ? 'spool-full' : 'spool-error' });
+            // The spool's text names paths and internals: it stays here, not with the client.
+            reply(full ? fail(452, '4.3.1 Insufficient system storage') : fail(451, '4.3.0 Temporary local problem, try again later'));
+          },
+        )
+        .finally(() => spooling.delete(spooled));
+    });
+  }
+
   /** The message, control headers taken, handed to the spool as the chunks it came in. */
-  function spool(session: SMTPServerSession, chunks: Buffer[]): Promise<string> {
+  async function spool(session: SMTPServerSession, chunks: Buffer[]): Promise<string> {
     const { values, message } = takeControlHeadersOfChunks(chunks);
     const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
     const from: ReceivedFrom = { helo: session.hostNameAppearsAs || undefined, address: session.remoteAddress, hostname: session.clientHostname || undefined, protocol: protocolOf(session) };
