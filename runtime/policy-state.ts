@@ -9,6 +9,7 @@
  * (milliseconds) explicitly.
  */
 import type { Action, BackoffOverrides, EffectiveSettings, Reaction } from './abi.ts';
+import { BLOCK_SUSPENSION_SECONDS, DEFAULT_RECOVER_SECONDS, rampShare, settingsUnderRamp, THROTTLE_RECOVER_SECONDS, untilNextStep, type Ramp, type RampShares, type RampTarget } from './recovery.ts';
 
 /** Where a reply was seen: the queue (route, source) and the tenant of the message. */
 export interface ReplyContext {
@@ -46,10 +47,14 @@ export interface PolicyState {
   suspensions: Map<string, ActiveSuspension>;
   /** Sources disabled for a route, by `route|source`, until re-enabled by an operator. */
   disabled: Map<string, { since: number; rule: { file: string; line: number } | null; reason: string }>;
+  /** Recovery ramps (recovery.ts), keyed as suspensions are: the slow return after a pause or a throttle. */
+  ramps: Map<string, Ramp>;
+  /** When blocks without a suspension of their own were met in the last day, by `route|source`: the built-in suspension grows with them. */
+  blocks: Map<string, number[]>;
 }
 
 export function createPolicyState(): PolicyState {
-  return { triggerHits: new Map(), backoffs: new Map(), suspensions: new Map(), disabled: new Map() };
+  return { triggerHits: new Map(), backoffs: new Map(), suspensions: new Map(), disabled: new Map(), ramps: new Map(), blocks: new Map() };
 }
 
 /**
@@ -71,6 +76,7 @@ function pauseEnd(now: number, seconds: number): number | undefined {
 const queueKey = (c: ReplyContext) => `${c.route}|${c.source ?? ''}`;
 const suspensionKey = (target: ActiveSuspension['target'], c: ReplyContext) =>
   target === 'destination' ? `destination|${c.route}` : target === 'source' ? `source|${c.route}|${c.source ?? ''}` : `tenant|${c.route}|${c.tenant ?? ''}`;
+const DAY_MS = 86_400_000;
 
 /** What applying a reaction did. */
 export interface Applied {
@@ -99,6 +105,21 @@ export function applyReaction(state: PolicyState, context: ReplyContext, reactio
   }
   const rule = reaction.rule ?? null;
   const reason = replyText.split('\n')[0]!.slice(0, 200);
+  const recover = reaction.actions.find((a): a is Extract<Action, { type: 'recover' }> => a.type === 'recover')?.durationSeconds;
+  // A backoff of the same rule that outlasts its suspension is the way back already (its
+  // limits, chosen by the rule's author); otherwise the recovery ramp is.
+  const backoff = reaction.actions.find((a): a is Extract<Action, { type: 'backoff' }> => a.type === 'backoff');
+  const backoffUntil = backoff ? (pauseEnd(now, backoff.durationSeconds) ?? now) : now;
+  /** Suspends `target` until `until` (never shortening a longer one) and ramps it back after. */
+  const suspend = (target: RampTarget, until: number) => {
+    const key = suspensionKey(target, context);
+    const current = state.suspensions.get(key);
+    if (current && current.until >= until) return;
+    state.suspensions.set(key, { target, since: now, until, rule, reason });
+    if (recover === undefined && backoffUntil > until) return;
+    startRamp(state, key, { target, from: until, until: until + (recover ?? DEFAULT_RECOVER_SECONDS) * 1000, rule, reason });
+  };
+  let paused = false;
   for (const action of reaction.actions) {
     switch (action.type) {
       case 'backoff': {
@@ -112,22 +133,82 @@ export function applyReaction(state: PolicyState, context: ReplyContext, reactio
         break;
       }
       case 'suspend': {
+        paused = true;
         const until = pauseEnd(now, action.durationSeconds);
-        if (until === undefined) break;
-        const key = suspensionKey(action.target, context);
-        const current = state.suspensions.get(key);
-        if (!current || current.until < until) state.suspensions.set(key, { target: action.target, since: now, until, rule, reason });
+        if (until !== undefined) suspend(action.target, until);
         break;
       }
       case 'disable-source':
+        paused = true;
         if (!state.disabled.has(queueKey(context))) state.disabled.set(queueKey(context), { since: now, rule, reason });
         break;
       default:
-        // bounce, retry, skip-mx, reroute act on the message, not on queue state.
+        // bounce, retry, skip-mx, reroute act on the message; recover is read above.
         break;
     }
   }
+  if (paused) return { fired: true, actions: reaction.actions };
+  if (reaction.disposition === 'block') {
+    // A block stops the source for this destination even when its rule says nothing more:
+    // 15 minutes, growing with every further block there within a day (recovery.ts).
+    const recent = (state.blocks.get(queueKey(context)) ?? []).filter((t) => t > now - DAY_MS);
+    recent.push(now);
+    state.blocks.set(queueKey(context), recent);
+    const seconds = BLOCK_SUSPENSION_SECONDS[Math.min(recent.length, BLOCK_SUSPENSION_SECONDS.length) - 1]!;
+    suspend('source', now + seconds * 1000);
+  } else if (reaction.disposition === 'throttle' && !reaction.actions.some((a) => a.type === 'backoff')) {
+    startRamp(state, suspensionKey('source', context), { target: 'source', from: now, until: now + (recover ?? THROTTLE_RECOVER_SECONDS) * 1000, rule, reason });
+  } else if (recover !== undefined) {
+    startRamp(state, suspensionKey('source', context), { target: 'source', from: now, until: now + recover * 1000, rule, reason });
+  }
   return { fired: true, actions: reaction.actions };
+}
+
+/** Starts a ramp under `key`, unless one already in force there ends later. */
+function startRamp(state: PolicyState, key: string, ramp: Ramp): void {
+  const current = state.ramps.get(key);
+  if (!current || current.until < ramp.until) state.ramps.set(key, ramp);
+}
+
+/** The ramps slowing this context at `now`, as shares of the normal limits (ended ones are dropped). */
+export function rampShares(state: PolicyState, context: ReplyContext, now: number): RampShares {
+  const shares: RampShares = {};
+  for (const target of ['destination', 'source', 'tenant'] as const) {
+    if (target === 'tenant' && context.tenant === undefined) continue;
+    const key = suspensionKey(target, context);
+    const ramp = state.ramps.get(key);
+    if (!ramp) continue;
+    if (ramp.until <= now) state.ramps.delete(key);
+    else shares[target] = rampShare(ramp, now);
+  }
+  return shares;
+}
+
+/**
+ * Milliseconds until a ramp on this context next changes its share (Infinity if none is in
+ * force): a delivery refused under one step is looked at again when the next one begins.
+ */
+export function untilRampChange(state: PolicyState, context: ReplyContext, now: number): number {
+  let ms = Infinity;
+  for (const target of ['destination', 'source', 'tenant'] as const) {
+    const ramp = state.ramps.get(suspensionKey(target, context));
+    if (ramp && (target !== 'tenant' || context.tenant !== undefined)) ms = Math.min(ms, untilNextStep(ramp, now));
+  }
+  return ms;
+}
+
+/** The ramps in force at `now` (for status): key, and how far along. */
+export function activeRamps(state: PolicyState, now: number): [string, Ramp][] {
+  return [...state.ramps].filter(([, r]) => r.until > now);
+}
+
+/**
+ * The limits a queue sends under at `now`: the route's settings, under its backoff's
+ * overrides, under its recovery ramps. The scheduler, the status API and `petrel test`
+ * all ask this one function.
+ */
+export function effectiveSettings(state: PolicyState, context: ReplyContext, base: EffectiveSettings, now: number): EffectiveSettings {
+  return settingsUnderRamp(settingsUnderBackoff(base, activeBackoff(state, context, now)?.overrides), rampShares(state, context, now));
 }
 
 /** The backoff in force on a queue at `now`, if any (expired ones are dropped). */
@@ -159,9 +240,18 @@ export function isDisabled(state: PolicyState, context: ReplyContext): boolean {
   return state.disabled.has(queueKey(context));
 }
 
-/** An operator's re-enable of a source for a route. */
-export function enableSource(state: PolicyState, context: ReplyContext): boolean {
-  return state.disabled.delete(queueKey(context));
+/** An operator's re-enable of a source for a route: it comes back on a recovery ramp. */
+export function enableSource(state: PolicyState, context: ReplyContext, now: number): boolean {
+  const was = state.disabled.get(queueKey(context));
+  if (!was) return false;
+  state.disabled.delete(queueKey(context));
+  startRamp(state, suspensionKey('source', context), { target: 'source', from: now, until: now + DEFAULT_RECOVER_SECONDS * 1000, rule: was.rule, reason: 'enabled by an operator' });
+  return true;
+}
+
+/** An operator's disable of a source for a route (until enabled again). */
+export function disableSource(state: PolicyState, context: ReplyContext, now: number, reason: string): void {
+  if (!state.disabled.has(queueKey(context))) state.disabled.set(queueKey(context), { since: now, rule: null, reason });
 }
 
 /** Settings while a backoff lasts: each overridden limit list replaces the same-scope entries; scalars replace. */
@@ -189,6 +279,9 @@ export interface PolicyStateSnapshot {
   backoffs: [string, ActiveBackoff][];
   suspensions: [string, ActiveSuspension][];
   disabled: [string, { since: number; rule: { file: string; line: number } | null; reason: string }][];
+  /** Absent in state files written before ramps existed. */
+  ramps?: [string, Ramp][];
+  blocks?: [string, number[]][];
 }
 
 export function snapshotPolicyState(state: PolicyState, now: number): PolicyStateSnapshot {
@@ -197,6 +290,8 @@ export function snapshotPolicyState(state: PolicyState, now: number): PolicyStat
     backoffs: [...state.backoffs].filter(([, b]) => b.until > now),
     suspensions: [...state.suspensions].filter(([, s]) => s.until > now),
     disabled: [...state.disabled],
+    ramps: [...state.ramps].filter(([, r]) => r.until > now),
+    blocks: [...state.blocks].map(([k, times]) => [k, times.filter((t) => t > now - DAY_MS)] as [string, number[]]).filter(([, times]) => times.length > 0),
   };
 }
 
@@ -212,6 +307,9 @@ export function restorePolicyState(snapshot: PolicyStateSnapshot, now: number): 
     backoffs: new Map(snapshot.backoffs.map(([key, b]) => [key, { ...b, until: Math.min(b.until, latest) }])),
     suspensions: new Map(snapshot.suspensions.map(([key, x]) => [key, { ...x, until: Math.min(x.until, latest) }])),
     disabled: new Map(snapshot.disabled),
+    // A ramp starts when its pause ends, so it may lie as far ahead as the pause.
+    ramps: new Map((snapshot.ramps ?? []).map(([key, r]) => [key, { ...r, from: Math.min(r.from, latest), until: Math.min(r.until, latest + MAX_AHEAD_MS) }])),
+    blocks: new Map(snapshot.blocks ?? []),
   };
 }
 
@@ -254,5 +352,7 @@ export const policyStateSnapshotSchema = {
     backoffs: entries({ type: 'object', required: ['since', 'until', 'durationSeconds', 'overrides', 'rule', 'reason'], properties: { since: time, until: time, durationSeconds: amount, overrides, rule: ruleAt, reason: text(1000) } }),
     suspensions: entries({ type: 'object', required: ['target', 'since', 'until', 'rule', 'reason'], properties: { target: { enum: ['destination', 'source', 'tenant'] }, since: time, until: time, rule: ruleAt, reason: text(1000) } }),
     disabled: entries({ type: 'object', required: ['since', 'rule', 'reason'], properties: { since: time, rule: ruleAt, reason: text(1000) } }),
+    ramps: entries({ type: 'object', required: ['target', 'from', 'until', 'rule', 'reason'], properties: { target: { enum: ['destination', 'source', 'tenant'] }, from: time, until: time, rule: ruleAt, reason: text(1000) } }),
+    blocks: entries(list(time)),
   },
 } as const;

@@ -20,7 +20,8 @@ import { openAccounting, type AccountingWriter, type RecordType } from './accoun
 import { startHttpApi, type HttpApiOptions, type HttpRoutes } from './http-api.ts';
 import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
 import { createMxResolver, type MxResolver } from './mx.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, type PolicyState } from './policy-state.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, untilRampChange, type PolicyState, type ReplyContext } from './policy-state.ts';
+import { fateOf } from './reaction-fate.ts';
 import { readRuntimeState, writeRuntimeState, type RuntimeStateFile } from './state-file.ts';
 import { isoTime, printable } from './text.ts';
 import { createDeliveryPool } from './delivery-pool.ts';
@@ -256,50 +257,61 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     });
   };
 
-  /** Decides one recipient's fate from its reply. */
+  /**
+   * Decides one recipient's fate from its reply: the reaction is applied to the policy
+   * state (queue and source), and `fateOf` (reaction-fate.ts, shared with `petrel test`)
+   * says what happens to the recipient; this function only carries it out.
+   */
   async function judge(p: LivePolicy, m: SpooledMessage, rcpt: string, route: string, source: Source, reply: string, phase: Parameters<PolicyArtifact['react']>[2], accepted: boolean, mxHost: string, via: { item?: Work; hostCount?: number; at?: string } = {}): Promise<void> {
     const { artifact } = p;
+    const now = clock();
+    const domain = rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase();
     const reaction = artifact.react(route, reply, phase);
-    const context = { route: queueOf(route, rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase()), source: source.name, tenant: m.tenant };
-    applyReaction(state, context, reaction, reply, clock());
+    const context = { route: queueOf(route, domain), source: source.name, tenant: m.tenant };
+    const applied = applyReaction(state, context, reaction, reply, now);
     stateDirty = true;
-    if (accepted) {
+    const settings = artifact.settings(route, source.name, m.tenant);
+    const attempt = (m.recipients.find((r) => r.rcpt === rcpt)?.attempts ?? 0) + 1;
+    const reroute = applied.actions.find((a) => a.type === 'reroute');
+    const avoid = via.at && phase !== 'connect' ? [...(via.item?.avoid ?? []), via.at] : [];
+    const fate = fateOf({
+      reaction,
+      fired: applied.actions,
+      accepted,
+      now,
+      retryDelayMs: accepted ? null : artifact.retryDelay(route, attempt, reply, activeBackoff(state, context, now)?.overrides.retry),
+      expiresAt: m.receivedAt + settings.expireSeconds * 1000,
+      jitter: 1 + (random() * 2 - 1) * settings.retryJitter,
+      sourceStopped: sourceStopped(context),
+      canReroute: reroute !== undefined && !poolSources(p, reroute.pool).some((s) => s.name === source.name),
+      canSkipMx: avoid.length > 0 && avoid.length < (via.hostCount ?? 0),
+    });
+    if (fate.kind === 'delivered') {
       await spool.recordOutcome(m.id, rcpt, 'delivered');
       counters.delivered++;
       record(p, 'd', m, rcpt, route, source, reply, reaction, mxHost);
       return;
     }
-    const settings = artifact.settings(route, source.name, m.tenant);
-    const attempt = (m.recipients.find((r) => r.rcpt === rcpt)?.attempts ?? 0) + 1;
-    const backoffCurve = activeBackoff(state, context, clock())?.overrides.retry;
-    const delay = artifact.retryDelay(route, attempt, reply, backoffCurve);
-    const expired = delay !== null && clock() + delay > m.receivedAt + settings.expireSeconds * 1000;
-    if (delay === null || expired) {
-      await spool.recordOutcome(m.id, rcpt, expired ? 'expired' : 'bounced');
+    if (fate.kind === 'bounced') {
+      await spool.recordOutcome(m.id, rcpt, fate.why === 'expired' ? 'expired' : 'bounced');
       counters.bounced++;
-      const why = expired ? { ...reaction, category: 'message-expired' as const } : reaction;
-      record(p, 'b', m, rcpt, route, source, reply, why, mxHost);
+      record(p, 'b', m, rcpt, route, source, reply, { ...reaction, category: fate.category }, mxHost);
       return;
     }
-    // `reroute pool P` and `skip-mx` try again at once, elsewhere: through pool P (unless
-    // this source is already in it), or on the MX hosts not yet skipped (until every host
-    // of the domain has been). Otherwise the curve decides when.
-    const reroute = reaction.actions.find((a) => a.type === 'reroute');
-    const pool = reroute && !poolSources(p, reroute.pool).some((s) => s.name === source.name) ? reroute.pool : via.item?.pool;
-    const avoid = via.at && phase !== 'connect' && reaction.actions.some((a) => a.type === 'skip-mx') ? [...(via.item?.avoid ?? []), via.at] : undefined;
-    const elsewhere = (pool !== undefined && pool !== via.item?.pool) || (avoid !== undefined && avoid.length < (via.hostCount ?? 0));
-    const jitter = 1 + (random() * 2 - 1) * settings.retryJitter;
-    const at = elsewhere ? clock() : clock() + Math.round(delay * jitter);
-    await spool.recordDeferral(m.id, rcpt, at);
+    await spool.recordDeferral(m.id, rcpt, fate.at);
     counters.deferred++;
     // No reply from the host for this recipient (connection, greeting, EHLO, TLS): the
     // failure is the queue's, not the recipient's — PowerMTA's queue-level `tq` record.
     record(p, phase === 'connect' || phase === 'ehlo' ? 'tq' : 't', m, rcpt, route, source, reply, reaction, mxHost);
-    const updated = spool.get(m.id);
-    if (updated) {
-      work.push({ id: m.id, domain: rcpt.slice(rcpt.lastIndexOf('@') + 1).toLowerCase(), rcpts: [rcpt], notBefore: at, ...(pool !== undefined ? { pool } : {}), ...(elsewhere && avoid ? { avoid } : {}) });
-      if (elsewhere) schedule(0);
-    }
+    if (!spool.get(m.id)) return;
+    const pool = fate.via && 'pool' in fate.via ? fate.via.pool : via.item?.pool;
+    work.push({ id: m.id, domain, rcpts: [rcpt], notBefore: fate.at, ...(pool !== undefined ? { pool } : {}), ...(fate.via && 'skipMx' in fate.via ? { avoid } : {}) });
+    if (fate.at <= now) schedule(0);
+  }
+
+  /** Whether this source may not send on this queue now (suspended there, or disabled). */
+  function sourceStopped(context: ReplyContext): boolean {
+    return activeSuspensions(state, context, clock()).length > 0 || isDisabled(state, context);
   }
 
   /**
@@ -365,7 +377,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (!m) return;
       const rcpts = item.rcpts.filter((r) => m.recipients.some((x) => x.rcpt === r));
       if (rcpts.length === 0) return;
-      const settings = settingsUnderBackoff(artifact.settings(route, source.name, m.tenant), activeBackoff(state, { route: queueOf(route, item.domain), source: source.name, tenant: m.tenant }, clock())?.overrides);
+      const context = { route: queueOf(route, item.domain), source: source.name, tenant: m.tenant };
+      const settings = effectiveSettings(state, context, artifact.settings(route, source.name, m.tenant), clock());
       const raw = await spool.read(m.id);
       let lastFailure: { reply: string; phase: 'connect' | 'ehlo'; host: string } | undefined;
       for (const target of hosts) {
@@ -390,12 +403,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         try {
           const perTransaction = settings.recipientsPerTransaction ?? rcpts.length;
           for (let i = 0; i < rcpts.length; i += perTransaction) {
+            if (i > 0 && sourceStopped(context)) {
+              // A reply of this session stopped the source here (a block): the rest waits,
+              // untried, for another source or the end of the suspension.
+              work.push({ id: m.id, domain: item.domain, rcpts: rcpts.slice(i), notBefore: clock(), ...(item.pool !== undefined ? { pool: item.pool } : {}) });
+              break;
+            }
             const batch = rcpts.slice(i, i + perTransaction);
             const result = await session.send({ from: m.envelope.from, to: batch, raw });
             sent++;
             for (const r of result.perRecipient) await judge(p, m, r.rcpt, route, source, r.reply, r.phase, r.accepted, target.host, { item, hostCount: hosts.length, at: `${target.host}:${target.port}` });
           }
-          keep = !session.closed && !stopping && sent < (settings.messagesPerConnection ?? Infinity);
+          keep = !session.closed && !stopping && sent < (settings.messagesPerConnection ?? Infinity) && !sourceStopped(context);
         } finally {
           if (keep) {
             putIdle(sessionKey(source, target, settings.tls), { session, slot, sent });
@@ -548,7 +567,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           continue;
         }
         const context = { route: queue, source: source.name, tenant: m.tenant };
-        const settings = settingsUnderBackoff(artifact.settings(route, source.name, m.tenant), activeBackoff(state, context, now)?.overrides);
+        const settings = effectiveSettings(state, context, artifact.settings(route, source.name, m.tenant), now);
         const path = { route: context.route, source: source.name, ...(m.tenant ? { tenant: m.tenant } : {}) };
         const msg = messageRequests(settings, path)(m.size);
         // An idle session to the first MX host already holds a connection slot: the
@@ -563,7 +582,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         const got = await limiters.tryAcquire({ rates: [...conn.rates, ...msg.rates], concurrency: [...conn.concurrency, ...msg.concurrency] });
         if (!got.ok) {
           if (reuse) putIdle(key, reuse);
-          item.notBefore = now + (got.retryAfterMs ?? 50);
+          // Under a recovery ramp the limits grow at each step: look again then at the latest.
+          item.notBefore = now + Math.min(got.retryAfterMs ?? 50, untilRampChange(state, context, now));
           refused.set(item.domain, item.notBefore);
           next = Math.min(next, item.notBefore);
           continue;

@@ -55,7 +55,7 @@ describe('policy state', () => {
     applyReaction(s, queue, { category: 'spam-related', disposition: 'block', actions: [{ type: 'disable-source' }] }, '550 banned', 0);
     expect(isDisabled(s, queue)).toBe(true);
     expect(isDisabled(s, { ...queue, route: 'provider:google' })).toBe(false);
-    expect(enableSource(s, queue)).toBe(true);
+    expect(enableSource(s, queue, 0)).toBe(true);
     expect(isDisabled(s, queue)).toBe(false);
   });
 

@@ -209,7 +209,7 @@ describe('petrel run against scripted providers', () => {
     const blocky = await mx({ refuse: () => (!complained && (complained = true) ? '421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due to unexpected volume or user complaints' : undefined) });
     const steady = await mx();
     const other = await mx();
-    const policy = `policy providers version 1\nuse stdlib/bounces\n\ndefault {\n  rules bounces\n  ${CURVE}\n}\n\nprovider blocky {\n  match domain blocky.example\n  on reply /\\[TSS04\\]/ {\n    suspend source 6s\n    example "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints"\n  }\n}\n\nprovider steady {\n  match domain steady.example\n}\n`;
+    const policy = `policy providers version 1\nuse stdlib/bounces\n\ndefault {\n  rules bounces\n  ${CURVE}\n}\n\nprovider blocky {\n  match domain blocky.example\n  on reply /\\[TSS04\\]/ {\n    suspend source 6s\n    recover 1s\n    example "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints"\n  }\n}\n\nprovider steady {\n  match domain steady.example\n}\n`;
     const r = await start(policy, { 'blocky.example': blocky, 'steady.example': steady, 'other.example': other });
     await submit(r.smtpPort, ['first@blocky.example']);
     await until('the suspension', () => r.status().suspensions.length === 1);
