@@ -11,7 +11,7 @@
  *   limits or effective settings (under a backoff, its overrides apply).
  */
 import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../runtime/abi.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, isDisabled, settingsUnderBackoff, type ReplyContext } from '../runtime/policy-state.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, type ReplyContext } from '../runtime/policy-state.ts';
 import { fateOf, type Fate } from '../runtime/reaction-fate.ts';
 import type { IRExpectation, IRTest, Loc } from './ir.ts';
 
@@ -190,7 +190,7 @@ function fateNow(s: Situation): Fate {
 
 function effective(s: Situation): EffectiveSettings {
   const base = s.artifact.settings(s.context.route, s.context.source, s.context.tenant);
-  return settingsUnderBackoff(base, activeBackoff(s.state, s.context, s.now)?.overrides);
+  return effectiveSettings(s.state, s.context, base, s.now);
 }
 
 function checkSetting(key: string, value: unknown, settings: EffectiveSettings): { expected: string; actual: string } | undefined {
