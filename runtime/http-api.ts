@@ -14,6 +14,7 @@ import { takeControlHeaders } from './headers.ts';
 import { accessCheck, type Access, type AccessOptions } from './http-access.ts';
 import { checkSubmission, composeSubmission } from './http-submission.ts';
 import { SpoolError } from './spool/errors.ts';
+import type { ReceivedFrom } from './received.ts';
 
 /** What an extra HTTP route gets besides the request: the runtime's answer helpers. */
 export interface HttpHelpers {
@@ -38,7 +39,7 @@ export interface HttpApiRuntime {
   /** Pauses (`on`) or resumes one `queue:Q`, `source:S` or `tenant:T`; returns every pause now. */
   setPaused(key: string, on: boolean): string[];
   /** Spools a message; resolves with its id once durable. */
-  acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }): Promise<string>;
+  acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }, from?: ReceivedFrom): Promise<string>;
   stopping(): boolean;
   /** The largest submission body. */
   maxBodyBytes: number;
@@ -123,7 +124,7 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
     if (control) return post(req, res, (body) => pause(res, body, control[1] === 'pause'));
     if (url === '/api/v1/messages') {
       if (runtime.stopping() && req.method === 'POST') return send(res, 503, { error: 'shutting down; try again later' }, { 'retry-after': '30' });
-      return post(req, res, (body) => submit(res, body), runtime.maxBodyBytes);
+      return post(req, res, (body) => submit(req, res, body), runtime.maxBodyBytes);
     }
     if (runtime.routes?.(req, res, helpers)) return;
     send(res, 404, { error: 'not found' });
@@ -155,7 +156,7 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
     if (!PAUSE_NAME.test(name)) return send(res, 400, { error: `\`${given[0]}\` must be 1 to 256 printable characters without spaces` });
     send(res, 200, { paused: runtime.setPaused(`${given[0]}:${name}`, on) });
   };
-  const submit = (res: ServerResponse, body: unknown) => {
+  const submit = (req: IncomingMessage, res: ServerResponse, body: unknown) => {
     const checked = checkSubmission(body);
     if (!checked.ok) return send(res, 400, { error: checked.error });
     const request = checked.request;
@@ -163,7 +164,8 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
       .then((raw) => {
         const taken = takeControlHeaders(raw);
         const values = { ...taken.values, ...(request.tenant ? { tenant: request.tenant } : {}), ...(request.pool ? { pool: request.pool } : {}), ...(request.campaign ? { campaign: request.campaign } : {}) };
-        return runtime.acceptMessage({ from: request.from, to: request.to }, taken.message, values);
+        const address = req.socket.remoteAddress;
+        return runtime.acceptMessage({ from: request.from, to: request.to }, taken.message, values, { protocol: 'HTTP', ...(address ? { address } : {}) });
       })
       .then(
         (id) => send(res, 202, { id }),

@@ -129,6 +129,8 @@ describe('petrel run (first assembly)', () => {
     await until('HTTP message delivered', () => r.status().delivered === 1);
     expect(sink.received[0]!.raw).toContain('hello over http');
     expect(sink.received[0]!.raw).not.toMatch(/X-Petrel-/i);
+    // The trace header names the client's address and the protocol (RFC 5321 §4.4).
+    expect(sink.received[0]!.raw).toMatch(new RegExp(`^Received: from \\[?127\\.0\\.0\\.1\\]?[^\\r\\n]*(?:\\r\\n\\t[^\\r\\n]*)*with HTTP id ${id}`));
     await r.stop(1000);
     t.runtime = undefined;
     const row = accounting().find((x) => x[4] === 'x@c.example' && x[0] === 'd')!;
