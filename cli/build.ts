@@ -1,8 +1,7 @@
 /** `petrel build`: compile a policy set into a manifest and a bundled ES module. */
 import path from 'node:path';
 import { COMPILER_VERSION, compile, OUTPUT_FORMATS, renderDiagnostics, type OutputFormat } from '../compiler/index.ts';
-import { writeSignature } from '../runtime/artifact-signature.ts';
-import { writeArtifact } from '../runtime/loader.ts';
+import { writeSignature, writeArtifact } from '../runtime/policy/index.ts';
 import { signingKey } from './policy-ops.ts';
 import { defaultSetName, diskHost, EXIT, findPolicyFiles, parseCommandArgs, plural, UsageError, type Io } from './common.ts';
 

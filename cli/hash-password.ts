@@ -1,5 +1,5 @@
 /** `petrel hash-password`: a password hash for `smtp.users` in the `petrel run` config. */
-import { hashPassword } from '../runtime/submission-smtp.ts';
+import { hashPassword } from '../runtime/intake/index.ts';
 import { EXIT, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const HASH_PASSWORD_HELP = `usage: printf '%s' 'PASSWORD' | petrel hash-password

@@ -1,7 +1,7 @@
 /** `petrel keygen`: make an Ed25519 key pair for signing deploys. */
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { newSigningKeyPair } from '../runtime/artifact-signature.ts';
+import { newSigningKeyPair } from '../runtime/policy/index.ts';
 import { EXIT, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const KEYGEN_HELP = `usage: petrel keygen --out <name>

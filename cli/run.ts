@@ -4,13 +4,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { packageRoot } from '../compiler/index.ts';
-import { readSigningKey } from '../runtime/artifact-signature.ts';
-import { createPolicyCompiler } from '../runtime/policy-compiler.ts';
-import { createPolicyControl, type PolicySource } from '../runtime/policy-control.ts';
-import { openVersionStore } from '../runtime/policy-versions.ts';
+import { readSigningKey, createPolicyCompiler, createPolicyControl, type PolicySource, openVersionStore } from '../runtime/policy/index.ts';
 import { startRuntime } from '../runtime/runtime.ts';
-import { smtpLimitsFromConfig, type SmtpLimitsConfig } from '../runtime/submission-limits.ts';
-import { isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser } from '../runtime/submission-smtp.ts';
+import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser } from '../runtime/intake/index.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const RUN_HELP = `usage: petrel run [options]

@@ -11,8 +11,8 @@
  *   limits or effective settings (under a backoff, its overrides apply).
  */
 import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../runtime/abi.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, type ReplyContext } from '../runtime/policy-state.ts';
-import { fateOf, type Fate } from '../runtime/reaction-fate.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, type ReplyContext } from '../runtime/decide/policy-state.ts';
+import { fateOf, type Fate } from '../runtime/decide/reaction-fate.ts';
 import type { IRExpectation, IRTest, Loc } from './ir.ts';
 
 /** One failed expectation. */
@@ -121,7 +121,7 @@ function check(e: IRExpectation, s: Situation): { expected: string; actual: stri
       return reaction.disposition === e.disposition ? undefined : { expected: e.disposition, actual: String(reaction.disposition) };
     case 'bounce': {
       if (!reaction) return noReply;
-      // What the runtime does with this recipient now (runtime/reaction-fate.ts): a hard
+      // What the runtime does with this recipient now (runtime/decide/reaction-fate.ts): a hard
       // failure bounces at once; a rule's `retry … attempts N` bounces at attempt N.
       const fate = fateNow(s);
       const bounced = fate.kind === 'bounced' && fate.category === e.category;

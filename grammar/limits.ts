@@ -7,7 +7,7 @@
  * its base unit, and in milliseconds for durations) is far below 2^53, so whole numbers
  * stay exact and sums, products by 86400 or 1000, and dates computed from them never
  * overflow on the way to the runtime. The runtime holds pauses to the same year
- * (`MAX_AHEAD_MS` in `runtime/policy-state.ts`; a test holds the two equal), since an
+ * (`MAX_AHEAD_MS` in `runtime/decide/policy-state.ts`; a test holds the two equal), since an
  * artifact may have been built elsewhere.
  */
 

@@ -16,19 +16,12 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ArtifactManifest, DeliveryTopology, PolicyArtifact, RateLimit, Reaction } from './abi.ts';
-import { openAccounting, type AccountingWriter, type RecordType } from './accounting.ts';
-import { startHttpApi, type HttpApiOptions, type HttpRoutes } from './http-api.ts';
-import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './limiters.ts';
-import { createMxResolver, type MxResolver } from './mx.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, untilRampChange, type PolicyState, type ReplyContext } from './policy-state.ts';
-import { fateOf } from './reaction-fate.ts';
-import { readRuntimeState, writeRuntimeState, type RuntimeStateFile } from './state-file.ts';
-import { isoTime, printable } from './text.ts';
-import { createDeliveryPool } from './delivery-pool.ts';
-import { openSession, type SmtpSession } from './smtp-client.ts';
-import { openSpool, type Spool, type SpooledMessage } from './spool.ts';
-import { receivedHeader, type ReceivedFrom } from './received.ts';
-import { createSubmissionServer, type SubmissionOptions } from './submission-smtp.ts';
+import { openAccounting, type AccountingWriter, type RecordType, startHttpApi, type HttpApiOptions, type HttpRoutes, isoTime, printable } from './observe/index.ts';
+import { connectionRequest, MemoryLimiterStore, messageRequests, type Lease } from './schedule/index.ts';
+import { createMxResolver, type MxResolver, createDeliveryPool, openSession, type SmtpSession } from './deliver/index.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, untilRampChange, type PolicyState, type ReplyContext, fateOf, readRuntimeState, writeRuntimeState, type RuntimeStateFile } from './decide/index.ts';
+import { openSpool, type Spool, type SpooledMessage } from './spool/index.ts';
+import { receivedHeader, type ReceivedFrom, createSubmissionServer, type SubmissionOptions } from './intake/index.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
@@ -113,7 +106,7 @@ export interface Runtime {
   stop(graceMs?: number): Promise<void>;
 }
 
-export type { HttpHelpers, HttpRoutes } from './http-api.ts';
+export type { HttpHelpers, HttpRoutes } from './observe/index.ts';
 
 /** A loaded version with what the scheduler derives from its manifest. */
 interface LivePolicy {

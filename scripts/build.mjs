@@ -3,8 +3,8 @@
 import { build } from 'esbuild';
 
 await build({
-  // Worker threads are entries of their own (runtime/worker-file.ts finds them in dist/).
-  entryPoints: { petrel: 'cli/main.ts', 'compile-worker': 'runtime/compile-worker.ts', 'delivery-worker': 'runtime/delivery-worker.ts' },
+  // Worker threads are entries of their own (runtime/deliver/worker-file.ts finds them in dist/).
+  entryPoints: { petrel: 'cli/main.ts', 'compile-worker': 'runtime/policy/compile-worker.ts', 'delivery-worker': 'runtime/deliver/delivery-worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   // Each command is its own chunk, loaded when it runs.

@@ -36,6 +36,7 @@ export const PEERS: readonly Peer[] = [
   { tool: 'openssl', debian: 'openssl', neededBy: 'the TLS tests (self-signed certificates)' },
   { tool: 'smtp-source', debian: 'postfix', neededBy: 'test/cli/run-crash.test.ts', debconf: POSTFIX_UNCONFIGURED },
   { tool: 'smtp-sink', debian: 'postfix', neededBy: 'listening SMTP peers (startService; test/global-setup.test.ts)', debconf: POSTFIX_UNCONFIGURED },
+  { tool: 'dkimverify', debian: 'python3-dkim', neededBy: 'the DKIM tests (dkimpy, the verifier independent of mailauth: test/runtime/fixtures/dkim.ts)' },
 ];
 
 /** What the decision depends on: the search path, who we are, and whether installing is allowed. */

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { compile, packageRoot, type CompileResult, type SourceHost } from '../compiler/index.ts';
 import { importArtifactText, type PolicyArtifact } from '../runtime/index.ts';
-import { writeArtifact as writeArtifactTexts } from '../runtime/loader.ts';
+import { writeArtifact as writeArtifactTexts } from '../runtime/policy/loader.ts';
 
 export const ROOT = packageRoot();
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT, runPetrel } from '../helpers.ts';
-import { hashPassword, verifyPassword } from '../../runtime/submission-smtp.ts';
+import { hashPassword, verifyPassword } from '../../runtime/intake/submission-smtp.ts';
 import { killAll, selfSignedCertificate, until } from '../runtime/fixtures/e2e.ts';
 import { killAllPetrel, startPetrel } from './petrel-process.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';

@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
-import { loadArtifact } from '../../runtime/loader.ts';
+import { loadArtifact } from '../../runtime/policy/loader.ts';
 import { startRuntime } from '../../runtime/runtime.ts';
 import { behaviourOf, readShippedModel, recipientFate, type ProviderBehaviour, type ProviderModel } from '../../simulate/index.ts';
 import { startProviderPeer, type ProviderPeer } from '../fixtures/provider-peer.ts';

@@ -14,8 +14,8 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
 import { SpoolError } from '../../runtime/spool/errors.ts';
-import { smtpLimitsFromConfig } from '../../runtime/submission-limits.ts';
-import { createSubmissionServer, hashPassword, verifyPassword, type SubmissionOptions } from '../../runtime/submission-smtp.ts';
+import { smtpLimitsFromConfig } from '../../runtime/intake/submission-limits.ts';
+import { createSubmissionServer, hashPassword, verifyPassword, type SubmissionOptions } from '../../runtime/intake/submission-smtp.ts';
 import { e2eCase, readAccounting, selfSignedCertificate, until } from './fixtures/e2e.ts';
 import type { Sink } from './fixtures/sink.ts';
 

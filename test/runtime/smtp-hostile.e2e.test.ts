@@ -13,7 +13,7 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
-import { hashPassword, type SubmissionOptions } from '../../runtime/submission-smtp.ts';
+import { hashPassword, type SubmissionOptions } from '../../runtime/intake/submission-smtp.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from '../cli/petrel-process.ts';
 import { e2eCase, readAccounting, until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';

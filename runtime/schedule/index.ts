@@ -1,0 +1,5 @@
+/**
+ * Scheduling: the limiters every delivery is admitted through (memory store; the Redis
+ * store's scripts).
+ */
+export * from './limiters.ts';
