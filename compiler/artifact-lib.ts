@@ -8,8 +8,7 @@
  *
  * INVARIANT: no imports except types, no module state, no I/O.
  */
-import type { Category, Disposition } from '../grammar/ast.ts';
-import type { EffectiveSettings, Reaction } from '../runtime/abi.ts';
+import type { BounceCategory as Category, Disposition, EffectiveSettings, Reaction } from '../vocabulary/index.ts';
 import type { IRLimits, IRMatcher, IRRetryCurve, IRRule, IRSettings, IRSource, IRTenant, IRWarmupPlan } from './ir.ts';
 
 /** The parts of an SMTP reply that rules and fallbacks look at. */
@@ -95,6 +94,12 @@ export function fallbackCategory(reply: ParsedReply, byText: TextClassifier = ca
       const category = byText(reply);
       return category === 'spam-related' || category === 'relaying-issues' || category === 'virus-related' ? category : 'policy-related';
     }
+    if (reply.status[1] === 4 && reply.status[2] === 1) {
+      // X.4.1 "no answer from host" cannot describe a host that answered: Exchange Online
+      // uses it for unknown recipients and relaying, so the text decides first.
+      const category = byText(reply);
+      return category === 'other' ? 'no-answer-from-host' : category;
+    }
     const byStatus = categoryByStatus(reply.status[1], reply.status[2]);
     if (byStatus !== 'other') return byStatus;
   }
@@ -137,21 +142,34 @@ function categoryByStatus(subject: number, detail: number): Category {
   }
 }
 
-/** Text patterns of the fallback classification, in order: the first that matches decides. */
+/**
+ * Text patterns of the fallback classification, in order: the first that matches decides.
+ * They follow PowerMTA's default `bounce-category-patterns` (the nouns `user`, `mailbox`,
+ * `recipient`, `rcpt`, `local part`, `address`, `account`, `mail drop`, `addressee` with a
+ * state; inactive before bad mailbox; `not our customer`, `badrcptto`, `have a … account`;
+ * `relay`; `denied`, `prohibit`, `rejected`, `refused`, `not allowed`, `banned` as
+ * policy), so categories agree with what PowerMTA users already see, and this project's
+ * conventions (greylisting and too many invalid recipients are policy, a refused sender is
+ * invalid-sender). Quantifiers between words are bounded: these run at delivery time.
+ */
 export const TEXT_CATEGORIES: readonly (readonly [RegExp, Category])[] = [
   [/virus|malware|infected/i, 'virus-related'],
-  [/spam|blocklist|blacklist|block list|black list|spamhaus|junk|\bRBL\b|reputation/i, 'spam-related'],
-  [/relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed)|not permitted to relay|unable to relay/i, 'relaying-issues'],
-  [/quota|mailbox (?:is )?full|insufficient (?:storage|space)|over ?quota/i, 'quota-issues'],
-  [/(?:user|mailbox|recipient|address)\b[^\n]*\b(?:unknown|not found|does not exist|doesn't exist|no such|invalid|unavailable)|no such (?:user|mailbox|recipient)|unknown (?:user|recipient|mailbox)/i, 'bad-mailbox'],
-  [/(?:domain|host)\b[^\n]*\b(?:not found|does not exist|unknown)|no mx|unrouteable|unroutable/i, 'bad-domain'],
+  [/gr[ae]y-?list/i, 'policy-related'],
+  [/spam|blocklist|blacklist|block list|black list|spamhaus|junk|\b(?:RBL|DNSBL)\b|reputation|unsolicited|\bUCE\b|realtime blackhole|open (?:relay|proxy)|\bblocked\b/i, 'spam-related'],
+  [/too many (?:bad|invalid|unknown|illegal|unavailable|non-?existent) (?:users?|mailboxes|recipients?|rcpts?|addresses|addressees)/i, 'policy-related'],
+  [/quota|mailbox (?:is )?full|insufficient (?:storage|space)|over ?quota|\bstorage\b/i, 'quota-issues'],
+  [/sender (?:e-?mail )?(?:address )?(?:rejected|invalid|denied|unknown)|invalid sender|domain of sender/i, 'invalid-sender'],
+  [/\b(?:user|mailbox|recipient|rcpt|local part|address|account|mail drop|addressee)(?: \S+){0,2}? (?:is |has been |was )?(?:currently |temporarily |permanently )?(?:disabled|expired|inactive|deactivated|suspended|locked|closed|frozen|not activated)\b|no longer (?:active|in use)/i, 'inactive-mailbox'],
+  [/(?:no such|bad|invalid|unknown|illegal|unavailable|non-?existent) (?:local )?(?:user|mailbox|recipient|rcpt|local[- ]part|address|account|mail ?drop|addressee|e-?mail address)|\b(?:user|mailbox|recipient|rcpt|local[- ]part|address|account|mail ?drop|addressee)\b[^\n]{0,80}?\b(?:unknown|not found|not known|not (?:a )?valid|not here|not exists?|does not exist|doesn't exist|no such|invalid|illegal|unavailable)|not our customer|badrcptto|no longer (?:valid|available)|have an? \S+ account|no mailbox here/i, 'bad-mailbox'],
+  [/(?:domain|host)\b[^\n]{0,80}?\b(?:not found|does not exist|unknown)|domain (?:retired|bad|invalid|illegal|unavailable|no longer in use)|no mx|unrouteable|unroutable/i, 'bad-domain'],
+  [/\brelay(?:ing)?\b(?!=)/i, 'relaying-issues'],
   [/inactive|disabled|suspended|deactivated/i, 'inactive-mailbox'],
   [/timed? ?out|connection (?:refused|reset|dropped|closed)|lost connection/i, 'bad-connection'],
   [/expired|too long in queue/i, 'message-expired'],
-  [/sender (?:address )?(?:rejected|invalid|denied)|invalid sender|spf|dkim|dmarc|authenticat/i, 'policy-related'],
+  [/spf|dkim|dmarc|authenticat/i, 'policy-related'],
   [/message (?:size|too (?:big|large))|content|attachment/i, 'content-related'],
-  [/policy|rate limit|too many|deferred|temporarily (?:rejected|deferred)|try again later|throttl/i, 'policy-related'],
-  [/syntax|command not recognized|unrecognized command|protocol/i, 'protocol-errors'],
+  [/policy|rate limit|too many|deferred|temporarily (?:rejected|deferred)|try again later|throttl|denied|prohibit|rejected|refused|not allowed|banned|suspicious activity/i, 'policy-related'],
+  [/syntax|command not recognized|unrecognized command|protocol|bad sequence/i, 'protocol-errors'],
 ];
 
 /** The fallback category of a reply by its text alone. */

@@ -51,6 +51,10 @@ function fallbackCategory(reply, byText = categoryByText) {
       const category = byText(reply);
       return category === "spam-related" || category === "relaying-issues" || category === "virus-related" ? category : "policy-related";
     }
+    if (reply.status[1] === 4 && reply.status[2] === 1) {
+      const category = byText(reply);
+      return category === "other" ? "no-answer-from-host" : category;
+    }
     const byStatus = categoryByStatus(reply.status[1], reply.status[2]);
     if (byStatus !== "other") return byStatus;
   }
@@ -90,18 +94,22 @@ function categoryByStatus(subject, detail) {
 }
 var TEXT_CATEGORIES = [
   [/virus|malware|infected/i, "virus-related"],
-  [/spam|blocklist|blacklist|block list|black list|spamhaus|junk|\bRBL\b|reputation/i, "spam-related"],
-  [/relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed)|not permitted to relay|unable to relay/i, "relaying-issues"],
-  [/quota|mailbox (?:is )?full|insufficient (?:storage|space)|over ?quota/i, "quota-issues"],
-  [/(?:user|mailbox|recipient|address)\b[^\n]*\b(?:unknown|not found|does not exist|doesn't exist|no such|invalid|unavailable)|no such (?:user|mailbox|recipient)|unknown (?:user|recipient|mailbox)/i, "bad-mailbox"],
-  [/(?:domain|host)\b[^\n]*\b(?:not found|does not exist|unknown)|no mx|unrouteable|unroutable/i, "bad-domain"],
+  [/gr[ae]y-?list/i, "policy-related"],
+  [/spam|blocklist|blacklist|block list|black list|spamhaus|junk|\b(?:RBL|DNSBL)\b|reputation|unsolicited|\bUCE\b|realtime blackhole|open (?:relay|proxy)|\bblocked\b/i, "spam-related"],
+  [/too many (?:bad|invalid|unknown|illegal|unavailable|non-?existent) (?:users?|mailboxes|recipients?|rcpts?|addresses|addressees)/i, "policy-related"],
+  [/quota|mailbox (?:is )?full|insufficient (?:storage|space)|over ?quota|\bstorage\b/i, "quota-issues"],
+  [/sender (?:e-?mail )?(?:address )?(?:rejected|invalid|denied|unknown)|invalid sender|domain of sender/i, "invalid-sender"],
+  [/\b(?:user|mailbox|recipient|rcpt|local part|address|account|mail drop|addressee)(?: \S+){0,2}? (?:is |has been |was )?(?:currently |temporarily |permanently )?(?:disabled|expired|inactive|deactivated|suspended|locked|closed|frozen|not activated)\b|no longer (?:active|in use)/i, "inactive-mailbox"],
+  [/(?:no such|bad|invalid|unknown|illegal|unavailable|non-?existent) (?:local )?(?:user|mailbox|recipient|rcpt|local[- ]part|address|account|mail ?drop|addressee|e-?mail address)|\b(?:user|mailbox|recipient|rcpt|local[- ]part|address|account|mail ?drop|addressee)\b[^\n]{0,80}?\b(?:unknown|not found|not known|not (?:a )?valid|not here|not exists?|does not exist|doesn't exist|no such|invalid|illegal|unavailable)|not our customer|badrcptto|no longer (?:valid|available)|have an? \S+ account|no mailbox here/i, "bad-mailbox"],
+  [/(?:domain|host)\b[^\n]{0,80}?\b(?:not found|does not exist|unknown)|domain (?:retired|bad|invalid|illegal|unavailable|no longer in use)|no mx|unrouteable|unroutable/i, "bad-domain"],
+  [/\brelay(?:ing)?\b(?!=)/i, "relaying-issues"],
   [/inactive|disabled|suspended|deactivated/i, "inactive-mailbox"],
   [/timed? ?out|connection (?:refused|reset|dropped|closed)|lost connection/i, "bad-connection"],
   [/expired|too long in queue/i, "message-expired"],
-  [/sender (?:address )?(?:rejected|invalid|denied)|invalid sender|spf|dkim|dmarc|authenticat/i, "policy-related"],
+  [/spf|dkim|dmarc|authenticat/i, "policy-related"],
   [/message (?:size|too (?:big|large))|content|attachment/i, "content-related"],
-  [/policy|rate limit|too many|deferred|temporarily (?:rejected|deferred)|try again later|throttl/i, "policy-related"],
-  [/syntax|command not recognized|unrecognized command|protocol/i, "protocol-errors"]
+  [/policy|rate limit|too many|deferred|temporarily (?:rejected|deferred)|try again later|throttl|denied|prohibit|rejected|refused|not allowed|banned|suspicious activity/i, "policy-related"],
+  [/syntax|command not recognized|unrecognized command|protocol|bad sequence/i, "protocol-errors"]
 ];
 function categoryByText(reply) {
   for (const [pattern, category] of TEXT_CATEGORIES) if (pattern.test(reply.text)) return category;
@@ -405,13 +413,13 @@ function deepFreeze(value) {
   }
   return value;
 }
-var LITERALS = [["virus", 0], ["malware", 0], ["infected", 0], ["spam", 1], ["blocklist", 1], ["blacklist", 1], ["block list", 1], ["black list", 1], ["spamhaus", 1], ["junk", 1], ["rbl", 1], ["reputation", 1], ["denied", 2], ["not permitted", 2], ["not allowed", 2], ["not permitted to relay", 2], ["unable to relay", 2], ["quota", 3], ["mailbox ", 3], ["insufficient ", 3], ["unknown", 4], ["not found", 4], ["does not exist", 4], ["doesn't exist", 4], ["no such", 4], ["invalid", 4], ["unavailable", 4], ["no such ", 4], ["unknown ", 4], ["not found", 5], ["does not exist", 5], ["unknown", 5], ["no mx", 5], ["unrouteable", 5], ["unroutable", 5], ["inactive", 6], ["disabled", 6], ["suspended", 6], ["deactivated", 6], ["time", 7], ["connection ", 7], ["lost connection", 7], ["expired", 8], ["too long in queue", 8], ["sender ", 9], ["invalid sender", 9], ["spf", 9], ["dkim", 9], ["dmarc", 9], ["authenticat", 9], ["message ", 10], ["content", 10], ["attachment", 10], ["policy", 11], ["rate limit", 11], ["too many", 11], ["deferred", 11], ["temporarily ", 11], ["try again later", 11], ["throttl", 11], ["syntax", 12], ["command not recognized", 12], ["unrecognized command", 12], ["protocol", 12], ["too many connections", 13], ["mailbox busy", 14]];
-var FALLBACK_GROUPS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+var LITERALS = [["virus", 0], ["malware", 0], ["infected", 0], ["list", 1], ["spam", 2], ["blocklist", 2], ["blacklist", 2], ["block list", 2], ["black list", 2], ["spamhaus", 2], ["junk", 2], ["rbl", 2], ["dnsbl", 2], ["reputation", 2], ["unsolicited", 2], ["uce", 2], ["realtime blackhole", 2], ["open ", 2], ["blocked", 2], ["too many ", 3], ["quota", 4], ["mailbox ", 4], ["insufficient ", 4], ["storage", 4], ["sender ", 5], ["invalid sender", 5], ["domain of sender", 5], ["disabled", 6], ["expired", 6], ["inactive", 6], ["deactivated", 6], ["suspended", 6], ["locked", 6], ["closed", 6], ["frozen", 6], ["not activated", 6], ["no longer ", 6], ["user", 7], ["mailbox", 7], ["recipient", 7], ["rcpt", 7], ["local", 7], ["address", 7], ["account", 7], ["mail", 7], ["addressee", 7], ["mail address", 7], ["unknown", 7], ["not found", 7], ["not known", 7], ["valid", 7], ["not here", 7], ["not exist", 7], ["does not exist", 7], ["doesn't exist", 7], ["no such", 7], ["invalid", 7], ["illegal", 7], ["unavailable", 7], ["not our customer", 7], ["badrcptto", 7], ["no longer ", 7], [" account", 7], ["no mailbox here", 7], ["not found", 8], ["does not exist", 8], ["unknown", 8], ["domain ", 8], ["no mx", 8], ["unrouteable", 8], ["unroutable", 8], ["relay", 9], ["inactive", 10], ["disabled", 10], ["suspended", 10], ["deactivated", 10], ["time", 11], ["connection ", 11], ["lost connection", 11], ["expired", 12], ["too long in queue", 12], ["spf", 13], ["dkim", 13], ["dmarc", 13], ["authenticat", 13], ["message ", 14], ["content", 14], ["attachment", 14], ["policy", 15], ["rate limit", 15], ["too many", 15], ["deferred", 15], ["temporarily ", 15], ["try again later", 15], ["throttl", 15], ["denied", 15], ["prohibit", 15], ["rejected", 15], ["refused", 15], ["not allowed", 15], ["banned", 15], ["suspicious activity", 15], ["syntax", 16], ["command not recognized", 16], ["unrecognized command", 16], ["protocol", 16], ["bad sequence", 16], ["too many connections", 17], ["mailbox busy", 18]];
+var FALLBACK_GROUPS = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 var SCANNER;
 var SEEN;
 function scan(p) {
   if (SCANNER === void 0) {
-    SCANNER = literalScanner(LITERALS, 15);
+    SCANNER = literalScanner(LITERALS, 19);
     SEEN = SCANNER.seen;
   }
   if (!p.scanned) {
@@ -430,8 +438,8 @@ function categoryByScan(p) {
 }
 var RULE_TEXT = [
   '[0,null,[5,1,1],0,null,{"category":"bad-mailbox","disposition":"hard","actions":[{"type":"bounce","category":"bad-mailbox"}],"rule":{"file":"sample.policy","line":7}}]',
-  '[1,[421,422],null,1,[[13,"too many connections","i",0]],null,{"id":1,"loc":{"file":"sample.policy","line":18,"column":3},"category":null,"disposition":"throttle","actions":[{"type":"backoff","durationSeconds":900,"overrides":{"connections":[{"max":1,"scope":"destination/source"}]}}],"trigger":{"count":2,"withinSeconds":600}}]',
-  '[2,[400,500],null,0,[[14,"mailbox busy"]],null,{"id":2,"loc":{"file":"sample.policy","line":24,"column":3},"category":null,"disposition":"soft","actions":[{"type":"retry","afterSeconds":120}],"trigger":null}]'
+  '[1,[421,422],null,1,[[17,"too many connections","i",0]],null,{"id":1,"loc":{"file":"sample.policy","line":18,"column":3},"category":null,"disposition":"throttle","actions":[{"type":"backoff","durationSeconds":900,"overrides":{"connections":[{"max":1,"scope":"destination/source"}]}}],"trigger":{"count":2,"withinSeconds":600}}]',
+  '[2,[400,500],null,0,[[18,"mailbox busy"]],null,{"id":2,"loc":{"file":"sample.policy","line":24,"column":3},"category":null,"disposition":"soft","actions":[{"type":"retry","afterSeconds":120}],"trigger":null}]'
 ];
 var RULE_ROWS = new Array(RULE_TEXT.length);
 function ruleRow(id) {
@@ -478,7 +486,7 @@ function textMatches(texts, p) {
   }
   return false;
 }
-var CHAINS = [[[0, -1], [], [], [], [0, -1], [0, -1]], [[0, -1], [], [], [], [1, 13, 2, 14, 0, -1], [0, -1]]];
+var CHAINS = [[[0, -1], [], [], [], [0, -1], [0, -1]], [[0, -1], [], [], [], [1, 17, 2, 18, 0, -1], [0, -1]]];
 var CHAIN_OF_ROUTE = [0, 1, 1];
 var P = { code: 0, status: null, text: "", scanned: false, lower: void 0 };
 var STATUS = [0, 0, 0];
