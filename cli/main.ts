@@ -15,6 +15,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   fmt: { load: async () => (await import('./fmt.ts')).fmtCommand, summary: 'format policy files canonically' },
   run: { load: async () => (await import('./run.ts')).runCommand, summary: 'accept mail and deliver it under the policies' },
   test: { load: async () => (await import('./test.ts')).testCommand, summary: 'run the policies\' test blocks against the compiled artifact' },
+  diff: { load: async () => (await import('./diff.ts')).diffCommand, summary: 'show the effective change between two versions of a policy set, per destination' },
   reload: { load: async () => (await import('./policy-ops.ts')).reloadCommand, summary: 'make a running petrel build, test and load its policies now' },
   rollback: { load: async () => (await import('./policy-ops.ts')).rollbackCommand, summary: 'switch a running petrel back to a kept policy version' },
   deploy: { load: async () => (await import('./policy-ops.ts')).deployCommand, summary: 'build and test policies here, and make them live on a running petrel' },
