@@ -65,7 +65,7 @@ describe('loadArtifact', () => {
     // version used (react builds its scanner) and then dropped. Imported as ES modules,
     // every version would stay in the module map (about 0.5 MB each for the shipped set).
     const script = `
-      const { loadArtifact } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'runtime', 'loader.ts')).href)});
+      const { loadArtifact } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'runtime', 'policy', 'loader.ts')).href)});
       const replies = ${JSON.stringify(REPLIES)};
       let live;
       const load = async () => {
