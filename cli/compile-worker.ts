@@ -1,12 +1,13 @@
 /**
- * The compile worker: builds a policy set and runs its `test` blocks against the built
- * module, off the delivery path (hot reload, policy-compiler.ts). One request at
- * a time; answers with the artifact's texts or with why it was refused.
+ * The compile worker (cli/policy-compiler.ts starts it): builds a policy set and runs its
+ * `test` blocks against the built module, or runs an uploaded version's tests against its
+ * artifact, off the delivery path. One job at a time; answers with the artifact's texts,
+ * the number of tests passed, or why it was refused.
  */
 import { parentPort } from 'node:worker_threads';
-import { COMPILER_VERSION, compile, diskHost, renderDiagnostics, runTests } from '../../compiler/index.ts';
-import { importArtifactText } from './loader.ts';
-import { testFailures, type CompileAnswer, type CompileJob } from './policy-compiler.ts';
+import { COMPILER_VERSION, compile, diskHost, renderDiagnostics, runTests, type IRTest } from '../compiler/index.ts';
+import { importArtifactText, type CompileAnswer, type CompileJob, type TestAnswer, type TestJob } from '../runtime/index.ts';
+import { testFailures, type WorkerJob } from './policy-compiler.ts';
 
 async function build(job: CompileJob): Promise<CompileAnswer> {
   const started = performance.now();
@@ -21,8 +22,17 @@ async function build(job: CompileJob): Promise<CompileAnswer> {
   return { ok: true, artifact: result.artifact, tests: results.length, warnings: render(), ms: performance.now() - started };
 }
 
-parentPort!.on('message', (job: CompileJob) => {
-  build(job).then(
+/** Runs uploaded tests; the deploy endpoint checked them against its schema (runtime/policy/deploy-request.ts). */
+async function test(job: TestJob): Promise<TestAnswer> {
+  const started = performance.now();
+  const results = runTests(job.tests as IRTest[], await importArtifactText(job.artifact));
+  const failures = testFailures(results);
+  if (failures) return { ok: false, stage: 'test', ...failures, ms: performance.now() - started };
+  return { ok: true, tests: results.length, ms: performance.now() - started };
+}
+
+parentPort!.on('message', (message: WorkerJob) => {
+  (message.kind === 'build' ? build(message.job) : test(message.job)).then(
     (answer) => parentPort!.postMessage(answer),
     (e: Error) => parentPort!.postMessage({ ok: false, stage: 'internal', report: `internal error: ${e.stack ?? e.message}\n`, problems: [], ms: 0 } satisfies CompileAnswer),
   );

@@ -1,31 +1,17 @@
 /**
- * Compiling policy versions off the delivery path: a worker thread builds the set and
- * runs its `test` blocks (compile-worker.ts), so acceptance and delivery on the
- * main thread never wait on the compiler's CPU. One build at a time; the worker stays up
- * between builds (no start-up cost per push) and is replaced after `recycleAfter` builds,
- * because every module it imported to test stays in its memory.
+ * The policy compiler `petrel run` injects into the runtime (runtime/policy/policy-compiler.ts
+ * is the interface): a worker thread builds a set and runs its `test` blocks, or runs an
+ * uploaded version's tests (compile-worker.ts), so acceptance and delivery on the main
+ * thread never wait on the compiler's CPU and the runtime holds no compiler code. One job
+ * at a time; the worker stays up between jobs (no start-up cost per push) and is replaced
+ * after `recycleAfter` jobs, because every module it imported to test stays in its memory.
  */
 import { Worker } from 'node:worker_threads';
-import type { TestResult } from '../../compiler/index.ts';
-import type { ArtifactManifest } from '../abi.ts';
-import { workerEntry } from '../deliver/index.ts';
+import { listPolicyFiles, type TestResult } from '../compiler/index.ts';
+import { workerEntry, type CompileAnswer, type CompileJob, type PolicyCompiler, type Problem, type TestAnswer, type TestJob } from '../runtime/index.ts';
 
-/** What to build: `.policy` files (absolute paths), read relative to `cwd`. */
-export interface CompileJob {
-  inputs: string[];
-  cwd: string;
-  name: string;
-}
-
-/** One diagnostic or failed expectation, for `/api/v1/policy` and logs. */
-export interface Problem {
-  code: string;
-  severity: string;
-  message: string;
-  file: string;
-  line: number;
-  column: number;
-}
+/** A message to the compile worker; its answer is the matching `CompileAnswer` or `TestAnswer`. */
+export type WorkerJob = { kind: 'build'; job: CompileJob } | { kind: 'test'; job: TestJob };
 
 /**
  * The failed expectations of a test run, as problems and as a report (what `petrel test`
@@ -48,19 +34,10 @@ export function testFailures(results: readonly TestResult[]): { problems: Proble
   return { problems, report: `${lines.join('\n')}\ntests: ${results.length - failed.length} passed, ${failed.length} failed\n` };
 }
 
-export type CompileAnswer =
-  | { ok: true; artifact: { module: string; moduleFile: string; sourceMap: string; manifest: ArtifactManifest }; tests: number; warnings: string; ms: number }
-  | { ok: false; stage: 'compile' | 'test' | 'internal'; report: string; problems: Problem[]; ms: number };
-
-export interface PolicyCompiler {
-  build(job: CompileJob): Promise<CompileAnswer>;
-  close(): Promise<void>;
-}
-
 export function createPolicyCompiler(options: { recycleAfter?: number } = {}): PolicyCompiler {
   const recycleAfter = options.recycleAfter ?? 20;
   let worker: Worker | undefined;
-  let builds = 0;
+  let jobs = 0;
   let queue: Promise<unknown> = Promise.resolve();
 
   const start = (): Worker => {
@@ -71,23 +48,23 @@ export function createPolicyCompiler(options: { recycleAfter?: number } = {}): P
     return w;
   };
 
-  const run = (job: CompileJob): Promise<CompileAnswer> =>
+  const run = (message: WorkerJob): Promise<CompileAnswer | TestAnswer> =>
     new Promise((resolve) => {
       if (!worker) {
         worker = start();
-        builds = 0;
+        jobs = 0;
       }
-      builds++;
+      jobs++;
       const w = worker;
-      const done = (answer: CompileAnswer) => {
+      const done = (answer: CompileAnswer | TestAnswer) => {
         w.off('message', done);
         w.off('error', failed);
         w.off('exit', exited);
-        // Replace a worn worker now, while nothing waits, so the next build pays no start-up.
-        if (worker === w && builds >= recycleAfter) {
+        // Replace a worn worker now, while nothing waits, so the next job pays no start-up.
+        if (worker === w && jobs >= recycleAfter) {
           void w.terminate();
           worker = start();
-          builds = 0;
+          jobs = 0;
         }
         resolve(answer);
       };
@@ -99,15 +76,20 @@ export function createPolicyCompiler(options: { recycleAfter?: number } = {}): P
       w.on('message', done);
       w.on('error', failed);
       w.on('exit', exited);
-      w.postMessage(job);
+      w.postMessage(message);
     });
 
+  /** Runs jobs one after another; the worker answers a job of each kind with its kind of answer. */
+  const serial = <A extends CompileAnswer | TestAnswer>(message: WorkerJob): Promise<A> => {
+    const answer = queue.then(() => run(message) as Promise<A>);
+    queue = answer.catch(() => undefined);
+    return answer;
+  };
+
   return {
-    build(job) {
-      const answer = queue.then(() => run(job));
-      queue = answer.catch(() => undefined);
-      return answer;
-    },
+    listInputs: async (dir) => listPolicyFiles(dir),
+    build: (job) => serial<CompileAnswer>({ kind: 'build', job }),
+    test: (job) => serial<TestAnswer>({ kind: 'test', job }),
     async close() {
       await queue;
       await worker?.terminate();

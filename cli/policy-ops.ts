@@ -8,7 +8,8 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import path from 'node:path';
 import { COMPILER_VERSION, compile, diskHost, renderDiagnostics, runTests } from '../compiler/index.ts';
-import { readSignedArtifact, readSigningKey, signUpload, importArtifactText, type ArtifactTexts, testFailures } from '../runtime/policy/index.ts';
+import { readSignedArtifact, readSigningKey, signUpload, importArtifactText, type ArtifactTexts } from '../runtime/policy/index.ts';
+import { testFailures } from './policy-compiler.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 const KEY = `  --api-key-file <file> a file holding an API key of the runtime (its first line);

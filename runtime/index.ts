@@ -12,3 +12,5 @@ export * from './spool/index.ts';
 export * from './deliver/smtp-client.ts';
 export { createDeliveryPool, type DeliveryPool, type DeliveryPoolOptions, type DeliveryPoolStats } from './deliver/delivery-pool.ts';
 export { ArtifactError, importArtifactText, loadArtifact } from './policy/loader.ts';
+export { workerEntry } from './deliver/worker-file.ts';
+export type { CompileAnswer, CompileJob, CompileRefusal, PolicyCompiler, Problem, TestAnswer, TestJob } from './policy/policy-compiler.ts';

@@ -4,7 +4,6 @@
  * against a JSON Schema (ajv) before anything else looks at it; a bad field is named.
  */
 import { Ajv } from 'ajv';
-import type { IRTest } from '../../compiler/index.ts';
 import type { ArtifactManifest } from '../abi.ts';
 import { describeSchemaError } from '../intake/index.ts';
 import type { ArtifactTexts } from './loader.ts';
@@ -12,7 +11,8 @@ import type { ArtifactTexts } from './loader.ts';
 /** The request body, as published in `deployRequestSchema`. */
 export interface DeployRequest {
   artifact: ArtifactTexts;
-  tests: IRTest[];
+  /** Opaque to the runtime once it matches `testSchema`: the injected compiler runs them (policy-compiler.ts). */
+  tests: unknown[];
   /** Base64 Ed25519 signature (artifact-signature.ts) of the artifact and `tests`. */
   signature: string;
   author?: string;

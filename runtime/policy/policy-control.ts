@@ -19,12 +19,11 @@ import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { Counter } from 'prom-client';
-import { listPolicyFiles, runTests, type IRTest } from '../../compiler/index.ts';
 import type { ArtifactManifest } from '../abi.ts';
 import { verifyUpload } from './artifact-signature.ts';
 import { checkDeployRequest, MAX_DEPLOY_BYTES } from './deploy-request.ts';
 import type { ArtifactTexts } from './loader.ts';
-import { testFailures, type CompileAnswer, type PolicyCompiler, type Problem } from './policy-compiler.ts';
+import type { CompileAnswer, PolicyCompiler, Problem } from './policy-compiler.ts';
 import { commitInfo, exportCommit, resolveRef } from './policy-git.ts';
 import type { LoadedVersion, VersionEntry, VersionOrigin, VersionStore } from './policy-versions.ts';
 import type { HttpHelpers } from '../observe/index.ts';
@@ -92,7 +91,7 @@ export interface PolicyControl {
   /** Back to a kept version: `to` (a hash or its prefix), else the one before the current. */
   rollback(to: string | undefined, trigger?: string): Promise<ReloadOutcome>;
   /** A version built elsewhere (`petrel deploy`): loaded, its tests run, then live. */
-  deploy(texts: ArtifactTexts, tests: IRTest[], origin: VersionOrigin): Promise<ReloadOutcome>;
+  deploy(texts: ArtifactTexts, tests: readonly unknown[], origin: VersionOrigin): Promise<ReloadOutcome>;
   describe(): PolicyDescription;
   /** For `startRuntime({ httpRoutes })`. */
   httpRoutes(req: IncomingMessage, res: ServerResponse, helpers: HttpHelpers): boolean;
@@ -169,7 +168,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
       const info = await commitInfo(source.repo, at);
       exported = await exportCommit(source.repo, at);
       const root = path.join(exported.dir, source.subdir);
-      const inputs = existsSync(root) ? listPolicyFiles(root) : [];
+      const inputs = existsSync(root) ? await compiler.listInputs(root) : [];
       if (inputs.length === 0) throw new Refused('compile', `commit ${at.slice(0, 12)} has no .policy files under \`${source.subdir}\`\n`);
       const answer = await compiler.build({ inputs, cwd: root, name: source.name });
       return { texts: fromAnswer(answer), origin: { commit: at, subject: info.subject, author: info.author } };
@@ -185,7 +184,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
    * Loads version `hash` (ABI check and self-test happen in the store's load) and, unless
    * it is the running version, records it in the history and makes it current.
    */
-  async function goLive(hash: string, load: () => Promise<LoadedVersion>, origin: VersionOrigin, started: number, extraCheck?: (loaded: LoadedVersion) => void): Promise<ReloadOutcome> {
+  async function goLive(hash: string, load: () => Promise<LoadedVersion>, origin: VersionOrigin, started: number, extraCheck?: (loaded: LoadedVersion) => Promise<void>): Promise<ReloadOutcome> {
     // Before the runtime starts (start-up), the running version is the one live last time.
     const current = runtime ? runtime.policy().manifest.hash : store.history().find((e) => e.replacedAt === undefined)?.hash;
     if (hash === current) return { result: 'unchanged', hash: current, ...(origin.commit ? { commit: origin.commit } : {}), ms: clock() - started };
@@ -196,7 +195,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     } catch (e) {
       throw new Refused('abi', `${(e as Error).message}\n`);
     }
-    extraCheck?.(loaded);
+    await extraCheck?.(loaded);
     const entry = await store.activate(loaded.manifest, origin, clock());
     runtime?.swapPolicy(loaded.artifact, loaded.manifest);
     log(`petrel: policy ${short(entry.hash)} live (${describeOrigin(entry)}; ${clock() - started} ms)`);
@@ -277,14 +276,15 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     });
   }
 
-  function deploy(texts: ArtifactTexts, tests: IRTest[], origin: VersionOrigin): Promise<ReloadOutcome> {
+  function deploy(texts: ArtifactTexts, tests: readonly unknown[], origin: VersionOrigin): Promise<ReloadOutcome> {
     return serial(async () => {
       const started = clock();
       try {
         return counted(
-          await goLive(texts.manifest.hash, () => store.install(texts), origin, started, (loaded) => {
-            const failures = testFailures(runTests(tests, loaded.artifact));
-            if (failures) throw new Refused('test', failures.report, failures.problems);
+          await goLive(texts.manifest.hash, () => store.install(texts), origin, started, async () => {
+            // The uploaded tests run in the injected compiler's worker, against the same texts.
+            const answer = await compiler.test({ artifact: texts, tests });
+            if (!answer.ok) throw new Refused(answer.stage, answer.report, answer.problems);
           }),
         );
       } catch (e) {
