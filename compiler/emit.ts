@@ -5,7 +5,7 @@
  * timestamps, no absolute paths, data in stable order.
  */
 import path from 'node:path';
-import { ABI_VERSION, type ArtifactMeta } from '../runtime/abi.ts';
+import { ABI_VERSION, BOUNCE_CATEGORIES, DISPOSITIONS, PHASES, type ArtifactMeta } from '../vocabulary/index.ts';
 import { normalizeDomain, TEXT_CATEGORIES } from './artifact-lib.ts';
 import type { IR, IRRule, IRSettings, Loc } from './ir.ts';
 import { SourceMapBuilder } from './source-map.ts';
@@ -217,7 +217,7 @@ function lower(p) {
 // Reactions that depend on the reply (a rule without a category or disposition, or no
 // rule at all) are shared frozen objects too, one per rule and outcome.
 const outcomes = new Map();
-const OUTCOME_INDEX = { success: 1, 'bad-mailbox': 2, 'bad-domain': 3, 'bad-connection': 4, 'content-related': 5, 'inactive-mailbox': 6, 'invalid-sender': 7, 'message-expired': 8, 'no-answer-from-host': 9, 'policy-related': 10, 'protocol-errors': 11, 'quota-issues': 12, 'relaying-issues': 13, 'routing-errors': 14, 'spam-related': 15, 'virus-related': 16, other: 17, hard: 1, soft: 2, throttle: 3, block: 4 };
+const OUTCOME_INDEX = ${objectLiteral(OUTCOME_INDEX)};
 function shared(id, r) {
   // Numeric key: rule (or -1 for no rule) × category × disposition.
   const key = ((id + 1) * 32 + OUTCOME_INDEX[r.category]) * 8 + (r.disposition === null ? 0 : OUTCOME_INDEX[r.disposition]);
@@ -312,6 +312,27 @@ class LiteralGroups {
   }
 }
 
+/** Each phase's bit in a rule row's phase mask, in `PHASES` order: connect 1, ehlo 2, mail 4, … */
+const PHASE_BIT: Record<string, number> = Object.fromEntries(PHASES.map((phase, i) => [phase, 1 << i]));
+
+/**
+ * `success` and the bounce categories numbered from 1, and the dispositions from 1: the
+ * module's key for a shared reaction is `((rule + 1) * 32 + category) * 8 + disposition`.
+ */
+const OUTCOME_INDEX: Record<string, number> = Object.fromEntries([...['success', ...BOUNCE_CATEGORIES].map((c, i) => [c, i + 1]), ...DISPOSITIONS.map((d, i) => [d, i + 1])]);
+// INVARIANT: the key's fields do not overlap: categories below 32, dispositions below 8.
+if (BOUNCE_CATEGORIES.length + 1 >= 32 || DISPOSITIONS.length >= 8) throw new Error('OUTCOME_INDEX: too many bounce categories or dispositions for the shared-reaction key');
+
+/** A JavaScript object literal of numbers: `{ success: 1, 'bad-mailbox': 2 }`. */
+function objectLiteral(record: Record<string, number>): string {
+  return `{ ${Object.entries(record).map(([key, value]) => `${/^[A-Za-z_$][\w$]*$/.test(key) ? key : `'${key}'`}: ${value}`).join(', ')} }`;
+}
+
+/** A JavaScript array of `[key, number]` pairs, for `new Map(…)`. */
+function entriesLiteral(record: Record<string, number>): string {
+  return `[${Object.entries(record).map(([key, value]) => `['${key}', ${value}]`).join(', ')}]`;
+}
+
 /** The scanner, built on first use (not at load: a set that rarely reacts never pays for it). */
 const SCAN_CODE = `
 let SCANNER;
@@ -344,7 +365,7 @@ const MATCH_CODE = `
 // Rows are read as they are: no objects are built at load. Regexes are compiled, and
 // reactions frozen, on first use.
 const REGEX = [];
-const PHASE_BITS = new Map([['connect', 1], ['ehlo', 2], ['mail', 4], ['rcpt', 8], ['data', 16]]);
+const PHASE_BITS = new Map(${entriesLiteral(PHASE_BIT)});
 
 // The first rule of the list that matches the reply in a phase (bits: -1 for any phase), or
 // null. The list is [rule, gate, rule, gate, …]: a gate is the literal group the rule cannot
@@ -388,8 +409,6 @@ function textMatches(texts, p) {
   return false;
 }
 `;
-
-const PHASE_BIT: Record<string, number> = { connect: 1, ehlo: 2, mail: 4, rcpt: 8, data: 16 };
 
 /**
  * One rule as a row of `RULE_ROWS` (see the comment above it in the module), and its

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hasErrors, type Diagnostic } from '../grammar/index.ts';
-import { ABI_VERSION, type ArtifactManifest, type ArtifactMeta, type DeliveryTopology } from '../runtime/abi.ts';
+import { ABI_VERSION, type ArtifactManifest, type ArtifactMeta, type DeliveryTopology } from '../vocabulary/index.ts';
 import { bundle, emit } from './emit.ts';
 import type { IR } from './ir.ts';
 import { load, type SourceHost, type SourceSet } from './load.ts';

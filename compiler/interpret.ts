@@ -4,7 +4,7 @@
  * conformance property test compares the two on random inputs, and the benchmarks
  * measure how much faster the compiled one is.
  */
-import type { ArtifactMeta, EffectiveSettings, Phase, PolicyArtifact, Reaction } from '../runtime/abi.ts';
+import type { ArtifactMeta, EffectiveSettings, Phase, PolicyArtifact, Reaction } from '../vocabulary/index.ts';
 import {
   composeSettings,
   fallbackReaction,

@@ -6,8 +6,7 @@
  * Infinity), carries `irVersion`, and every node that came from source text has a `loc`.
  * `compiler/ir.schema.json` describes it; tests validate emitted IR against that schema.
  */
-import type { Category, Disposition, Phase, TlsMode } from '../grammar/index.ts';
-import type { Action, BackoffOverrides } from '../runtime/abi.ts';
+import type { Action, BackoffOverrides, BounceCategory, Disposition, LimitScope, Phase, SuspendTarget, TlsMode } from '../vocabulary/index.ts';
 
 export const IR_VERSION = 1;
 
@@ -48,9 +47,6 @@ export interface IRFile {
   /** SHA-256 of the file's text, hex. */
   sha256: string;
 }
-
-/** Who shares one limiter: see docs/language.md, "Scopes". */
-export type LimitScope = 'global' | 'source' | 'tenant' | 'destination' | 'destination/source' | 'destination/tenant';
 
 export interface IRRate {
   count: number;
@@ -130,7 +126,7 @@ export interface IRRule {
   matcher: IRMatcher;
   trigger: { count: number; withinSeconds: number } | null;
   /** From `bounce` or `classify`; `null`: classify the reply by its status code and text. */
-  category: Category | null;
+  category: BounceCategory | null;
   /** Stated or implied by the actions; `null`: by the reply's code class. */
   disposition: Disposition | null;
   actions: IRAction[];
@@ -206,7 +202,7 @@ export type IRExpectation =
   | { what: 'disposition'; disposition: Disposition }
   | { what: 'bounce'; category: string }
   | { what: 'backoff'; seconds: number | null; none: boolean }
-  | { what: 'suspend'; target: 'destination' | 'source' | 'tenant' | null; seconds: number | null; none: boolean }
+  | { what: 'suspend'; target: SuspendTarget | null; seconds: number | null; none: boolean }
   | { what: 'disable-source'; none: boolean }
   | { what: 'skip-mx'; none: boolean }
   | { what: 'reroute'; pool: string }

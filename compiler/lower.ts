@@ -6,10 +6,8 @@
  */
 import {
   type Action,
-  type Category,
   type Destination,
   type Diagnostic,
-  type Disposition,
   type DomainPattern,
   type ReplyMatcher,
   type ReplyRule,
@@ -20,6 +18,7 @@ import {
   type TestStep,
   type WarmupPlan,
 } from '../grammar/index.ts';
+import type { BounceCategory, Disposition, LimitScope } from '../vocabulary/index.ts';
 import { patternSpecificity } from './artifact-lib.ts';
 import {
   IR_VERSION,
@@ -36,7 +35,6 @@ import {
   type IRSettings,
   type IRTestStep,
   type IRWarmupPlan,
-  type LimitScope,
   type Loc,
 } from './ir.ts';
 import type { Def, Program } from './resolve.ts';
@@ -89,11 +87,11 @@ export function toIRMatcher(m: ReplyMatcher): IRMatcher {
 }
 
 /** Category a rule sets (`bounce` wins over `classify`), or null. */
-export function ruleCategory(rule: ReplyRule): Category | null {
+export function ruleCategory(rule: ReplyRule): BounceCategory | null {
   const bounce = rule.actions.find((a) => a.kind === 'bounce');
-  if (bounce && bounce.kind === 'bounce') return bounce.category.text as Category;
+  if (bounce && bounce.kind === 'bounce') return bounce.category.text as BounceCategory;
   const classify = rule.actions.findLast((a) => a.kind === 'classify');
-  return classify && classify.kind === 'classify' ? (classify.category.text as Category) : null;
+  return classify && classify.kind === 'classify' ? (classify.category.text as BounceCategory) : null;
 }
 
 /**
@@ -180,7 +178,7 @@ export function lower(program: Program, name: string): { ir: IR; diagnostics: Di
       case 'disable-source':
         return [{ type: 'disable-source' }];
       case 'bounce':
-        return [{ type: 'bounce', category: a.category.text as Category }];
+        return [{ type: 'bounce', category: a.category.text as BounceCategory }];
       case 'retry':
         return [{ type: 'retry', afterSeconds: a.after ? a.after.seconds : null, ...(a.attempts ? { attempts: a.attempts.value } : {}) }];
       case 'recover':

@@ -4,7 +4,6 @@
  * what it uses, transitively).
  */
 import {
-  CATEGORIES,
   didYouMean,
   type Destination,
   type Diagnostic,
@@ -23,6 +22,7 @@ import {
   type WarmupRamp,
 } from '../grammar/index.ts';
 import path from 'node:path';
+import { BOUNCE_CATEGORIES } from '../vocabulary/index.ts';
 import type { LoadedFile, SourceSet } from './load.ts';
 
 /** A definition and the file it is in. */
@@ -160,7 +160,7 @@ export function resolve(set: SourceSet): { program: Program; diagnostics: Diagno
   }
 
   const category = (name: Name, inTest = false) => {
-    const known: readonly string[] = inTest ? [...CATEGORIES, 'success'] : CATEGORIES;
+    const known: readonly string[] = inTest ? [...BOUNCE_CATEGORIES, 'success'] : BOUNCE_CATEGORIES;
     if (!known.includes(name.text)) {
       const help = didYouMean(name.text, known) ?? 'see the bounce categories in docs/language.md';
       diagnostics.push({ code: inTest ? 'TEST001' : 'RES001', severity: 'error', message: `${inTest ? 'test names ' : ''}unknown bounce category \`${name.text}\``, span: name.span, help });

@@ -4,7 +4,8 @@
  * can backtrack catastrophically, rules that miss their own examples or are shadowed,
  * providers that claim one domain or match nothing, warmups that go down.
  */
-import { PHASES, type Action, type Destination, type Diagnostic, type ReplyRule, type RuleSetRef, type Setting, type Span, type WarmupPlan } from '../grammar/index.ts';
+import type { Action, Destination, Diagnostic, ReplyRule, RuleSetRef, Setting, Span, WarmupPlan } from '../grammar/index.ts';
+import { PHASES } from '../vocabulary/index.ts';
 import { matcherMatches, matcherRegexes, parseReply } from './artifact-lib.ts';
 import { expandRules, toIRMatcher } from './lower.ts';
 import { checkRegex } from './regex-safety.ts';

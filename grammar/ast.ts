@@ -3,6 +3,7 @@
  * Values are already in base units (seconds, bytes, counts per second window) so later
  * stages never parse text again. Names stay names: `resolve` connects them.
  */
+import type { Disposition, Phase, SuspendTarget, TlsMode } from '../vocabulary/index.ts';
 import type { Span } from './diagnostic.ts';
 
 /** A name as written, with where it was written. */
@@ -78,9 +79,6 @@ export interface DurationValue {
   span: Span;
 }
 
-export type TlsMode = 'opportunistic' | 'required' | 'verify' | 'disabled';
-export const TLS_MODES: readonly TlsMode[] = ['opportunistic', 'required', 'verify', 'disabled'];
-
 /** A setting inside a destination, source, tenant, global or backoff block. */
 export type Setting =
   | { kind: 'connections'; value: NumberValue; scope?: Scope; scopeSpan?: Span; span: Span }
@@ -149,33 +147,6 @@ export interface RuleSet {
   span: Span;
 }
 
-export type Phase = 'connect' | 'ehlo' | 'mail' | 'rcpt' | 'data';
-export const PHASES: readonly Phase[] = ['connect', 'ehlo', 'mail', 'rcpt', 'data'];
-
-export type Disposition = 'hard' | 'soft' | 'throttle' | 'block';
-export const DISPOSITIONS: readonly Disposition[] = ['hard', 'soft', 'throttle', 'block'];
-
-/** PowerMTA's bounce categories. */
-export const CATEGORIES = [
-  'bad-mailbox',
-  'bad-domain',
-  'bad-connection',
-  'content-related',
-  'inactive-mailbox',
-  'invalid-sender',
-  'message-expired',
-  'no-answer-from-host',
-  'policy-related',
-  'protocol-errors',
-  'quota-issues',
-  'relaying-issues',
-  'routing-errors',
-  'spam-related',
-  'virus-related',
-  'other',
-] as const;
-export type Category = (typeof CATEGORIES)[number];
-
 /** A reply code matcher: `421` (exact) or `4xx`/`45x` (prefix). */
 export interface CodeMatcher {
   /** The digits that must lead the code: `421`, `4`, `45`. */
@@ -215,7 +186,7 @@ export interface Trigger {
 /** One reaction of a reply rule. */
 export type Action =
   | { kind: 'backoff'; duration: DurationValue; overrides: Setting[]; span: Span }
-  | { kind: 'suspend'; target: 'destination' | 'source' | 'tenant'; duration: DurationValue; span: Span }
+  | { kind: 'suspend'; target: SuspendTarget; duration: DurationValue; span: Span }
   | { kind: 'disable-source'; span: Span }
   | { kind: 'bounce'; category: Name; span: Span }
   | { kind: 'retry'; after?: DurationValue; attempts?: NumberValue; span: Span }
@@ -336,7 +307,7 @@ export type Expectation =
   | { what: 'disposition'; disposition: Disposition }
   | { what: 'bounce'; category: Name }
   | { what: 'backoff'; duration?: DurationValue; none: boolean }
-  | { what: 'suspend'; target?: 'destination' | 'source' | 'tenant'; duration?: DurationValue; none: boolean }
+  | { what: 'suspend'; target?: SuspendTarget; duration?: DurationValue; none: boolean }
   | { what: 'disable-source'; none: boolean }
   | { what: 'skip-mx'; none: boolean }
   | { what: 'reroute'; pool: Name }

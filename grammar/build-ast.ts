@@ -6,8 +6,8 @@
  */
 import type { CstNode, IToken } from 'chevrotain';
 import { isIP } from 'node:net';
+import { DISPOSITIONS, PHASES, SUSPEND_TARGETS, TLS_MODES, type Phase } from '../vocabulary/index.ts';
 import type * as A from './ast.ts';
-import { CATEGORIES, DISPOSITIONS, PHASES, TLS_MODES } from './ast.ts';
 import { joinSpans, type Diagnostic, type Span } from './diagnostic.ts';
 import { VALUE_LIMITS, withinLimit, type ValueKind } from './limits.ts';
 import { didYouMean } from './suggest.ts';
@@ -150,7 +150,7 @@ class Reader {
 
   name(what: string): A.Name {
     const tok = this.next(what);
-    if (!/^(Identifier|Kw)/.test(tok.tokenType.name)) this.fail('PARSE002', `expected ${what}, found \`${tok.image}\``, this.span(tok));
+    if (tok.tokenType.name !== 'Identifier') this.fail('PARSE002', `expected ${what}, found \`${tok.image}\``, this.span(tok));
     return { text: tok.image, span: this.span(tok) };
   }
 
@@ -555,7 +555,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         return true;
       }
       case 'suspend': {
-        const target = r.choice(['destination', 'source', 'tenant'] as const, 'what to suspend');
+        const target = r.choice(SUSPEND_TARGETS, 'what to suspend');
         const duration = r.duration('the suspension');
         rule.actions.push({ kind: 'suspend', target: target.value, duration, span: r.spanFrom(head) });
         break;
@@ -681,7 +681,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
       case 'reply': {
         const text = r.string('the reply text');
         let times: number | undefined;
-        let phase: A.Phase | undefined;
+        let phase: Phase | undefined;
         while (!r.done) {
           const at = r.peek()!;
           if (r.accept('phase')) {
@@ -733,7 +733,7 @@ export function buildAst(cst: CstNode, file: string, text: string, comments: A.C
         return { what: 'backoff', none, ...(!none && !r.done ? { duration: r.duration('the backoff duration') } : {}) };
       case 'suspend': {
         if (none) return { what: 'suspend', none };
-        const target = r.choice(['destination', 'source', 'tenant'] as const, 'what is suspended').value;
+        const target = r.choice(SUSPEND_TARGETS, 'what is suspended').value;
         return { what: 'suspend', none, target, ...(!r.done ? { duration: r.duration('the suspension') } : {}) };
       }
       case 'disable':

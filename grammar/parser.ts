@@ -54,7 +54,7 @@ class PolicyCstParser extends CstParser {
 
   private atom = this.RULE('atom', () => {
     this.OR([
-      { ALT: () => this.CONSUME(t.Word) },
+      { ALT: () => this.CONSUME(t.Identifier) },
       { ALT: () => this.CONSUME(t.StringLit) },
       { ALT: () => this.CONSUME(t.UnterminatedString) },
       { ALT: () => this.CONSUME(t.StatusLit) },

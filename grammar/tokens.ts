@@ -9,18 +9,22 @@
  *   3. e-mail addresses, enhanced status codes (`5.x.1` would start a domain), then rate literals (`3600/h`, `10MB/min`) before numbers, so the
  *      `/` of a rate is never read as the start of a regex;
  *   4. domain names (`yahoo.com`, `*.yahoodns.net`, `[*.]gmail.com`, `163.com`) before
- *      numbers and keywords: a domain has a dot and a last label that starts with a letter;
+ *      numbers and identifiers: a domain has a dot and a last label that starts with a letter;
  *   5. paths (`stdlib/retry`), growth factors (`x1.4`), numbers with optional units;
- *   6. keywords (each with `longer_alt: Identifier`, so `rate-limit` is one identifier);
- *   7. identifiers, then punctuation.
+ *   6. identifiers (`rate-limit` is one), then punctuation.
+ *
+ * There are no keyword tokens: a keyword is an identifier in a place that gives it a
+ * meaning (`domain` starts a block at the top level, is a match target after `match` and a
+ * warmup target after `for`), so `build-ast.ts` reads keywords by their text,
+ * where it can also say which words that place allows.
  */
 import { createToken, Lexer, type TokenType } from 'chevrotain';
 
-export const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r]+/, group: Lexer.SKIPPED });
+const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r]+/, group: Lexer.SKIPPED });
 /** Newlines end statements, like `;`. */
 export const Newline = createToken({ name: 'Newline', pattern: /\n/, line_breaks: true });
 /** `# …` to the end of the line; kept in a group so `fmt` can put comments back. */
-export const Comment = createToken({ name: 'Comment', pattern: /#[^\n]*/, group: 'comments' });
+const Comment = createToken({ name: 'Comment', pattern: /#[^\n]*/, group: 'comments' });
 
 export const StringLit = createToken({ name: 'StringLit', pattern: /"(?:[^"\\\n]|\\.)*"/ });
 /** A string with no closing quote on its line: one token, so the rest of the line is not read as code. */
@@ -52,43 +56,8 @@ export const FactorLit = createToken({ name: 'FactorLit', pattern: /x\d+(?:\.\d+
  */
 export const NumberLit = createToken({ name: 'NumberLit', pattern: /\d[\w.%:-]*/ });
 
-/**
- * Every keyword is also a `Word`, so places that take a free name (a category, a phase,
- * a scope) can accept keywords and identifiers alike; the AST builder checks the spelling.
- */
-export const Word = createToken({ name: 'Word', pattern: Lexer.NA });
-export const Identifier = createToken({ name: 'Identifier', pattern: /[A-Za-z_][A-Za-z0-9_-]*/, categories: [Word] });
-
-const keywords: TokenType[] = [];
-function keyword(word: string): TokenType {
-  const name = 'Kw' + word.split('-').map((p) => p[0]!.toUpperCase() + p.slice(1)).join('');
-  const token = createToken({ name, pattern: new RegExp(word), longer_alt: Identifier, categories: [Word] });
-  keywords.push(token);
-  return token;
-}
-
-export const KwPolicy = keyword('policy');
-export const KwVersion = keyword('version');
-export const KwUse = keyword('use');
-export const KwDefault = keyword('default');
-export const KwProvider = keyword('provider');
-export const KwDomain = keyword('domain');
-export const KwGlobal = keyword('global');
-export const KwMatch = keyword('match');
-export const KwMx = keyword('mx');
-export const KwOn = keyword('on');
-export const KwReply = keyword('reply');
-export const KwWhen = keyword('when');
-export const KwIn = keyword('in');
-export const KwPhase = keyword('phase');
-export const KwExample = keyword('example');
-export const KwRules = keyword('rules');
-export const KwRetry = keyword('retry');
-export const KwWarmup = keyword('warmup');
-export const KwSource = keyword('source');
-export const KwPool = keyword('pool');
-export const KwTenant = keyword('tenant');
-export const KwTest = keyword('test');
+/** A name or a keyword: which one depends on where it stands (see the file comment). */
+export const Identifier = createToken({ name: 'Identifier', pattern: /[A-Za-z_][A-Za-z0-9_-]*/ });
 
 export const LCurly = createToken({ name: 'LCurly', pattern: /\{/ });
 export const RCurly = createToken({ name: 'RCurly', pattern: /\}/ });
@@ -111,8 +80,6 @@ export const allTokens: TokenType[] = [
   PathLit,
   FactorLit,
   NumberLit,
-  Word,
-  ...keywords,
   Identifier,
   LCurly,
   RCurly,

@@ -10,7 +10,7 @@
  * lists continued over lines after a comma. It must parse with no diagnostics.
  */
 import fc from 'fast-check';
-import { CATEGORIES, DISPOSITIONS, PHASES, TLS_MODES } from '../../grammar/index.ts';
+import { BOUNCE_CATEGORIES, DISPOSITIONS, PHASES, TLS_MODES } from '../../vocabulary/index.ts';
 
 // ---------------------------------------------------------------------------------------
 // Fragments for invalid text
@@ -105,7 +105,7 @@ const path = fc.oneof(
   fc.tuple(name, name).map(([a, b]) => `../${a}/${b}`),
   name.map((n) => `"./${n}"`),
 );
-const category = fc.constantFrom(...CATEGORIES);
+const category = fc.constantFrom(...BOUNCE_CATEGORIES);
 const phase = fc.constantFrom(...PHASES);
 
 // ---------------------------------------------------------------------------------------
