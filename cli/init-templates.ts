@@ -5,8 +5,9 @@
 
 /**
  * GitHub Actions: format, check and test on every pull request and push to main, with
- * problems and failing expectations as annotations on the pull request's lines, and the
- * JUnit report and SARIF log kept. Every `npx petrel` line here is run by
+ * problems and failing expectations as annotations on the pull request's lines, the
+ * effective change of a pull request (`petrel diff`) in its job summary, and the JUnit
+ * report and SARIF log kept. Every `npx petrel` line here is run by
  * test/cli/init.test.ts against a fresh scaffold, so a scaffold's CI passes on day one.
  */
 export const WORKFLOW = `name: petrel
@@ -24,6 +25,8 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
+        with:
+          fetch-depth: 0 # petrel diff reads the pull request's base branch
       - uses: actions/setup-node@v4
         with:
           node-version: 20
@@ -41,6 +44,12 @@ jobs:
       - name: petrel test
         if: always()
         run: npx petrel test --format github policies
+
+      # What the pull request changes, per destination, in the job summary. Exit 1 means
+      # "there are changes", not a failure; policy errors (3) fail the step.
+      - name: petrel diff
+        if: always() && github.event_name == 'pull_request'
+        run: npx petrel diff --git . origin/\${{ github.base_ref }} HEAD --path policies --format markdown >> "$GITHUB_STEP_SUMMARY" || test $? -eq 1
 
       # Reports, kept whatever happened above (the steps above already failed the job).
       - name: reports
@@ -94,7 +103,9 @@ npx petrel run --policies policies   # accept mail on 127.0.0.1:2525 and deliver
 \`\`\`
 
 CI (\`.github/workflows/petrel.yml\`) runs fmt, check and test on every pull request and
-puts problems and failing tests on the pull request's lines as annotations.
+puts problems and failing tests on the pull request's lines as annotations. On a pull
+request it also writes what the change does, per destination, into the job summary
+(\`npx petrel diff --git . origin/main HEAD --path policies\` shows the same locally).
 `;
 }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { ROOT, runPetrel } from '../helpers.ts';
+import { git } from './policy-repo.ts';
 
 let dir: string | undefined;
 afterEach(() => {
@@ -32,10 +33,18 @@ function snapshot(root: string): Record<string, string> {
   return out;
 }
 
-/** The `npx petrel …` commands of the workflow, each as arguments and the file its output goes to. */
-function workflowCommands(repo: string): { args: string[]; to?: string; tolerant: boolean }[] {
+/**
+ * The `npx petrel …` commands of the workflow, each as arguments, the file its output goes
+ * to, and the exit codes its line accepts (`|| true`: any; `|| test $? -eq 1`: 0 and 1).
+ * `${{ github.base_ref }}` is replaced as GitHub does before the shell runs, by `main`.
+ */
+function workflowCommands(repo: string): { args: string[]; to?: string; accepts: 'any' | number[] }[] {
   const yaml = readFileSync(path.join(repo, '.github/workflows/petrel.yml'), 'utf8');
-  return [...yaml.matchAll(/npx petrel ([^\n>|]+?)(?: > (\S+))?( \|\| true)?$/gm)].map((m) => ({ args: m[1]!.split(' '), ...(m[2] ? { to: m[2] } : {}), tolerant: m[3] !== undefined }));
+  return [...yaml.matchAll(/npx petrel ([^\n>|]+?)(?: >>? (\S+))?( \|\| true| \|\| test \$\? -eq 1)?$/gm)].map((m) => ({
+    args: m[1]!.replaceAll('${{ github.base_ref }}', 'main').split(' '),
+    ...(m[2] ? { to: m[2] } : {}),
+    accepts: m[3] === ' || true' ? 'any' : m[3] ? [0, 1] : [0],
+  }));
 }
 
 const petrelVersion = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -60,8 +69,9 @@ describe('petrel init', () => {
     expect(readFileSync(path.join(repo, '.gitignore'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['var/', 'build/', 'node_modules/']));
 
     const commands = workflowCommands(repo);
-    expect(commands.map((c) => c.args.slice(0, 3).join(' '))).toEqual(['fmt --check policies', 'check --format github', 'test --format github', 'test --format junit', 'check --format sarif']);
-    for (const c of commands) {
+    expect(commands.map((c) => c.args.slice(0, 3).join(' '))).toEqual(['fmt --check policies', 'check --format github', 'test --format github', 'diff --git .', 'test --format junit', 'check --format sarif']);
+    // The diff step needs a pull request's git history: the next test runs it.
+    for (const c of commands.filter((c) => c.args[0] !== 'diff')) {
       const r = runPetrel(c.args, { cwd: repo });
       expect(r.code, `petrel ${c.args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(0);
       expect(r.stdout).not.toContain('::error');
@@ -69,6 +79,31 @@ describe('petrel init', () => {
       if (c.to === 'petrel.sarif') expect(JSON.parse(r.stdout).runs[0].results).toEqual([]);
     }
     expect(snapshot(repo)).toEqual(before);
+  });
+
+  it('the workflow\'s diff step runs on a pull request\'s history: no change, then a change, both accepted by its line', () => {
+    const repo = path.join(tempDir(), 'mail-policies');
+    expect(runPetrel(['init', repo, '--providers', 'yahoo']).code).toBe(0);
+    const step = workflowCommands(repo).find((c) => c.args[0] === 'diff')!;
+    expect(step).toMatchObject({ to: '"$GITHUB_STEP_SUMMARY"', accepts: [0, 1] });
+    // A clone of a pull request: the base branch as origin/main, the pull request's commit as HEAD.
+    git(repo, 'init', '--quiet', '--initial-branch=main');
+    git(repo, 'add', '-A');
+    git(repo, 'commit', '--quiet', '-m', 'scaffold');
+    git(repo, 'update-ref', 'refs/remotes/origin/main', 'HEAD');
+    const args = step.args;
+    expect(args.slice(0, 5)).toEqual(['diff', '--git', '.', 'origin/main', 'HEAD']);
+    const same = runPetrel(args, { cwd: repo });
+    expect(same.code, same.stderr).toBe(0);
+    expect(same.stdout).toMatch(/^## petrel diff: no effective change\n\nbase `origin\/main \([0-9a-f]{12}\)` \(\S+\) → head `HEAD \([0-9a-f]{12}\)` \(\S+\)\n\n$/);
+    const yahoo = path.join(repo, 'policies/yahoo.policy');
+    writeFileSync(yahoo, readFileSync(yahoo, 'utf8').replace(/^ {2}rate 3600\/h per source$/m, '  rate 2400/h per source'));
+    git(repo, 'commit', '--quiet', '-am', 'slower to yahoo');
+    const changed = runPetrel(args, { cwd: repo });
+    expect(step.accepts).toContain(changed.code);
+    expect(changed.code, changed.stderr).toBe(1);
+    expect(changed.stdout).toContain('### `provider:yahoo` changed');
+    expect(changed.stdout).toContain('| rate per source | `3600/h per source` | `2400/h per source` |');
   });
 
   it('copies every shipped provider with --all, and the scaffold passes check and test', async () => {
