@@ -9,7 +9,7 @@
  * (milliseconds) explicitly.
  */
 import type { Action, BackoffOverrides, EffectiveSettings, Reaction } from '../abi.ts';
-import { BLOCK_SUSPENSION_SECONDS, DEFAULT_RECOVER_SECONDS, rampShare, settingsUnderRamp, THROTTLE_RECOVER_SECONDS, untilNextStep, type Ramp, type RampShares, type RampTarget } from './recovery.ts';
+import { BLOCK_SUSPENSION_SECONDS, DEFAULT_RECOVER_SECONDS, paced, rampShare, settingsUnderRamp, THROTTLE_RECOVER_SECONDS, untilNextStep, type Ramp, type RampShares, type RampTarget } from './recovery.ts';
 
 /** Where a reply was seen: the queue (route, source) and the tenant of the message. */
 export interface ReplyContext {
@@ -262,8 +262,8 @@ export function settingsUnderBackoff(settings: EffectiveSettings, overrides: Bac
   return {
     ...settings,
     connections: merge(settings.connections, overrides.connections),
-    connectRate: merge(settings.connectRate, overrides.connectRate),
-    messageRate: merge(settings.messageRate, overrides.messageRate),
+    connectRate: merge(settings.connectRate, overrides.connectRate?.map(paced)),
+    messageRate: merge(settings.messageRate, overrides.messageRate?.map(paced)),
     dataRate: merge(settings.dataRate, overrides.dataRate),
     messagesPerConnection: overrides.messagesPerConnection ?? settings.messagesPerConnection,
     recipientsPerTransaction: overrides.recipientsPerTransaction ?? settings.recipientsPerTransaction,

@@ -43,6 +43,15 @@ export function rampShare(ramp: Ramp, now: number): number {
   return RAMP_STEPS[Math.max(0, Math.min(RAMP_STEPS.length - 1, quarter))]!;
 }
 
+/**
+ * A rate with no burst (a burst of 1, read by the limiters): a backoff's or a ramp's rate is
+ * an average to keep from its first message on — the limiters' default burst of a second's
+ * worth would let twice the rate through in the first second after a pause.
+ */
+export function paced(rate: RateLimit): RateLimit {
+  return Object.assign({ ...rate }, { burst: 1 });
+}
+
 /** Milliseconds from `now` until the ramp's share next changes (Infinity once it is over). */
 export function untilNextStep(ramp: Ramp, now: number): number {
   if (now >= ramp.until) return Infinity;
@@ -70,9 +79,9 @@ export function settingsUnderRamp(settings: EffectiveSettings, shares: RampShare
   for (const target of targets) {
     const share = shares[target]!;
     const scope = SCOPE[target];
-    const rate = (r: RateLimit): RateLimit => (r.scope === scope ? { ...r, count: Math.max(1, Math.floor(r.count * share)) } : r);
+    const rate = (r: RateLimit): RateLimit => (r.scope === scope ? paced({ ...r, count: Math.max(1, Math.floor(r.count * share)) }) : r);
     const conn = (c: ConnectionLimit): ConnectionLimit => (c.scope === scope ? { ...c, max: Math.max(1, Math.floor(c.max * share)) } : c);
-    messageRate = messageRate.some((r) => r.scope === scope) ? messageRate.map(rate) : [...messageRate, { ...RAMP_BASE.rate, count: Math.max(1, Math.floor(RAMP_BASE.rate.count * share)), scope }];
+    messageRate = messageRate.some((r) => r.scope === scope) ? messageRate.map(rate) : [...messageRate, paced({ ...RAMP_BASE.rate, count: Math.max(1, Math.floor(RAMP_BASE.rate.count * share)), scope })];
     connections = connections.some((c) => c.scope === scope) ? connections.map(conn) : [...connections, { max: Math.max(1, Math.floor(RAMP_BASE.connections * share)), scope }];
     connectRate = connectRate.map(rate);
     dataRate = dataRate.map(rate);

@@ -25,7 +25,7 @@
  *
  * No module state, and no clock of its own: a store is given one.
  */
-import type { EffectiveSettings, LimitScope } from '../abi.ts';
+import type { EffectiveSettings, LimitScope, RateLimit } from '../abi.ts';
 
 /** What a limiter counts. */
 export type LimiterKind = 'connections' | 'connect-rate' | 'message-rate' | 'data-rate';
@@ -480,7 +480,7 @@ function checkRate(take: RateTake): void {
  */
 export function connectionRequest(settings: EffectiveSettings, path: LimiterPath): AcquireRequest {
   return {
-    rates: applicable(settings.connectRate, path).map((l) => ({ key: limiterKey('connect-rate', l.scope, path), count: l.count, perSeconds: l.perSeconds, cost: 1 })),
+    rates: applicable(settings.connectRate, path).map((l) => ({ key: limiterKey('connect-rate', l.scope, path), count: l.count, perSeconds: l.perSeconds, cost: 1, ...burstOf(l) })),
     concurrency: applicable(settings.connections, path).map((l) => ({ key: limiterKey('connections', l.scope, path), max: l.max })),
   };
 }
@@ -492,7 +492,7 @@ export function connectionRequest(settings: EffectiveSettings, path: LimiterPath
  * {@link connectionRequest}.
  */
 export function messageRequests(settings: EffectiveSettings, path: LimiterPath): (bytes: number) => AcquireRequest {
-  const messages: readonly RateTake[] = applicable(settings.messageRate, path).map((l) => ({ key: limiterKey('message-rate', l.scope, path), count: l.count, perSeconds: l.perSeconds, cost: 1 }));
+  const messages: readonly RateTake[] = applicable(settings.messageRate, path).map((l) => ({ key: limiterKey('message-rate', l.scope, path), count: l.count, perSeconds: l.perSeconds, cost: 1, ...burstOf(l) }));
   const data = applicable(settings.dataRate, path).map((l) => ({ key: limiterKey('data-rate', l.scope, path), count: l.count, perSeconds: l.perSeconds }));
   const none: readonly ConcurrencyTake[] = [];
   if (data.length === 0) {
@@ -500,6 +500,14 @@ export function messageRequests(settings: EffectiveSettings, path: LimiterPath):
     return () => request;
   }
   return (bytes) => ({ rates: [...messages, ...data.map((d) => ({ key: d.key, count: d.count, perSeconds: d.perSeconds, cost: bytes }))], concurrency: none });
+}
+
+/**
+ * A rate may carry its own burst: the limits of a backoff or a recovery ramp do (1: no
+ * burst at all), so the end of a pause is paced from its first message (decide/recovery.ts).
+ */
+function burstOf(limit: RateLimit & { burst?: number }): { burst?: number } {
+  return limit.burst !== undefined ? { burst: limit.burst } : {};
 }
 
 function applicable<T extends { scope: LimitScope }>(limits: readonly T[], path: LimiterPath): T[] {

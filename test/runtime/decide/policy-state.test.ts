@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EffectiveSettings, Reaction } from '../../../runtime/abi.ts';
 import { VALUE_LIMITS } from '../../../grammar/limits.ts';
-import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, enableSource, isDisabled, MAX_AHEAD_MS, restorePolicyState, settingsUnderBackoff, snapshotPolicyState } from '../../../runtime/decide/policy-state.ts';
+import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, enableSource, isDisabled, MAX_AHEAD_MS, restorePolicyState, settingsUnderBackoff, snapshotPolicyState, untilRampChange } from '../../../runtime/decide/policy-state.ts';
 
 const queue = { route: 'provider:yahoo', source: 'ip1', tenant: 'shop' };
 const backoff = (minutes: number, trigger?: { count: number; withinSeconds: number }): Reaction => ({
@@ -62,7 +62,8 @@ describe('policy state', () => {
   it('lays backoff overrides over settings, replacing same-scope limits only', () => {
     const settings = { route: 'provider:yahoo', connections: [], connectRate: [], messageRate: [{ count: 20, perSeconds: 1, scope: 'destination' }, { count: 3600, perSeconds: 3600, scope: 'destination/source' }], dataRate: [], messagesPerConnection: 20, recipientsPerTransaction: 50, tls: 'required', retry: 'bulk', retryJitter: 0.15, expireSeconds: 172800, source: null, tenant: null } as EffectiveSettings;
     const under = settingsUnderBackoff(settings, { messageRate: [{ count: 600, perSeconds: 3600, scope: 'destination/source' }], retry: 'every-30m' });
-    expect(under.messageRate).toEqual([{ count: 20, perSeconds: 1, scope: 'destination' }, { count: 600, perSeconds: 3600, scope: 'destination/source' }]);
+    // The backoff's own rate is paced (burst 1): it holds from the first message after it starts.
+    expect(under.messageRate).toEqual([{ count: 20, perSeconds: 1, scope: 'destination' }, { count: 600, perSeconds: 3600, scope: 'destination/source', burst: 1 }]);
     expect(under.retry).toBe('every-30m');
     expect(under.tls).toBe('required');
     expect(settingsUnderBackoff(settings, undefined)).toBe(settings);
@@ -107,6 +108,76 @@ describe('policy state', () => {
       expect(restored.backoffs.get('provider:yahoo|ip1')?.until).toBe(now + 1_800_000);
       expect(restored.suspensions.get('source|provider:yahoo|ip9')?.until).toBe(later + MAX_AHEAD_MS);
       expect(restored.backoffs.get('provider:yahoo|ip9')?.until).toBe(later + MAX_AHEAD_MS);
+    });
+  });
+
+  describe('blocks and the way back', () => {
+    const MIN = 60_000;
+    const base = { route: 'provider:yahoo', connections: [{ max: 10, scope: 'destination/source' }], connectRate: [], messageRate: [{ count: 3600, perSeconds: 3600, scope: 'destination/source' }], dataRate: [], messagesPerConnection: 20, recipientsPerTransaction: 50, tls: 'required', retry: 'bulk', retryJitter: 0, expireSeconds: 172800, source: null, tenant: null } as EffectiveSettings;
+    const block: Reaction = { category: 'spam-related', disposition: 'block', actions: [], rule: { file: 'b.policy', line: 9 } };
+    const perSource = (s: ReturnType<typeof createPolicyState>, at: number) => effectiveSettings(s, queue, base, at);
+
+    it('suspends the source at a block whose rule stops nothing, longer on each repeat within a day', () => {
+      const s = createPolicyState();
+      const lengths: number[] = [];
+      let now = 0;
+      for (let i = 0; i < 6; i++, now += MIN) {
+        applyReaction(s, queue, block, '554 5.7.1 blocked', now);
+        const [x] = activeSuspensions(s, queue, now);
+        lengths.push((x!.until - now) / MIN);
+      }
+      expect(lengths).toEqual([15, 60, 240, 960, 1440, 1440]);
+      // A day without blocks starts the count again.
+      now += 86_400_000;
+      applyReaction(s, queue, block, '554 5.7.1 blocked', now);
+      expect((activeSuspensions(s, queue, now)[0]!.until - now) / MIN).toBe(15);
+    });
+
+    it('comes back on the ramp after a suspension: 10%, 25%, 50%, 75% of the source limits, then normal', () => {
+      const s = createPolicyState();
+      applyReaction(s, queue, block, '554 5.7.1 blocked', 0);
+      const end = 15 * MIN;
+      // During the suspension the limits are untouched (nothing is sent anyway).
+      expect(perSource(s, end - 1).messageRate[0]!.count).toBe(3600);
+      // The scheduler looks again when the next step begins.
+      expect(untilRampChange(s, queue, end + MIN)).toBe(6.5 * MIN);
+      const shares = [0, 8, 16, 23, 30].map((m) => perSource(s, end + m * MIN));
+      expect(shares.map((x) => x.messageRate[0]!.count)).toEqual([360, 900, 1800, 2700, 3600]);
+      expect(shares.map((x) => x.connections[0]!.max)).toEqual([1, 2, 5, 7, 10]);
+      expect(shares[0]!.messageRate[0]).toMatchObject({ burst: 1 });
+    });
+
+    it('ramps a throttle without a backoff from now, a rule with recover over its period, and an enabled source', () => {
+      const s = createPolicyState();
+      applyReaction(s, queue, { category: 'policy-related', disposition: 'throttle', actions: [] }, '421 slow down', 0);
+      expect(perSource(s, 0).messageRate[0]!.count).toBe(360);
+      expect(perSource(s, 10 * MIN).messageRate[0]!.count).toBe(3600);
+      const other = { ...queue, source: 'ip2' };
+      applyReaction(s, other, { category: 'spam-related', disposition: 'block', actions: [{ type: 'suspend', target: 'source', durationSeconds: 60 }, { type: 'recover', durationSeconds: 4 * 60 }] }, '554 listed', 0);
+      expect(effectiveSettings(s, other, base, 60_000).messageRate[0]!.count).toBe(360);
+      expect(effectiveSettings(s, other, base, 60_000 + 4 * MIN).messageRate[0]!.count).toBe(3600);
+      applyReaction(s, queue, { category: 'spam-related', disposition: 'block', actions: [{ type: 'disable-source' }] }, '550 banned', 20 * MIN);
+      expect(enableSource(s, queue, 30 * MIN)).toBe(true);
+      expect(perSource(s, 30 * MIN).messageRate[0]!.count).toBe(360);
+    });
+
+    it("lets a rule's backoff that outlasts its suspension be the way back, and adds a base limit where the route has none", () => {
+      const s = createPolicyState();
+      applyReaction(s, queue, { category: 'spam-related', disposition: 'block', actions: [{ type: 'suspend', target: 'source', durationSeconds: 3600 }, { type: 'backoff', durationSeconds: 4 * 3600, overrides: { messageRate: [{ count: 300, perSeconds: 3600, scope: 'destination/source' }] } }] }, '421 [TSS04]', 0);
+      expect(perSource(s, 3600_000).messageRate[0]).toEqual({ count: 300, perSeconds: 3600, scope: 'destination/source', burst: 1 });
+      const bare = { ...base, connections: [], messageRate: [] };
+      const t = createPolicyState();
+      applyReaction(t, queue, block, '554 blocked', 0);
+      expect(effectiveSettings(t, queue, bare, 15 * MIN)).toMatchObject({ messageRate: [{ count: 6, perSeconds: 60, scope: 'destination/source', burst: 1 }], connections: [{ max: 1, scope: 'destination/source' }] });
+    });
+
+    it('keeps ramps and block counts across a snapshot', () => {
+      const s = createPolicyState();
+      applyReaction(s, queue, block, '554 blocked', 0);
+      const restored = restorePolicyState(JSON.parse(JSON.stringify(snapshotPolicyState(s, 0))), 0);
+      expect(effectiveSettings(restored, queue, base, 15 * MIN).messageRate[0]!.count).toBe(360);
+      applyReaction(restored, queue, block, '554 blocked', 16 * MIN);
+      expect((activeSuspensions(restored, queue, 16 * MIN)[0]!.until - 16 * MIN) / MIN).toBe(60);
     });
   });
 });
