@@ -41,10 +41,12 @@
  *    while a group is being written (or in the event-loop turn after) form the next
  *    group, written as soon as the current one is durable. `groupCommitMs: 0` turns
  *    grouping off: one record per fdatasync.
- * 3. A segment is deleted only when it is the oldest and holds no live message, and each
- *    deletion is made durable (directory fsync) before the next. So a message record can
- *    never outlive the outcome records that finished it: those are in the same or a
- *    later segment (INVARIANT, see `relocateOldest` for moved messages).
+ * 3. A segment is deleted only when it is the oldest, holds no live message, is not the
+ *    one being appended to and is not in use (a read, a write, or its own creation until
+ *    it becomes the one appended to), and each deletion is made durable (directory fsync)
+ *    before the next. So a message record can never outlive the outcome records that
+ *    finished it: those are in the same or a later segment (INVARIANT, see
+ *    `relocateOldest` for moved messages).
  *
  * A crash mid-write leaves at most a torn record at the end of the segment being written;
  * it was never acknowledged, and recovery skips it by its checksum. Damage elsewhere is
@@ -307,7 +309,7 @@ interface Segment {
   size: number;
   /** Live messages whose current copy is here. */
   entries: Set<Entry>;
-  /** Reads and writes in progress: while any, the file stays open and the segment is not deleted. */
+  /** Reads, writes and its creation in progress: while any, the file stays open and the segment is not deleted. */
   users: number;
   reclaimFailed: boolean;
   compactionFailed: boolean;
@@ -1176,12 +1178,17 @@ class DiskSpool implements Spool {
     this.active = undefined;
     const segment = newSegment(this.segmentsDir, this.nextSeq++, 0);
     segment.handle = await this.fs.open(segment.file, 'wx+');
+    // In use until active: while its directory entry is made durable, maintenance may reclaim
+    // every segment before it, and would take this one, empty and not active, for the next.
+    segment.users++;
     this.segments.push(segment);
     try {
       await this.syncDirectory();
     } catch (error) {
       this.fail(error);
       throw this.failure;
+    } finally {
+      segment.users--;
     }
     this.active = segment;
     return segment;

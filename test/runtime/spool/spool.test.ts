@@ -170,6 +170,15 @@ describe('spool: group commit', () => {
   });
 });
 
+/** A point where one file operation stops until released; `reached` resolves when it is hit. */
+function hold() {
+  let hit!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (hit = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  return { armed: false, reached, release, wait: () => (hit(), released) };
+}
+
 describe('spool: reclaiming space', () => {
   it('moves long-lived messages out of old segments and deletes them, keeping their state', async () => {
     const dir = tempDir();
@@ -209,6 +218,56 @@ describe('spool: reclaiming space', () => {
       expect(spool.get(m.message.id)?.recipients).toEqual([{ rcpt: 'b@y.test', attempts: 1, nextAttemptAt: 42 }]);
       expect((await spool.read(m.message.id)).equals(m.raw)).toBe(true);
     }
+  });
+
+  it('never deletes a segment being created, even when every older one is being reclaimed', async () => {
+    const dir = tempDir();
+    const segmentsDir = path.join(dir, 'segments');
+    const unlinkHold = hold();
+    const syncHold = hold();
+    const unlinked: string[] = [];
+    const fs: SpoolFs = {
+      ...fsp,
+      // The directory fsync after a segment's creation, and the unlink of a reclaimed one, wait when armed.
+      open: async (file, flags, mode) => {
+        if (file === segmentsDir && flags === 'r' && syncHold.armed) {
+          syncHold.armed = false;
+          await syncHold.wait();
+        }
+        return fsp.open(file, flags, mode);
+      },
+      unlink: async (file) => {
+        if (unlinkHold.armed) {
+          unlinkHold.armed = false;
+          await unlinkHold.wait();
+        }
+        unlinked.push(path.basename(String(file)));
+        return fsp.unlink(file);
+      },
+    };
+    const spool = await open(dir, { fs, segmentBytes: 4096, groupCommitMs: 0, reserveBytes: 0 });
+    // 300 recipients: the message fills segment 1 and its outcome fills segment 2.
+    const to = Array.from({ length: 300 }, (_, i) => `r${i}@x.test`);
+    const first = await acceptNew(spool, to);
+    unlinkHold.armed = true;
+    await spool.recordOutcome(first.message.id, to, 'delivered');
+    // Segment 1 holds nothing live: maintenance reclaims it, and waits at its unlink.
+    await unlinkHold.reached;
+    // Segment 2 is full: the next message creates segment 3, and waits at its directory fsync.
+    syncHold.armed = true;
+    const next = messageOf(spool.newId(), ['a@x.test'], 'after');
+    const accepted = spool.accept(next.message, next.raw).then(() => 'accepted', codeOf);
+    await syncHold.reached;
+    // Reclaiming goes on: segment 1, then segment 2 (not active while its successor is made) — and no further.
+    unlinkHold.release();
+    const end = Date.now() + 5_000;
+    while (spool.stats().reclaimedSegments < 2 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 5));
+    syncHold.release();
+    expect(await accepted).toBe('accepted');
+    expect(unlinked).toEqual(['0000000000000001.seg', '0000000000000002.seg']);
+    await spool.close();
+    const reopened = await open(dir);
+    expect(reopened.pending().map((m) => m.id)).toEqual([next.message.id]);
   });
 });
 
