@@ -63,6 +63,9 @@ export async function diffCommand(argv: string[], io: Io): Promise<number> {
   const format = (values.format ?? 'human') as Format;
   if (!FORMATS.includes(format)) throw new UsageError(`unknown format \`${values.format}\`; use one of ${FORMATS.join(', ')}`);
   const paths = values.path ?? [];
+  for (const p of paths) {
+    if (path.isAbsolute(p) || path.normalize(p).split(path.sep)[0] === '..') throw new UsageError(`--path \`${p}\` must be relative to each side, and inside it`);
+  }
   const disposers: (() => Promise<void>)[] = [];
   try {
     const [base, head] = values.git ? await gitSides(positionals, paths, io.cwd, disposers) : directorySides(positionals, paths, io.cwd);
@@ -92,6 +95,7 @@ function directorySides(positionals: string[], paths: string[], cwd: string): [S
     } catch {
       throw new UsageError(`${role}: no such file or directory: \`${given}\``);
     }
+    if (!isDirectory && paths.length) throw new UsageError(`--path narrows directories and refs; ${role} \`${given}\` is a file`);
     const root = isDirectory ? abs : path.dirname(abs);
     return { role, label: given, root, inputs: sideInputs(role, given, root, isDirectory ? paths : [abs]) };
   };
@@ -124,7 +128,13 @@ async function gitSides(positionals: string[], paths: string[], cwd: string, dis
       throw new UsageError(`${role}: \`${ref}\` is not a commit of \`${repo}\`: ${(e as Error).message}`);
     }
     if (!commit) throw new UsageError(`${role}: \`${ref}\` is not a commit of \`${repo}\``);
-    const exported = await exportCommit(repo, commit);
+    let exported: Awaited<ReturnType<typeof exportCommit>>;
+    try {
+      exported = await exportCommit(repo, commit);
+    } catch (e) {
+      // Not an internal error: exit 1 would read as "changes".
+      throw new UsageError(`${role}: cannot export \`${ref}\` from \`${repo}\`: ${(e as Error).message}`);
+    }
     disposers.push(exported.dispose);
     const label = `${ref} (${commit.slice(0, 12)})`;
     sides.push({ role, label, root: exported.dir, inputs: sideInputs(role, label, exported.dir, paths) });
@@ -175,21 +185,27 @@ function human(d: PolicyDiff): string {
   for (const r of d.routes) {
     lines.push(`${r.route}  ${r.status}  ${at(r.loc)}`);
     fields(r.settings, '  ');
+    const rules = capped(r.rules);
     if (r.rules.length) lines.push('  reply rules:');
-    for (const rule of capped(r.rules).shown) {
+    for (const rule of rules.shown) {
       lines.push(`    ${rule.status} ${position(rule.position)}  ${rule.rule}  ${at(rule.loc)}`);
       fields(rule.fields, '      ');
     }
+    if (rules.more) lines.push(`    ${rules.more}`);
+    const reactions = capped(r.reactions);
     if (r.reactions.length) lines.push('  example replies that now get a different reaction:');
-    for (const x of capped(r.reactions).shown) {
+    for (const x of reactions.shown) {
       lines.push(`    ${JSON.stringify(x.reply)}${x.phase ? ` phase ${x.phase}` : ''}`, `      before: ${x.before}`, `      after:  ${x.after}`);
     }
+    if (reactions.more) lines.push(`    ${reactions.more}`);
     lines.push('');
   }
   if (d.routing.length) {
     lines.push('routing:');
-    const width = Math.max(...d.routing.map((c) => c.pattern.length + c.kind.length + 1));
-    for (const c of d.routing) lines.push(`  ${`${c.kind} ${c.pattern}`.padEnd(width)}  ${c.before} → ${c.after}`);
+    const { shown, more } = capped(d.routing);
+    const width = Math.max(...shown.map((c) => c.pattern.length + c.kind.length + 1));
+    for (const c of shown) lines.push(`  ${`${c.kind} ${c.pattern}`.padEnd(width)}  ${c.before} → ${c.after}`);
+    if (more) lines.push(`  ${more}`);
     lines.push('');
   }
   for (const def of d.definitions) {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PolicyDiff } from '../../compiler/diff.ts';
 import { compile, diskHost, listPolicyFiles } from '../../compiler/index.ts';
+import { MAX_ROWS } from '../../cli/diff.ts';
 import { main } from '../../cli/main.ts';
 import { ROOT, runPetrel } from '../helpers.ts';
 import { git, policyRepo, ratePolicy } from './policy-repo.ts';
@@ -93,6 +94,19 @@ describe('petrel diff', () => {
     expect(d.routes).toEqual([]);
     const human = await petrel(['diff', 'base', 'head']);
     expect(human.out).toContain('routing:\n  domain shop-mail.example  default → provider:yahoo\n');
+  });
+
+  it('human and markdown show at most MAX_ROWS rows per table and say how many more; JSON has all', async () => {
+    const { head } = copies();
+    const domains = Array.from({ length: MAX_ROWS + 7 }, (_, i) => `shop${i}.example`);
+    edit(path.join(head, 'policies/yahoo.policy'), /^ {2}match domain verizon\.net$/m, `  match domain verizon.net\n  match domain ${domains.join(', ')}`);
+    expect((await json('base', 'head')).routing).toHaveLength(MAX_ROWS + 7);
+    const human = (await petrel(['diff', 'base', 'head'])).out;
+    expect(human.split('\n').filter((l) => / {2}default → provider:yahoo$/.test(l))).toHaveLength(MAX_ROWS);
+    expect(human).toContain('  … and 7 more (all of them with --format json)\n');
+    const markdown = (await petrel(['diff', 'base', 'head', '--format', 'markdown'])).out;
+    expect(markdown.split('\n').filter((l) => l.startsWith('| domain |'))).toHaveLength(MAX_ROWS);
+    expect(markdown).toContain('_… and 7 more (all of them with --format json)_');
   });
 
   it('a rule\'s disposition changed: the rule, and the example replies whose reaction changed, in every route using the rule set', async () => {
@@ -199,6 +213,8 @@ describe('petrel diff', () => {
     expect(await petrel(['diff', 'base', 'nowhere'])).toMatchObject({ code: 2, err: expect.stringContaining('head: no such file or directory: `nowhere`') });
     expect(await petrel(['diff', 'base', 'head', '--path', 'nothing'])).toMatchObject({ code: 2, err: expect.stringContaining('no such file or directory: `nothing`') });
     expect(await petrel(['diff', 'base', 'head', '--colour'])).toMatchObject({ code: 2, err: expect.stringContaining('unknown option `--colour`') });
+    expect(await petrel(['diff', 'base', 'head', '--path', '../base'])).toMatchObject({ code: 2, err: expect.stringContaining('must be relative to each side, and inside it') });
+    expect(await petrel(['diff', 'base/policies/yahoo.policy', 'head/policies/yahoo.policy', '--path', 'policies'])).toMatchObject({ code: 2, err: expect.stringContaining('is a file') });
     mkdirSync(path.join(dir!, 'empty'));
     expect(await petrel(['diff', 'base', 'empty'])).toMatchObject({ code: 2, err: expect.stringContaining('head `empty` holds no .policy files') });
     edit(path.join(head, 'policies/yahoo.policy'), YAHOO_RATE, '  rate 2400/h per source');
