@@ -150,7 +150,10 @@ export function applyReaction(state: PolicyState, context: ReplyContext, reactio
   if (paused) return { fired: true, actions: reaction.actions };
   if (reaction.disposition === 'block') {
     // A block stops the source for this destination even when its rule says nothing more:
-    // 15 minutes, growing with every further block there within a day (recovery.ts).
+    // 15 minutes, growing with every further block there within a day (recovery.ts). The
+    // replies of deliveries already under way when the first one came are the same block:
+    // they neither count again nor lengthen it.
+    if ((state.suspensions.get(suspensionKey('source', context))?.until ?? 0) > now) return { fired: true, actions: reaction.actions };
     const recent = (state.blocks.get(queueKey(context)) ?? []).filter((t) => t > now - DAY_MS);
     recent.push(now);
     state.blocks.set(queueKey(context), recent);

@@ -121,12 +121,19 @@ describe('policy state', () => {
       const s = createPolicyState();
       const lengths: number[] = [];
       let now = 0;
-      for (let i = 0; i < 6; i++, now += MIN) {
+      for (let i = 0; i < 6; i++) {
         applyReaction(s, queue, block, '554 5.7.1 blocked', now);
         const [x] = activeSuspensions(s, queue, now);
         lengths.push((x!.until - now) / MIN);
+        // The other recipients of deliveries already under way meet the same block: no escalation.
+        applyReaction(s, queue, block, '554 5.7.1 blocked', now + 1);
+        expect(activeSuspensions(s, queue, now + 1)[0]!.until).toBe(x!.until);
+        now = x!.until + MIN;
       }
-      expect(lengths).toEqual([15, 60, 240, 960, 1440, 1440]);
+      // Each block comes a minute after the last suspension ends: the fifth (at 21h19m) is
+      // within a day of the first four (24h); by the sixth (45h20m) the day before it holds
+      // no other block, so it is a first block again (15m).
+      expect(lengths).toEqual([15, 60, 240, 960, 1440, 15]);
       // A day without blocks starts the count again.
       now += 86_400_000;
       applyReaction(s, queue, block, '554 5.7.1 blocked', now);
