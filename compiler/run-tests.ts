@@ -10,7 +10,7 @@
  * - `expect …` checks the last reaction, the queue's state now, retry delays, warmup
  *   limits or effective settings (under a backoff, its overrides apply).
  */
-import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../runtime/abi.ts';
+import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../vocabulary/index.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, type ReplyContext } from '../runtime/decide/policy-state.ts';
 import { fateOf, type Fate } from '../runtime/decide/reaction-fate.ts';
 import type { IRExpectation, IRTest, Loc } from './ir.ts';

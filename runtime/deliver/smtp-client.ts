@@ -35,7 +35,7 @@ import { TLSSocket, type ConnectionOptions } from 'node:tls';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { SMTPConnectionEnvelope, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
-import type { Phase, TlsMode } from '../abi.ts';
+import { TLS_MODES, type Phase, type TlsMode } from '../abi.ts';
 
 type SmtpError = SMTPConnection.SMTPError;
 
@@ -191,7 +191,6 @@ interface ResolvedOptions extends Required<Omit<SessionOptions, 'mxHost' | 'loca
   tlsOptions: ConnectionOptions;
 }
 
-const TLS_MODES: readonly TlsMode[] = ['opportunistic', 'required', 'verify', 'disabled'];
 /** Longest wait for the reply to QUIT before the connection is simply closed. */
 const QUIT_TIMEOUT_MS = 5_000;
 
