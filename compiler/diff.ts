@@ -9,7 +9,7 @@
  * they mean, so a rewrite that changes nothing the runtime does (`3600/h` → `60/min`, a
  * comment, a rule moved to another line) is no change.
  */
-import type { Phase, PolicyArtifact, Reaction } from '../runtime/abi.ts';
+import type { Phase, PolicyArtifact, Reaction } from '../vocabulary/index.ts';
 import type { IR, IRAction, IRDomainPattern, IRMatcher, IRRetryCurve, IRRoute, IRRule, IRWarmupPlan, Loc } from './ir.ts';
 
 /** One compiled side: its IR, and its loaded artifact, whose `route` and `react` are asked. */
