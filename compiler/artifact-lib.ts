@@ -8,7 +8,7 @@
  *
  * INVARIANT: no imports except types, no module state, no I/O.
  */
-import type { BounceCategory as Category, Disposition, EffectiveSettings, Reaction } from '../vocabulary/index.ts';
+import type { BounceCategory as Category, Disposition, EffectiveSettings, LimitScope, Reaction } from '../vocabulary/index.ts';
 import type { IRLimits, IRMatcher, IRRetryCurve, IRRule, IRSettings, IRSource, IRTenant, IRWarmupPlan } from './ir.ts';
 
 /** The parts of an SMTP reply that rules and fallbacks look at. */
@@ -319,8 +319,9 @@ export function composeSettings(routeId: string, base: IRSettings, tables: Setti
   const parts: IRLimits[] = [tables.global];
   if (source) parts.push(source.limits);
   if (tenant) parts.push(tenant.limits);
-  const order: Record<string, number> = { global: 0, source: 1, tenant: 2, destination: 3, 'destination/source': 4, 'destination/tenant': 5 };
-  const join = <T extends { scope: string; loc?: unknown }>(pick: (l: IRLimits) => T[], own: T[]) =>
+  // `LIMIT_SCOPES`' order, spelled out: this file imports only types (it is bundled into every artifact).
+  const order: Record<LimitScope, number> = { global: 0, source: 1, tenant: 2, destination: 3, 'destination/source': 4, 'destination/tenant': 5 };
+  const join = <T extends { scope: LimitScope; loc?: unknown }>(pick: (l: IRLimits) => T[], own: T[]) =>
     stripLoc([...parts.flatMap(pick), ...own].sort((a, b) => order[a.scope]! - order[b.scope]!));
   return {
     route: routeId,

@@ -57,8 +57,12 @@ export type TopItem =
   | TenantDef
   | TestBlock;
 
-/** Where a limit applies, as written (`per source`, `global`, …); absent when the statement names none and the block decides. */
-export type Scope = 'global' | 'destination' | 'source' | 'tenant';
+/**
+ * Where a limit applies, as written: `global`, or `per` one of the three dimensions of
+ * traffic a suspension can also stop (`per source`); absent when the statement names none
+ * and the block decides.
+ */
+export type Scope = 'global' | SuspendTarget;
 
 /** `20/s` as data: `count` events (messages, connections, or bytes for `data-rate`) per `perSeconds`. */
 export interface RateValue {

@@ -4,9 +4,10 @@
  * and the state file's snapshot. Each enum there that uses a word of a vocabulary list
  * must be that list, word for word and in order (a `null` beside it aside), and the IR
  * schema's action variants must be `ACTION_TYPES`: a word added to a list and not to a
- * schema fails here.
+ * schema fails here. And no TypeScript file spells a whole list out again (as an array or
+ * a union of its quoted words, in order): it imports the list or the type.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { policyStateSnapshotSchema } from '../../runtime/decide/index.ts';
@@ -92,5 +93,47 @@ describe('schemas spell the vocabulary as vocabulary/ defines it', () => {
       '#/definitions/target/enum: ["source","destination","tenant"] is not LIMIT_SCOPES or SUSPEND_TARGETS',
       `#/action/oneOf/type: ${JSON.stringify(ACTION_TYPES.slice(1))} is not ACTION_TYPES`,
     ]);
+  });
+});
+
+/**
+ * Copies of a list in files other work owns, to be replaced by an import of the list (or,
+ * for a type, of its type); by file name, so a file that moves keeps its entry. Remove an
+ * entry when it is fixed; anything not on this list fails.
+ */
+const KNOWN_COPIES: readonly string[] = [
+  'policy-state.ts SUSPEND_TARGETS',
+  'recovery.ts SUSPEND_TARGETS',
+  'deploy-request.ts DISPOSITIONS',
+  'deploy-request.ts PHASES',
+  'deploy-request.ts SUSPEND_TARGETS',
+  'limiters.ts LIMIT_SCOPES',
+];
+
+/** Where each list of `lists` is spelled out in `text` (`'a', 'b', 'c'` or `'a' | 'b' | 'c'`, either quote, any spacing and line breaks, in order): its name. */
+function copiesIn(text: string, lists: Record<string, readonly string[]>): string[] {
+  return Object.entries(lists)
+    .filter(([, list]) => new RegExp(list.map((word) => `['"]${word}['"]`).join('\\s*[,|]\\s*')).test(text))
+    .map(([name]) => name);
+}
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(path.join(ROOT, dir), { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => path.join(e.parentPath, e.name));
+}
+
+describe('each list is defined once', () => {
+  it('no source file outside vocabulary/ spells a list out', () => {
+    const files = ['grammar', 'compiler', 'runtime', 'cli', 'simulate'].flatMap(sourceFiles);
+    expect(files.length).toBeGreaterThan(60);
+    const copies = files.flatMap((file) => copiesIn(readFileSync(file, 'utf8'), LISTS).map((name) => `${path.basename(file)} ${name}`));
+    expect(copies.filter((c) => !KNOWN_COPIES.includes(c))).toEqual([]);
+  });
+
+  it('finds a list spelled out as an array or a union, across lines', () => {
+    expect(copiesIn(`const MODES = ['opportunistic', 'required',\n  'verify', "disabled"];`, LISTS)).toEqual(['TLS_MODES']);
+    expect(copiesIn(`type T = 'destination' | 'source' | 'tenant' | null;`, LISTS)).toEqual(['SUSPEND_TARGETS']);
+    expect(copiesIn(`const some = ['hard', 'soft'];\nconst other = ['connect', 'mail', 'rcpt', 'data'];`, LISTS)).toEqual([]);
   });
 });
