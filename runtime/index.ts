@@ -7,7 +7,7 @@ export * from './abi.ts';
 export * from './decide/policy-state.ts';
 export * from './observe/accounting.ts';
 export { createMxResolver, type DnsClient, type MxAnswer, type MxHost, type MxResolver, type MxResolverOptions } from './deliver/mx.ts';
-export * from './schedule/limiters.ts';
+export * from './schedule/index.ts';
 export * from './spool/index.ts';
 export * from './deliver/smtp-client.ts';
 export { createDeliveryPool, type DeliveryPool, type DeliveryPoolOptions, type DeliveryPoolStats } from './deliver/delivery-pool.ts';

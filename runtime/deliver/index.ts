@@ -1,8 +1,11 @@
 /**
  * Delivery: the SMTP client session, the worker threads holding sessions and their
- * message protocol, MX resolution, and where a worker thread's entry file is.
+ * message protocol, MX resolution, where a worker thread's entry file is, the idle-session
+ * cache and sending one work item over a transport.
  */
 export * from './smtp-client.ts';
 export * from './delivery-pool.ts';
 export * from './mx.ts';
 export * from './worker-file.ts';
+export * from './session-cache.ts';
+export * from './send-work.ts';

@@ -1,0 +1,92 @@
+/**
+ * Which source a delivery goes out from: the policy version's sources and pools, the
+ * pool a message or a reaction names, round-robin per queue, skipping sources stopped
+ * there and warming-up sources whose ramp allows no more today (their overflow pool takes
+ * the excess, PowerMTA's cold-VMTA overflow).
+ */
+import type { ArtifactManifest, DeliveryTopology, PolicyArtifact } from '../abi.ts';
+import { activeSuspensions, isDisabled, type PolicyState } from '../decide/index.ts';
+import type { SpooledMessage } from '../spool/index.ts';
+
+export type Source = DeliveryTopology['sources'][number];
+
+/** A loaded version with what the scheduler derives from its manifest. */
+export interface LivePolicy {
+  artifact: PolicyArtifact;
+  manifest: ArtifactManifest;
+  topology: DeliveryTopology;
+  /** The policy's sources, or the one unbound `default` source when it defines none. */
+  allSources: Source[];
+  sourceByName: Map<string, Source>;
+}
+
+/** The one unbound source used when the policy defines none. */
+export const DEFAULT_SOURCE: Source = { name: 'default', address: null, ehlo: null, warmup: null };
+export const DAY_MS = 86_400_000;
+
+export function livePolicy(artifact: PolicyArtifact, manifest: ArtifactManifest): LivePolicy {
+  const topology: DeliveryTopology = manifest.delivery ?? { sources: [], pools: {}, tenants: {} };
+  const allSources = topology.sources.length > 0 ? topology.sources : [DEFAULT_SOURCE];
+  return { artifact, manifest, topology, allSources, sourceByName: new Map(allSources.map((s) => [s.name, s])) };
+}
+
+export const poolSources = (p: LivePolicy, pool: string): Source[] => (p.topology.pools[pool] ?? []).flatMap((n) => p.sourceByName.get(n) ?? []);
+
+/** The sources a message may go out from: the pool a reaction rerouted it to, else its `X-Petrel-Pool`, else its tenant's pool, else all. */
+export function candidates(p: LivePolicy, m: SpooledMessage, rerouted?: string): Source[] {
+  const pool = rerouted ?? m.pool ?? (m.tenant !== undefined ? p.topology.tenants[m.tenant] : undefined);
+  const list = pool ? poolSources(p, pool) : [];
+  return list.length > 0 ? list : p.allSources;
+}
+
+/** What source choice keeps between calls. */
+export interface SourceChoiceState {
+  policyState: PolicyState;
+  /** Messages sent by warming-up sources, per `warmupKey` (source, route, UTC day). */
+  warmupSent: Map<string, number>;
+  /** Round-robin position per queue. */
+  turn: Map<string, number>;
+}
+
+export const warmupKey = (source: Source, route: string, now: number) => `${source.name}|${route}|${Math.floor(now / DAY_MS)}`;
+
+/**
+ * The next source for a queue, round-robin, skipping sources suspended or disabled
+ * there and warming-up sources whose ramp allows no more today; their ramp's overflow
+ * pool takes the excess instead of waiting. With none left, the work waits for the
+ * earliest suspension end or the next UTC day.
+ */
+export function pickSource(s: SourceChoiceState, p: LivePolicy, m: SpooledMessage, rerouted: string | undefined, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
+  let list = candidates(p, m, rerouted);
+  const tried = new Set<string>();
+  let waitUntil = Math.floor(now / DAY_MS + 1) * DAY_MS;
+  for (let hop = 0; hop < 4 && list.length > 0; hop++) {
+    let overflow: string | null = null;
+    const start = s.turn.get(queue) ?? 0;
+    for (let k = 0; k < list.length; k++) {
+      const source = list[(start + k) % list.length]!;
+      if (tried.has(source.name)) continue;
+      tried.add(source.name);
+      const context = { route: queue, source: source.name, tenant: m.tenant };
+      const stopped = activeSuspensions(s.policyState, context, now);
+      if (stopped.length > 0) {
+        waitUntil = Math.min(waitUntil, ...stopped.map((x) => x.until));
+        continue;
+      }
+      if (isDisabled(s.policyState, context)) continue;
+      if (source.warmup) {
+        const age = Math.floor((now - Date.parse(`${source.warmup.since}T00:00:00Z`)) / DAY_MS);
+        const limit = p.artifact.warmupLimit(source.warmup.ramp, route, age);
+        if ((s.warmupSent.get(warmupKey(source, route, now)) ?? 0) >= limit) {
+          overflow ??= source.warmup.overflowPool;
+          continue;
+        }
+      }
+      s.turn.set(queue, (start + k + 1) % list.length);
+      return { source };
+    }
+    if (!overflow) break;
+    list = poolSources(p, overflow);
+  }
+  return { waitUntil };
+}
