@@ -9,6 +9,8 @@ import { createPolicyCompiler } from './policy-compiler.ts';
 import { startRuntime } from '../runtime/runtime.ts';
 import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser } from '../runtime/intake/index.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
+import type { DkimConfig } from '../runtime/dkim.ts';
+import { loadConfiguredKeys, startDkimKeys } from './dkim-keys.ts';
 
 export const RUN_HELP = `usage: petrel run [options]
 
@@ -65,7 +67,9 @@ options:
                         and the submission limits (smtp.maxMessageBytes, maxRecipients,
                         maxConnections, maxConnectionsPerIp, maxBufferedBytes,
                         idleTimeoutSeconds, maxSessionSeconds, minDataRateBytesPerSecond,
-                        smtp.auth.*: failed-AUTH throttling), in docs/runtime.md's table
+                        smtp.auth.*: failed-AUTH throttling), in docs/runtime.md's table;
+                        and DKIM signing keys (dkim.keys, dkim.fallbackDomain: read again,
+                        with the key files, on SIGHUP and POST /api/v1/dkim/reload)
   -h, --help            show this help
 
 docs/runtime.md describes all of it, and what is not built yet.
@@ -100,6 +104,7 @@ interface RunConfig {
   http?: { listen?: string; apiKeys?: string[]; apiKeyFiles?: string[]; keylessLoopback?: boolean; publicMetrics?: boolean };
   deploy?: { publicKeys?: string[] };
   mxOverride?: Record<string, string>;
+  dkim?: DkimConfig;
 }
 
 /** Reads and validates `--config`; a problem is a UsageError that names the key. */
@@ -223,6 +228,12 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     throw new UsageError(`config: ${(e as Error).message}`);
   }
+  let dkimKeys;
+  try {
+    dkimKeys = loadConfiguredKeys(config.dkim, at);
+  } catch (e) {
+    throw new UsageError(`config: ${(e as Error).message}`);
+  }
   const { apiKeys, deployKeys } = httpSecurity({ keys: values['api-key'], keyFiles: values['api-key-file'], deployKeys: values['deploy-public-key'] }, config, at);
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
@@ -260,10 +271,13 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { artifact, manifest } = first.loaded;
   const smtpAt = listen(values.smtp ?? config.smtp?.listen ?? '127.0.0.1:2525', '--smtp');
   const httpAt = listen(values.http ?? config.http?.listen ?? '127.0.0.1:8025', '--http');
+  // A reload re-reads the config file's dkim section (and only it).
+  const dkim = startDkimKeys(dkimKeys, () => (values.config ? readConfig(at(values.config), values.config).dkim : undefined), at, (line) => io.err(`${line}\n`));
   const runtime = await startRuntime({
     artifact,
     manifest,
-    httpRoutes: control.httpRoutes,
+    httpRoutes: (req, res, helpers) => control.httpRoutes(req, res, helpers) || dkim.httpRoutes(req, res, helpers),
+    dkim: dkim.signing,
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
     smtp: { ...smtpAt, ...smtpLimits, ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
@@ -281,6 +295,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     process.once('SIGINT', stop);
   });
   io.err('petrel: stopping\n');
+  dkim.close();
   await control.close();
   await runtime.stop(grace * 1000);
   return EXIT.ok;

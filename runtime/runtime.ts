@@ -20,6 +20,7 @@ import { createSubmissionServer, receivedHeader, type ReceivedFrom, type Submiss
 import { openAccounting, outcomeRecord, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
 import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, type LivePolicy } from './schedule/index.ts';
 import { openSpool, type Spool } from './spool/index.ts';
+import type { DkimSigning, DkimStatus } from './dkim.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
@@ -44,6 +45,8 @@ export interface RuntimeOptions {
    * the runtime's own routes do not answer; returns true when it answered.
    */
   httpRoutes?: HttpRoutes;
+  /** DKIM signing (dkim.ts): every accepted message is signed once, before it is spooled; its keys show in the status. */
+  dkim?: DkimSigning;
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
@@ -144,15 +147,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   /**
    * Spools a message with a `Received:` header on top (from `from`: SMTP passes its client;
-   * HTTP submission, which does not yet, is traced as `with HTTP`); resolves with its id
-   * once durable (only then may it be acknowledged).
+   * HTTP submission, which does not yet, is traced as `with HTTP`) and its DKIM signatures
+   * above that; resolves with its id once durable (only then may it be acknowledged).
    */
   async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer | readonly Buffer[], values: { tenant?: string; pool?: string; campaign?: string }, from: ReceivedFrom = { protocol: 'HTTP' }): Promise<string> {
     const id = spool.newId();
     const to = [...new Set(envelope.to)];
     const receivedAt = clock();
-    // The trace header and the message go to the spool as chunks: the message is not copied.
-    const raw = [Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), ...(Buffer.isBuffer(message) ? [message] : message)];
+    const chunks = Buffer.isBuffer(message) ? [message] : message;
+    // Signed once, here: every recipient and retry sends these bytes, as the spool holds them.
+    const signature = await options.dkim?.sign(chunks, values.tenant, receivedAt);
+    // The headers and the message go to the spool as chunks: the message is not copied.
+    const raw = [...(signature ? [signature] : []), Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), ...chunks];
     const spooled = { id, envelope: { from: envelope.from, to }, size: raw.reduce((n, c) => n + c.length, 0), receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
     await spool.accept(spooled, raw);
     accepted++;
@@ -166,9 +172,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, { acceptMessage, isStopping: () => stopping, registry });
   const smtpPort = await smtp.listen();
 
-  const status = (): RuntimeStatus => {
+  const status = (): RuntimeStatus & { dkim?: DkimStatus } => {
     const view = core.view();
-    return runtimeStatus({ policy, counters: { accepted, ...view.counters }, queued: queuedRecipients(), inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, now: clock() });
+    const dkim = options.dkim ? { dkim: options.dkim.status() } : {};
+    return { ...runtimeStatus({ policy, counters: { accepted, ...view.counters }, queued: queuedRecipients(), inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, now: clock() }), ...dkim };
   };
   const http = await startHttpApi(options.http, {
     status,
