@@ -110,6 +110,9 @@
  * is different — after one, the kernel may have dropped the dirty pages and a retry
  * would succeed on lost data — so the spool stops: every later call rejects with
  * `failed` until it is closed and reopened, which recovers what is really on disk.
+ * INVARIANT: every failed write reaches whoever waits for it — a caller, or maintenance,
+ * which counts it in `maintenanceErrors` — from the moment it is queued; none is left
+ * unhandled to end the process.
  *
  * One process per directory (`DIR/lock`); no module state: everything lives in the
  * object `openSpool` returns.
@@ -1400,18 +1403,20 @@ class DiskSpool implements Spool {
         const frame = encodeFrame(KIND.message, messageHeader(entry.message, entry.done, entry.retry), raw);
         bytes += frame.length;
         copied = true;
-        writes.push(
-          this.enqueue(frame, 'refuse', (target, offset) => {
-            if (this.entries.get(entry.message.id) !== entry) return;
-            entry.segment.entries.delete(entry);
-            target.entries.add(entry);
-            this.liveBytes += frame.length - entry.length;
-            entry.segment = target;
-            entry.offset = offset;
-            entry.length = frame.length;
-            this.counters.relocated++;
-          }),
-        );
+        const write = this.enqueue(frame, 'refuse', (target, offset) => {
+          if (this.entries.get(entry.message.id) !== entry) return;
+          entry.segment.entries.delete(entry);
+          target.entries.add(entry);
+          this.liveBytes += frame.length - entry.length;
+          entry.segment = target;
+          entry.offset = offset;
+          entry.length = frame.length;
+          this.counters.relocated++;
+        });
+        // Handled now: a copy can fail (a full disk, EIO) while the next message is still
+        // being read, long before `Promise.all` below sees it — unhandled, that ends the process.
+        write.catch(() => undefined);
+        writes.push(write);
       }
       await Promise.all(writes);
     }

@@ -32,7 +32,7 @@ function tmpfsUnavailable(): string | undefined {
 }
 
 const unavailable = tmpfsUnavailable();
-if (unavailable) console.warn(`\n!!! SKIPPING test/runtime/spool-enospc.test.ts: ${unavailable} !!!\n`);
+if (unavailable) console.warn(`\n!!! SKIPPING test/runtime/spool/spool-enospc.test.ts: ${unavailable} !!!\n`);
 
 /** Mount points to take away after each test (lazily: a runtime being stopped may still hold files). */
 const mounts: string[] = [];

@@ -337,8 +337,8 @@ describe('spool: damage', () => {
   });
 });
 
-/** node:fs/promises whose segment files fail the next `writev` (with `code`, EIO by default) or `datasync` calls on demand. */
-function failingFs(fail: { writev: number; datasync: number; code?: string }): SpoolFs {
+/** node:fs/promises whose segment files fail the next `writev` (with `code`, EIO by default) or `datasync` calls on demand, and read `readDelayMs` late. */
+function failingFs(fail: { writev: number; datasync: number; code?: string; readDelayMs?: number }): SpoolFs {
   return {
     ...fsp,
     open: async (file, flags, mode) => {
@@ -357,6 +357,13 @@ function failingFs(fail: { writev: number; datasync: number; code?: string }): S
             fail.datasync--;
             return async () => {
               throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+            };
+          }
+          if (prop === 'read' && fail.readDelayMs) {
+            const delay = fail.readDelayMs;
+            return async (...args: Parameters<typeof target.read>) => {
+              await new Promise((resolve) => setTimeout(resolve, delay));
+              return target.read(...args);
             };
           }
           const value: unknown = Reflect.get(target, prop, target);
@@ -450,6 +457,20 @@ describe('spool: errors', () => {
     expect(await outcome).toBe('no-space');
     spool = await open(dir);
     expect(spool.pending().map((x) => x.id)).toEqual([m.message.id]);
+  });
+
+  it('a copy that fails while compaction is still reading the next message is an error of compact, not an unhandled rejection', async () => {
+    const dir = tempDir();
+    const fail = { writev: 0, datasync: 0, readDelayMs: 0 };
+    let spool = await open(dir, { fs: failingFs(fail), groupCommitMs: 0 });
+    const kept = [await acceptNew(spool, ['a@x.test']), await acceptNew(spool, ['b@x.test'])];
+    // The first copy is written (and fails) at once; reading the second message takes longer.
+    fail.writev = 1;
+    fail.readDelayMs = 100;
+    await expect(spool.compact()).rejects.toMatchObject({ code: 'write-failed' });
+    await spool.close();
+    spool = await open(dir);
+    expect(spool.pending().map((m) => m.id)).toEqual(kept.map((m) => m.message.id));
   });
 
   it('stops after a failed fsync until reopened', async () => {
