@@ -99,7 +99,7 @@ npx petrel check policies            # every check; exit 3 on errors
 npx petrel test policies             # run the test blocks against the compiled artifact
 npx petrel fmt --write policies      # canonical formatting (CI runs fmt --check)
 npx petrel build policies --out build
-npx petrel run --policies policies   # accept mail on 127.0.0.1:2525 and deliver it
+npx petrel run                       # accept mail on 127.0.0.1:2525 and deliver it
 \`\`\`
 
 CI (\`.github/workflows/petrel.yml\`) runs fmt, check and test on every pull request and

@@ -1,6 +1,6 @@
 /** `petrel run`: compile the policies, load the artifact, and deliver mail under it. */
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { packageRoot } from '../compiler/index.ts';
@@ -19,7 +19,8 @@ durable spool, and deliver it under the policy. Stops on SIGTERM or SIGINT: no n
 accepted, deliveries in flight finish (up to --grace), everything else stays spooled.
 
 options:
-  --policies <path>     policy file or directory; repeat for several (default: policies, stdlib);
+  --policies <path>     policy file or directory; repeat for several (default: policies, and
+                        stdlib when the directory has one);
                         watched: a change is rebuilt, tested and goes live (see --no-watch)
   --no-watch            do not watch --policies for changes
   --policy-git <repo>   take the policies from a git repository (bare or not) instead
@@ -246,7 +247,10 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const threads = values['delivery-threads'] ?? config.deliveryThreads?.toString();
   // Given only when set: the runtime owns the default.
   const deliveryThreads = threads === undefined ? undefined : number(threads, '--delivery-threads', 0, 0);
-  const policyPaths = values.policies ?? config.policies ?? ['policies', 'stdlib'];
+  // Without --policies: `policies`, and `stdlib` where the directory has one (Petrel's own
+  // checkout, or a team's edited copy); a repository from `petrel init` has none and uses
+  // the packaged stdlib.
+  const policyPaths = values.policies ?? config.policies ?? (existsSync(path.join(io.cwd, 'stdlib')) ? ['policies', 'stdlib'] : ['policies']);
   if (!gitRepo) findPolicyFiles(policyPaths, io.cwd); // a missing path is a usage error now, not a refusal later
   const source: PolicySource = gitRepo
     ? {

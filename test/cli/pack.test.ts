@@ -88,7 +88,7 @@ describe('npm pack', () => {
 
     sink = await startSink();
     writeFileSync(path.join(repo, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
-    const petrel = await startPetrel(['--policies', 'policies', '--mx-override', 'mx.json', '--grace', '5'], { cwd: repo, bin: path.join(repo, 'node_modules', 'petrel', 'bin', 'petrel.js') });
+    const petrel = await startPetrel(['--mx-override', 'mx.json', '--grace', '5'], { cwd: repo, bin: path.join(repo, 'node_modules', 'petrel', 'bin', 'petrel.js') });
     expect(petrel.log()).toMatch(/^petrel: policy policies \S+ \([0-9a-f]{12}\); SMTP on 127\.0\.0\.1:\d+, HTTP on 127\.0\.0\.1:\d+$/m);
     expect(await petrel.get('/api/v1/status')).toMatchObject({ policy: { name: 'policies' }, accepted: 0 });
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, secure: false, ignoreTLS: true });
