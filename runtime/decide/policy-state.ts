@@ -8,7 +8,7 @@
  * No module state and no clock of its own: every function takes the state and `now`
  * (milliseconds) explicitly.
  */
-import type { Action, BackoffOverrides, EffectiveSettings, Reaction } from '../abi.ts';
+import { SUSPEND_TARGETS, type Action, type BackoffOverrides, type EffectiveSettings, type Reaction, type SuspendTarget } from '../abi.ts';
 import { BLOCK_SUSPENSION_SECONDS, DEFAULT_RECOVER_SECONDS, paced, rampShare, settingsUnderRamp, THROTTLE_RECOVER_SECONDS, untilNextStep, type Ramp, type RampShares, type RampTarget } from './recovery.ts';
 
 /** Where a reply was seen: the queue (route, source) and the tenant of the message. */
@@ -30,7 +30,7 @@ export interface ActiveBackoff {
 }
 
 export interface ActiveSuspension {
-  target: 'destination' | 'source' | 'tenant';
+  target: SuspendTarget;
   since: number;
   until: number;
   rule: { file: string; line: number } | null;
@@ -176,7 +176,7 @@ function startRamp(state: PolicyState, key: string, ramp: Ramp): void {
 /** The ramps slowing this context at `now`, as shares of the normal limits (ended ones are dropped). */
 export function rampShares(state: PolicyState, context: ReplyContext, now: number): RampShares {
   const shares: RampShares = {};
-  for (const target of ['destination', 'source', 'tenant'] as const) {
+  for (const target of SUSPEND_TARGETS) {
     if (target === 'tenant' && context.tenant === undefined) continue;
     const key = suspensionKey(target, context);
     const ramp = state.ramps.get(key);
@@ -193,7 +193,7 @@ export function rampShares(state: PolicyState, context: ReplyContext, now: numbe
  */
 export function untilRampChange(state: PolicyState, context: ReplyContext, now: number): number {
   let ms = Infinity;
-  for (const target of ['destination', 'source', 'tenant'] as const) {
+  for (const target of SUSPEND_TARGETS) {
     const ramp = state.ramps.get(suspensionKey(target, context));
     if (ramp && (target !== 'tenant' || context.tenant !== undefined)) ms = Math.min(ms, untilNextStep(ramp, now));
   }
@@ -227,7 +227,7 @@ export function activeBackoff(state: PolicyState, context: ReplyContext, now: nu
 /** The suspensions that stop this context's traffic at `now` (destination, source, tenant). */
 export function activeSuspensions(state: PolicyState, context: ReplyContext, now: number): ActiveSuspension[] {
   const out: ActiveSuspension[] = [];
-  for (const target of ['destination', 'source', 'tenant'] as const) {
+  for (const target of SUSPEND_TARGETS) {
     if (target === 'tenant' && context.tenant === undefined) continue;
     const key = suspensionKey(target, context);
     const s = state.suspensions.get(key);
@@ -353,9 +353,9 @@ export const policyStateSnapshotSchema = {
   properties: {
     triggerHits: entries(list(time)),
     backoffs: entries({ type: 'object', required: ['since', 'until', 'durationSeconds', 'overrides', 'rule', 'reason'], properties: { since: time, until: time, durationSeconds: amount, overrides, rule: ruleAt, reason: text(1000) } }),
-    suspensions: entries({ type: 'object', required: ['target', 'since', 'until', 'rule', 'reason'], properties: { target: { enum: ['destination', 'source', 'tenant'] }, since: time, until: time, rule: ruleAt, reason: text(1000) } }),
+    suspensions: entries({ type: 'object', required: ['target', 'since', 'until', 'rule', 'reason'], properties: { target: { enum: [...SUSPEND_TARGETS] }, since: time, until: time, rule: ruleAt, reason: text(1000) } }),
     disabled: entries({ type: 'object', required: ['since', 'rule', 'reason'], properties: { since: time, rule: ruleAt, reason: text(1000) } }),
-    ramps: entries({ type: 'object', required: ['target', 'from', 'until', 'rule', 'reason'], properties: { target: { enum: ['destination', 'source', 'tenant'] }, from: time, until: time, rule: ruleAt, reason: text(1000) } }),
+    ramps: entries({ type: 'object', required: ['target', 'from', 'until', 'rule', 'reason'], properties: { target: { enum: [...SUSPEND_TARGETS] }, from: time, until: time, rule: ruleAt, reason: text(1000) } }),
     blocks: entries(list(time)),
   },
 } as const;

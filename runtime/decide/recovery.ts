@@ -7,10 +7,10 @@
  * Pure: the ramps themselves live in the policy state (policy-state.ts), which starts them;
  * this file says what a ramp allows at a given time and what the limits are under it.
  */
-import type { ConnectionLimit, EffectiveSettings, LimitScope, RateLimit } from '../abi.ts';
+import type { ConnectionLimit, EffectiveSettings, LimitScope, RateLimit, SuspendTarget } from '../abi.ts';
 
 /** What a ramp slows: one source, one tenant, or everyone, for one destination (queue). */
-export type RampTarget = 'destination' | 'source' | 'tenant';
+export type RampTarget = SuspendTarget;
 
 export interface Ramp {
   target: RampTarget;
