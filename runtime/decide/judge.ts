@@ -24,6 +24,8 @@ export interface Verdict {
   /** Whether the server accepted this recipient (a 2xx at its last phase). */
   accepted: boolean;
   mxHost: string;
+  /** The artifact's reaction to this reply on this route, when the caller already asked (react is pure: asking again gives the same). */
+  reaction?: Reaction;
   /** The work item it came from, how many MX hosts there were and which one answered (`host:port`): for reroute and skip-mx. */
   via?: { item?: Work; hostCount?: number; at?: string };
 }
@@ -55,7 +57,7 @@ export function createJudge(deps: JudgeDeps): (v: Verdict) => Promise<void> {
     const via = v.via ?? {};
     const now = time.now();
     const domain = domainOf(rcpt);
-    const reaction = artifact.react(route, reply, phase);
+    const reaction = v.reaction ?? artifact.react(route, reply, phase);
     const context = { route: queueOf(route, domain), source: source.name, tenant: m.tenant };
     const applied = applyReaction(state, context, reaction, reply, now);
     deps.changed();

@@ -3,13 +3,14 @@
  * host after host in MX order; every recipient's reply goes to the judge. A session that
  * can take more messages goes back to the session cache with its connection slot.
  */
+import type { Reaction } from '../abi.ts';
 import type { Verdict } from '../decide/index.ts';
 import { effectiveSettings, sourceStopped, type PolicyState } from '../decide/index.ts';
 import type { Lease, LimiterStore, LivePolicy, Source, Time, Work } from '../schedule/index.ts';
 import { queueOf } from '../schedule/index.ts';
 import type { Spool } from '../spool/index.ts';
 import { sessionKey, type IdleSession, type SessionCache } from './session-cache.ts';
-import type { SessionOptions, SessionResult, SmtpSession } from './smtp-client.ts';
+import { LOCAL_REPLIES, type SessionOptions, type SessionResult, type SmtpSession } from './smtp-client.ts';
 
 /** How sessions are opened: live, `openSession` (smtp-client.ts) or the delivery pool's; in a simulation, a modelled provider. */
 export type Transport = (options: SessionOptions) => Promise<SessionResult>;
@@ -57,7 +58,7 @@ export function createSender(deps: SenderDeps): (d: Dispatch) => Promise<void> {
       const context = { route: queueOf(route, item.domain), source: source.name, tenant: m.tenant };
       const settings = effectiveSettings(state, context, artifact.settings(route, source.name, m.tenant), time.now());
       const raw = await spool.read(m.id);
-      let lastFailure: { reply: string; phase: 'connect' | 'ehlo'; host: string } | undefined;
+      let lastFailure: { reply: string; phase: 'connect' | 'ehlo'; host: string; reaction: Reaction } | undefined;
       for (const target of hosts) {
         let session: SmtpSession;
         let sent = 0;
@@ -68,8 +69,8 @@ export function createSender(deps: SenderDeps): (d: Dispatch) => Promise<void> {
         } else {
           const opened = await deps.transport({ host: target.host, port: target.port, ehlo: source.ehlo ?? deps.ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}) });
           if (!opened.ok) {
-            lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host };
             const reaction = artifact.react(route, opened.reply, opened.phase);
+            lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host, reaction };
             // A refusal that names this host only (or a connection failure) moves on to the next MX.
             if (reaction.disposition === 'hard' && !reaction.actions.some((a) => a.type === 'skip-mx')) break;
             continue;
@@ -100,7 +101,8 @@ export function createSender(deps: SenderDeps): (d: Dispatch) => Promise<void> {
         }
         return;
       }
-      for (const rcpt of rcpts) await judge({ policy: p, message: m, rcpt, route, source, reply: lastFailure?.reply ?? '421 4.4.1 no answer from host', phase: lastFailure?.phase ?? 'connect', accepted: false, mxHost: lastFailure?.host ?? '' });
+      // No session: every recipient is judged by the last host's failure (its reaction already asked, not again).
+      for (const rcpt of rcpts) await judge({ policy: p, message: m, rcpt, route, source, reply: lastFailure?.reply ?? LOCAL_REPLIES.noHost, phase: lastFailure?.phase ?? 'connect', accepted: false, mxHost: lastFailure?.host ?? '', ...(lastFailure ? { reaction: lastFailure.reaction } : {}) });
     } finally {
       if (pooled) await pooled.session.close();
       if (!slotHandedOff) void limiters.release(slot);

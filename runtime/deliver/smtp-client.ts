@@ -73,6 +73,10 @@ export const LOCAL_REPLIES = {
   badSender: '501 5.1.7 bad sender address syntax',
   /** The recipient address is empty or cannot be written in a RCPT command. */
   badRecipient: '501 5.1.3 bad recipient address syntax',
+  /** The scheduler's, before any session: the domain's MX lookup failed (mx.ts `reason`), for good (no such domain, null MX) or for now. */
+  mxFailed: (reason: string, permanent: boolean) => (permanent ? `550 5.1.2 ${reason}` : `451 4.4.3 ${reason}`),
+  /** The scheduler's, before any session: the MX answer left no host to try. */
+  noHost: '421 4.4.1 no answer from host',
 } as const;
 
 /** Where and how to open a session; the source and TLS mode come from the policy's settings. */

@@ -7,7 +7,7 @@
  * simulate` and the tests, a virtual clock and a modelled provider, on the same code.
  */
 import { createJudge, effectiveSettings, untilRampChange, type PolicyState } from '../decide/index.ts';
-import { createSender, createSessionCache, sessionKey, type MxResolver, type Transport } from '../deliver/index.ts';
+import { createSender, createSessionCache, LOCAL_REPLIES, sessionKey, type MxResolver, type Transport } from '../deliver/index.ts';
 import { printable, RateWindow, type AccountedOutcome } from '../observe/index.ts';
 import type { Spool, SpooledMessage } from '../spool/index.ts';
 import { connectionRequest, messageRequests, type LimiterStore } from './limiters.ts';
@@ -156,7 +156,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     const answer = await deps.mx.resolve(item.domain);
     if (!answer.ok) {
       taken.add(item);
-      const reply = answer.permanent ? `550 5.1.2 ${answer.reason}` : `451 4.4.3 ${answer.reason}`;
+      const reply = LOCAL_REPLIES.mxFailed(answer.reason, answer.permanent);
       for (const rcpt of item.rcpts) await judge({ policy: p, message: m, rcpt, route: artifact.route(item.domain), source: candidates(p, m)[0] ?? DEFAULT_SOURCE, reply, phase: 'connect', accepted: false, mxHost: '' });
       return undefined;
     }

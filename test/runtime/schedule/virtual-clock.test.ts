@@ -3,12 +3,13 @@
  * choice, limiters, session cache and judge that `petrel run` uses, given virtual time
  * and an in-memory provider instead of the process's clock and SMTP sessions. A day of
  * retries for 300 messages runs in well under a second, and every attempt lands where
- * the policy's retry curve puts it. The spool is an in-memory one with the same interface
+ * the policy's retry curve puts it — at the provider, and for a domain whose DNS fails,
+ * at the real MX resolver given a modelled DNS client. The spool is an in-memory one with the same interface
  * (fixtures/memory-spool.ts): the real one fsyncs, which a virtual clock cannot wait for.
  */
 import { describe, expect, it } from 'vitest';
 import type { PolicyArtifact } from '../../../runtime/abi.ts';
-import { createMxResolver, type SessionOptions, type SessionResult, type SmtpSession } from '../../../runtime/deliver/index.ts';
+import { createMxResolver, type DnsClient, type SessionOptions, type SessionResult, type SmtpSession } from '../../../runtime/deliver/index.ts';
 import { createPolicyState } from '../../../runtime/decide/index.ts';
 import { outcomeRecord, type AccountingRecord } from '../../../runtime/observe/index.ts';
 import { createScheduler, livePolicy, MemoryLimiterStore, VirtualTime } from '../../../runtime/schedule/index.ts';
@@ -34,6 +35,20 @@ const MIN = 60_000;
 /** Minutes after acceptance at which a recipient that is always deferred is tried: the curve's steps, then every 2 h while the next try is within the day. */
 const CURVE_MINUTES = [0, 5, 15, 35, 75, ...Array.from({ length: 11 }, (_, i) => 75 + 120 * (i + 1))];
 const T0 = Date.UTC(2026, 0, 5);
+
+/** Message n's recipient domain: 50 accepted, 30 with no such domain, 30 whose MX lookup fails for now, 190 deferred by the provider. */
+const domainFor = (n: number) => (n % 6 === 5 ? 'ok.example' : n % 10 === 0 ? 'gone.example' : n % 10 === 4 ? 'flaky.example' : 'defer.example');
+
+/** The modelled DNS: `gone.example` does not exist, `flaky.example`'s server fails, every other domain has one MX. */
+const dns: DnsClient = {
+  async resolveMx(name) {
+    if (name === 'gone.example') throw Object.assign(new Error(`queryMx ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+    if (name === 'flaky.example') throw Object.assign(new Error(`queryMx ESERVFAIL ${name}`), { code: 'ESERVFAIL' });
+    return [{ exchange: 'mx.sim.test', priority: 10 }];
+  },
+  resolve4: async () => ['192.0.2.25'],
+  resolve6: async () => [],
+};
 
 /**
  * A modelled provider: sessions open at once; `defer.example` answers every RCPT with a
@@ -85,7 +100,7 @@ async function run(artifact: PolicyArtifact, manifest: Parameters<typeof livePol
     time,
     transport: peer.open,
     spool,
-    mx: createMxResolver({ override: { '*': 'mx.sim.test:25' }, clock: time.now }),
+    mx: createMxResolver({ client: dns, clock: time.now, random: time.random }),
     limiters: new MemoryLimiterStore({ clock: time.now }),
     policy: () => policy,
     state: createPolicyState(),
@@ -100,12 +115,12 @@ async function run(artifact: PolicyArtifact, manifest: Parameters<typeof livePol
     ehlo: 'petrel.sim.test',
   });
   const accepted = new Map<string, number>();
-  // 300 messages in three batches 10 minutes apart: 250 to a domain that defers all, 50 accepted.
+  // 300 messages in three batches 10 minutes apart, one recipient each (domainFor).
   for (let batch = 0; batch < 3; batch++) {
     await time.runUntil(T0 + batch * 10 * MIN);
     for (let i = 0; i < 100; i++) {
       const n = batch * 100 + i;
-      const rcpt = n % 6 === 5 ? `user${n}@ok.example` : `user${n}@defer.example`;
+      const rcpt = `user${n}@${domainFor(n)}`;
       const id = `m${n}`;
       spool.accept({ id, envelope: { from: 'news@sender.test', to: [rcpt] }, size: 100, receivedAt: time.now() }, Buffer.from('Subject: hi\r\n\r\nhello\r\n'));
       core.enqueue(spool.get(id)!, () => 0);
@@ -130,27 +145,36 @@ describe('the scheduling core on a virtual clock', () => {
     console.log(`virtual clock: 300 messages, 25 virtual hours, ${records.length} outcomes, ${fired} timers, ${sessions} sessions in ${wallMs.toFixed(0)} ms of wall time`);
     expect(wallMs).toBeLessThan(1000);
 
-    const deferred = [...accepted].filter(([rcpt]) => rcpt.endsWith('@defer.example'));
-    const delivered = [...accepted].filter(([rcpt]) => rcpt.endsWith('@ok.example'));
-    expect(deferred).toHaveLength(250);
-    expect(delivered).toHaveLength(50);
+    const at = (domain: string) => [...accepted].filter(([rcpt]) => rcpt.endsWith(`@${domain}`));
+    const [deferred, delivered, gone, flaky] = [at('defer.example'), at('ok.example'), at('gone.example'), at('flaky.example')];
+    expect([deferred.length, delivered.length, gone.length, flaky.length]).toEqual([190, 50, 30, 30]);
     // Every always-deferred recipient was tried exactly at acceptance + each step of the curve.
-    for (const [rcpt, at] of deferred) expect((tries.get(rcpt) ?? []).map((t) => (t - at) / MIN), rcpt).toEqual(CURVE_MINUTES);
-    for (const [rcpt, at] of delivered) expect(tries.get(rcpt), rcpt).toEqual([at]);
+    for (const [rcpt, t0] of deferred) expect((tries.get(rcpt) ?? []).map((t) => (t - t0) / MIN), rcpt).toEqual(CURVE_MINUTES);
+    for (const [rcpt, t0] of delivered) expect(tries.get(rcpt), rcpt).toEqual([t0]);
+    for (const [rcpt] of [...gone, ...flaky]) expect(tries.get(rcpt), rcpt).toBeUndefined();
+    const recordsOf = (rcpt: string) => records.filter((r) => r.rcpt === rcpt);
+    // No such domain: bounced at once. A failing lookup: a queue-level deferral (`tq`) on the curve, then bounced.
+    for (const [rcpt, t0] of gone) expect(recordsOf(rcpt).map((r) => [r.type, r.timeLogged - t0, r.dsnDiag]), rcpt).toEqual([['b', 0, 'smtp;550 5.1.2 gone.example: no such domain']]);
+    for (const [rcpt, t0] of flaky) {
+      expect(recordsOf(rcpt).map((r) => [r.type, (r.timeLogged - t0) / MIN]), rcpt).toEqual(CURVE_MINUTES.map((m, i) => [i < CURVE_MINUTES.length - 1 ? 'tq' : 'b', m]));
+      expect(new Set(recordsOf(rcpt).map((r) => r.dsnDiag))).toEqual(new Set(['smtp;451 4.4.3 flaky.example: MX lookup failed (ESERVFAIL)']));
+    }
 
     // Accounting: a `t` record per deferral; at the last try the curve has no step left within
     // its `expire 1d` (retryDelay gives up), so the recipient bounces with its reply's category.
     // A `d` per delivery.
     const byType = (type: string) => records.filter((r) => r.type === type);
-    expect(byType('t')).toHaveLength(250 * (CURVE_MINUTES.length - 1));
+    const retries = CURVE_MINUTES.length - 1;
+    expect(byType('t')).toHaveLength(190 * retries);
+    expect(byType('tq')).toHaveLength(30 * retries);
     expect(byType('d')).toHaveLength(50);
     expect(byType('b')).toHaveLength(250);
-    for (const b of byType('b')) {
+    for (const b of byType('b').filter((r) => r.rcpt.endsWith('@defer.example'))) {
       expect(b.bounceCat).toBe('policy-related');
       expect(b.dsnDiag).toBe('smtp;451 4.7.1 try again later');
       expect(b.timeLogged - accepted.get(b.rcpt)!).toBe(CURVE_MINUTES.at(-1)! * MIN);
     }
-    expect(core.view().counters).toEqual({ delivered: 50, deferred: 250 * (CURVE_MINUTES.length - 1), bounced: 250 });
+    expect(core.view().counters).toEqual({ delivered: 50, deferred: 220 * retries, bounced: 250 });
     expect(spool.outcomes.filter((o) => o.outcome === 'bounced')).toHaveLength(250);
     expect(spool.outcomes.filter((o) => o.outcome === 'delivered')).toHaveLength(50);
     expect(spool.pending()).toEqual([]);
