@@ -78,6 +78,29 @@ const suspensionKey = (target: ActiveSuspension['target'], c: ReplyContext) =>
   target === 'destination' ? `destination|${c.route}` : target === 'source' ? `source|${c.route}|${c.source ?? ''}` : `tenant|${c.route}|${c.tenant ?? ''}`;
 const DAY_MS = 86_400_000;
 
+/**
+ * The route of an operator's disable that holds on every route (and of the ramp its
+ * enable starts): `*`, which no route id or queue name can be.
+ */
+export const EVERY_ROUTE = '*';
+/** The keys of one target's state that apply to `context`: its own, and for a source also its every-route one. */
+const targetKeys = (target: SuspendTarget, c: ReplyContext): string[] =>
+  target === 'source' ? [suspensionKey('source', c), suspensionKey('source', { ...c, route: EVERY_ROUTE })] : [suspensionKey(target, c)];
+
+/** What a key of `backoffs`, `disabled` or `blocks` names: the queue (or {@link EVERY_ROUTE}) and the source. */
+export function queueOfKey(key: string): { queue: string; source: string } {
+  const at = key.lastIndexOf('|');
+  return { queue: key.slice(0, at), source: key.slice(at + 1) };
+}
+
+/** What a key of `suspensions` or `ramps` names: the queue, and who on it (the source or tenant; null for a destination). */
+export function targetOfKey(key: string): { queue: string; who: string | null } {
+  const rest = key.slice(key.indexOf('|') + 1);
+  if (key.startsWith('destination|')) return { queue: rest, who: null };
+  const { queue, source } = queueOfKey(rest);
+  return { queue, who: source };
+}
+
 /** What applying a reaction did. */
 export interface Applied {
   /** False when the rule has a trigger whose count was not reached yet. */
@@ -178,11 +201,12 @@ export function rampShares(state: PolicyState, context: ReplyContext, now: numbe
   const shares: RampShares = {};
   for (const target of SUSPEND_TARGETS) {
     if (target === 'tenant' && context.tenant === undefined) continue;
-    const key = suspensionKey(target, context);
-    const ramp = state.ramps.get(key);
-    if (!ramp) continue;
-    if (ramp.until <= now) state.ramps.delete(key);
-    else shares[target] = rampShare(ramp, now);
+    for (const key of targetKeys(target, context)) {
+      const ramp = state.ramps.get(key);
+      if (!ramp) continue;
+      if (ramp.until <= now) state.ramps.delete(key);
+      else shares[target] = Math.min(shares[target] ?? 1, rampShare(ramp, now));
+    }
   }
   return shares;
 }
@@ -194,8 +218,11 @@ export function rampShares(state: PolicyState, context: ReplyContext, now: numbe
 export function untilRampChange(state: PolicyState, context: ReplyContext, now: number): number {
   let ms = Infinity;
   for (const target of SUSPEND_TARGETS) {
-    const ramp = state.ramps.get(suspensionKey(target, context));
-    if (ramp && (target !== 'tenant' || context.tenant !== undefined)) ms = Math.min(ms, untilNextStep(ramp, now));
+    if (target === 'tenant' && context.tenant === undefined) continue;
+    for (const key of targetKeys(target, context)) {
+      const ramp = state.ramps.get(key);
+      if (ramp) ms = Math.min(ms, untilNextStep(ramp, now));
+    }
   }
   return ms;
 }
@@ -238,12 +265,17 @@ export function activeSuspensions(state: PolicyState, context: ReplyContext, now
   return out;
 }
 
-/** Whether the source is disabled for this route. */
+/** Whether the source is disabled for this route (there, or on every route). */
 export function isDisabled(state: PolicyState, context: ReplyContext): boolean {
-  return state.disabled.has(queueKey(context));
+  return state.disabled.has(queueKey(context)) || state.disabled.has(queueKey({ ...context, route: EVERY_ROUTE }));
 }
 
-/** An operator's re-enable of a source for a route: it comes back on a recovery ramp. */
+/** The queues a source is disabled on ({@link EVERY_ROUTE} for all of them), sorted. */
+export function disabledQueues(state: PolicyState, source: string): string[] {
+  return [...state.disabled.keys()].map(queueOfKey).filter((k) => k.source === source).map((k) => k.queue).sort();
+}
+
+/** An operator's re-enable of a source for a route ({@link EVERY_ROUTE}: where it was disabled on every route): it comes back on a recovery ramp. */
 export function enableSource(state: PolicyState, context: ReplyContext, now: number): boolean {
   const was = state.disabled.get(queueKey(context));
   if (!was) return false;
@@ -252,7 +284,7 @@ export function enableSource(state: PolicyState, context: ReplyContext, now: num
   return true;
 }
 
-/** An operator's disable of a source for a route (until enabled again). */
+/** An operator's disable of a source for a route, or for every route with {@link EVERY_ROUTE} (until enabled again). */
 export function disableSource(state: PolicyState, context: ReplyContext, now: number, reason: string): void {
   if (!state.disabled.has(queueKey(context))) state.disabled.set(queueKey(context), { since: now, rule: null, reason });
 }
