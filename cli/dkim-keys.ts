@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { createDkimSigning, loadDkimKeyring, MAX_KEY_FILE_BYTES, type DkimConfig, type DkimKeyring, type DkimKeyStatus, type DkimSigning } from '../runtime/dkim.ts';
+import { createDkimSigning, loadDkimKeyring, MAX_KEY_FILE_BYTES, type DkimConfig, type DkimKeyring, type DkimKeyStatus, type DkimSigning } from '../runtime/intake/index.ts';
 import type { HttpHelpers } from '../runtime/observe/index.ts';
 
 /** What a reload did: the keys now in use, or why the old ones stay. */

@@ -1,7 +1,7 @@
 /** `petrel dkim-record`: the DNS TXT record that publishes a DKIM signing key. */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DkimConfigError, dkimRecord, loadDkimKeyring } from '../runtime/dkim.ts';
+import { DkimConfigError, dkimRecord, loadDkimKeyring } from '../runtime/intake/index.ts';
 import { EXIT, parseCommandArgs, UsageError, type Io } from './common.ts';
 
 export const DKIM_RECORD_HELP = `usage: petrel dkim-record <keyfile> --selector <s> --domain <d> [--text]

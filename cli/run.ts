@@ -7,9 +7,8 @@ import { packageRoot } from '../compiler/index.ts';
 import { readSigningKey, createPolicyControl, type PolicySource, openVersionStore } from '../runtime/policy/index.ts';
 import { createPolicyCompiler } from './policy-compiler.ts';
 import { startRuntime } from '../runtime/runtime.ts';
-import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser } from '../runtime/intake/index.ts';
+import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser, type DkimConfig } from '../runtime/intake/index.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
-import type { DkimConfig } from '../runtime/dkim.ts';
 import { loadConfiguredKeys, startDkimKeys } from './dkim-keys.ts';
 
 export const RUN_HELP = `usage: petrel run [options]

@@ -16,11 +16,10 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { ArtifactManifest, PolicyArtifact } from './abi.ts';
 import { createPolicyState, readRuntimeState, restorePolicyState, snapshotPolicyState, writeRuntimeState, type PolicyState, type RuntimeStateFile } from './decide/index.ts';
 import { createDeliveryPool, createMxResolver, openSession, type MxResolver } from './deliver/index.ts';
-import { createSubmissionServer, receivedHeader, type ReceivedFrom, type SubmissionOptions } from './intake/index.ts';
+import { createSubmissionServer, receivedHeader, type ReceivedFrom, type SubmissionOptions, type DkimSigning, type DkimStatus } from './intake/index.ts';
 import { openAccounting, outcomeRecord, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
 import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, type LivePolicy } from './schedule/index.ts';
 import { openSpool, type Spool } from './spool/index.ts';
-import type { DkimSigning, DkimStatus } from './dkim.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;

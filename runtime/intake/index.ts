@@ -9,3 +9,4 @@ export * from './auth-throttle.ts';
 export * from './headers.ts';
 export * from './received.ts';
 export * from './http-submission.ts';
+export * from './dkim.ts';

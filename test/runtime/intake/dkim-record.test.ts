@@ -8,9 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDkimKeyring, signMessage } from '../../runtime/dkim.ts';
-import { runPetrel } from '../helpers.ts';
-import { verifyWithDkimpy } from './fixtures/dkim.ts';
+import { loadDkimKeyring, signMessage } from '../../../runtime/intake/dkim.ts';
+import { runPetrel } from '../../helpers.ts';
+import { verifyWithDkimpy } from '../fixtures/dkim.ts';
 
 let dir: string;
 const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe', timeout: 30_000 });

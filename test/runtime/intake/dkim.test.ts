@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressDomain, chooseKeys, createDkimSigning, DkimConfigError, dkimRecord, loadDkimKeyring, signMessage, type DkimConfig, type DkimKeyring } from '../../runtime/dkim.ts';
-import { makeKey, signatureTags, signedNames, verifyWithDkimpy, verifyWithMailauth, zoneOf, type TestKey, type Zone } from './fixtures/dkim.ts';
+import { addressDomain, chooseKeys, createDkimSigning, DkimConfigError, dkimRecord, loadDkimKeyring, signMessage, type DkimConfig, type DkimKeyring } from '../../../runtime/intake/dkim.ts';
+import { makeKey, signatureTags, signedNames, verifyWithDkimpy, verifyWithMailauth, zoneOf, type TestKey, type Zone } from '../fixtures/dkim.ts';
 
 let dir: string;
 let keys: Record<string, TestKey>;
