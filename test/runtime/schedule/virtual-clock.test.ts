@@ -5,7 +5,7 @@
  * retries for 300 messages runs in well under a second, and every attempt lands where
  * the policy's retry curve puts it — at the provider, and for a domain whose DNS fails,
  * at the real MX resolver given a modelled DNS client. The spool is an in-memory one with the same interface
- * (fixtures/memory-spool.ts): the real one fsyncs, which a virtual clock cannot wait for.
+ * (simulate/memory-spool.ts): the real one fsyncs, which a virtual clock cannot wait for.
  */
 import { describe, expect, it } from 'vitest';
 import type { PolicyArtifact } from '../../../runtime/abi.ts';
@@ -14,7 +14,7 @@ import { createPolicyState } from '../../../runtime/decide/index.ts';
 import { outcomeRecord, type AccountingRecord } from '../../../runtime/observe/index.ts';
 import { createScheduler, livePolicy, MemoryLimiterStore, VirtualTime } from '../../../runtime/schedule/index.ts';
 import { compileFiles, loadArtifact } from '../../helpers.ts';
-import { memorySpool } from '../fixtures/memory-spool.ts';
+import { memorySpool } from '../../../simulate/memory-spool.ts';
 
 const POLICY = `policy sim version 1
 
