@@ -44,7 +44,7 @@ export interface RuntimeOptions {
    * the runtime's own routes do not answer; returns true when it answered.
    */
   httpRoutes?: HttpRoutes;
-  /** DKIM signing (dkim.ts): every accepted message is signed once, before it is spooled; its keys show in the status. */
+  /** DKIM signing (intake/dkim.ts): every accepted message is signed once, before it is spooled; its keys show in the status. */
   dkim?: DkimSigning;
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
