@@ -4,6 +4,8 @@
  * (scheduler.ts), and the time it runs on — live or virtual.
  */
 export * from './limiters.ts';
+export * from './limiters-redis.ts';
+export * from './limiters-redis-connection.ts';
 export * from './time.ts';
 export * from './work.ts';
 export * from './source-choice.ts';

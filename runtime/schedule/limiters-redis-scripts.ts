@@ -1,9 +1,8 @@
 /**
- * Lua for the Redis limiter store. THE REDIS STORE IS NOT IMPLEMENTED YET: nothing in
- * Petrel loads these scripts, and no test runs them against Redis. They are here so the
- * memory store's keys and operations are shaped for them, and so whoever writes the Redis
- * store (ioredis, `defineCommand`, EVALSHA) starts from the algorithm the memory store
- * uses. Check them against a real Redis before relying on them.
+ * Lua for the Redis limiter store (limiters-redis.ts), which loads them with ioredis's
+ * `defineCommand` (EVALSHA, EVAL on NOSCRIPT: one round trip). They implement the
+ * algorithm of `MemoryLimiterStore`; test/runtime/cluster-limiters.test.ts runs them
+ * against a real redis-server.
  *
  * Target: Redis 7 or later (scripts read `TIME`, which needs effects replication, the
  * default since 7.0).
@@ -18,7 +17,7 @@
  *   limiter is the same as a missing one.
  * - concurrency key (`connections:…`): a sorted set of lease ids scored by the time the
  *   lease expires. A node that dies holding leases stops renewing them and its slots come
- *   back after the lease TTL; the store renews its live leases (every TTL/3, say) with
+ *   back after the lease TTL; the store renews its live leases (every TTL/3) with
  *   RENEW_SCRIPT, so the `LimiterStore` interface needs no renew of its own.
  * - the maxima hash (one key, e.g. `{petrel}:lim:max`): concurrency key → the max of its
  *   latest acquisition (for snapshots).
@@ -121,4 +120,27 @@ for j = 1, #KEYS do
   end
 end
 return held
+`;
+
+/**
+ * Puts slots a node took on its own while Redis was away into Redis when it returns, so
+ * the connections it still holds count against the shared maximum again. Never refuses:
+ * the connections are open already (the shared count may exceed its maximum until they
+ * close, which holds back new ones meanwhile).
+ *
+ * KEYS: the lease's concurrency keys, then the maxima hash. ARGV: lease id, lease TTL ms,
+ * then the max of each key. Returns the number of keys.
+ */
+export const ADOPT_SCRIPT = `
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+local ttl = tonumber(ARGV[2])
+local expires = string.format('%.3f', now + ttl)
+local maxima = KEYS[#KEYS]
+for j = 1, #KEYS - 1 do
+  redis.call('ZADD', KEYS[j], expires, ARGV[1])
+  redis.call('PEXPIRE', KEYS[j], ttl)
+  redis.call('HSET', maxima, KEYS[j], ARGV[2 + j])
+end
+return #KEYS - 1
 `;

@@ -1,0 +1,226 @@
+/**
+ * The limiter store several nodes share: the same {@link LimiterStore} as
+ * `MemoryLimiterStore`, kept in Redis by the Lua of `limiters-redis-scripts.ts` — rates
+ * as GCRA on the Redis server's clock, connections as leases with a TTL that this node
+ * renews every TTL/3, so the slots of a node that dies come back within the TTL. One
+ * admission is one EVALSHA: one round trip.
+ *
+ * When Redis is down (the link is not usable, or a command fails or times out) each
+ * admission goes to a local `MemoryLimiterStore` on this node's *share* of every limit:
+ * the limit divided by the last known number of live nodes (`liveNodes`), so the nodes
+ * together stay within it. A concurrency share is at least one connection. When Redis
+ * comes back, the slots still held locally are put into Redis (ADOPT_SCRIPT) and count
+ * against the shared maximum again; new admissions go to Redis.
+ *
+ * A command that times out may still have run in Redis: the budget it took is spent and
+ * its slot, never renewed, expires with the lease TTL. That errs towards sending less.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { MemoryLimiterStore, type AcquireRequest, type AcquireResult, type ConcurrencyUsage, type Lease, type LimiterSnapshot, type LimiterStore, type RateUsage, defaultBurst } from './limiters.ts';
+import { ACQUIRE_SCRIPT, ADOPT_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from './limiters-redis-scripts.ts';
+import type { RedisLink } from './limiters-redis-connection.ts';
+
+export interface RedisLimiterStoreOptions {
+  link: RedisLink;
+  /** This node's name: lease ids start with it. */
+  nodeId: string;
+  /** The live nodes last seen (at least 1): a node's share of a limit while Redis is down. */
+  liveNodes: () => number;
+  /** The clock of the local fallback store (monotonic ms). */
+  clock: () => number;
+  /** How long a connection slot lives without renewal (default 6 s). */
+  leaseTtlMs?: number;
+  warn?: (line: string) => void;
+}
+
+/** A lease of this store: in Redis, or (taken while Redis was down) in the local store. */
+interface SharedLease extends Lease {
+  /** The local lease while the slots are held only here. */
+  local: Lease | undefined;
+  /** The max of each key, for adoption. */
+  readonly maxima: readonly number[];
+}
+
+type ScriptClient = (Redis | Cluster) & {
+  petrelAcquire(...args: (string | number)[]): Promise<[number, string?, number?]>;
+  petrelRelease(...args: (string | number)[]): Promise<number>;
+  petrelRenew(...args: (string | number)[]): Promise<number>;
+  petrelAdopt(...args: (string | number)[]): Promise<number>;
+};
+
+/** The most limiter keys a snapshot reads from Redis. */
+const SNAPSHOT_KEYS = 1000;
+
+export class RedisLimiterStore implements LimiterStore {
+  private readonly link: RedisLink;
+  private readonly redis: ScriptClient;
+  private readonly prefix: string;
+  private readonly maximaKey: string;
+  private readonly ttlMs: number;
+  private readonly local: MemoryLimiterStore;
+  private readonly held = new Set<SharedLease>();
+  private readonly renewTimer: NodeJS.Timeout;
+  private nextLease = 1;
+
+  constructor(private readonly options: RedisLimiterStoreOptions) {
+    this.link = options.link;
+    this.redis = options.link.client as ScriptClient;
+    this.prefix = `${options.link.keyPrefix}lim:`;
+    this.maximaKey = `${this.prefix}max`;
+    this.ttlMs = options.leaseTtlMs ?? 6000;
+    this.local = new MemoryLimiterStore({ clock: options.clock });
+    for (const [name, lua] of [['petrelAcquire', ACQUIRE_SCRIPT], ['petrelRelease', RELEASE_SCRIPT], ['petrelRenew', RENEW_SCRIPT], ['petrelAdopt', ADOPT_SCRIPT]] as const) this.redis.defineCommand(name, { lua });
+    this.renewTimer = setInterval(() => void this.renewAll(), Math.max(100, Math.floor(this.ttlMs / 3)));
+    this.renewTimer.unref();
+    this.link.onRecovered(() => void this.adoptLocal());
+  }
+
+  async tryAcquire(request: AcquireRequest): Promise<AcquireResult> {
+    if (this.link.usable()) {
+      try {
+        return await this.acquireShared(request);
+      } catch (e) {
+        this.link.failed(e as Error);
+      }
+    }
+    return this.acquireLocal(request);
+  }
+
+  private async acquireShared(request: AcquireRequest): Promise<AcquireResult> {
+    const id = `${this.options.nodeId}:${this.nextLease++}`;
+    const keys: string[] = [];
+    const args: (string | number)[] = [request.rates.length, id, this.ttlMs];
+    for (const r of request.rates) {
+      keys.push(this.prefix + r.key);
+      args.push(r.count, r.perSeconds, r.cost, r.burst ?? defaultBurst(r.count, r.perSeconds));
+    }
+    for (const c of request.concurrency) {
+      keys.push(this.prefix + c.key);
+      args.push(c.max);
+    }
+    keys.push(this.maximaKey);
+    const answer = await this.redis.petrelAcquire(keys.length, ...keys, ...args);
+    if (answer[0] !== 1) {
+      const blockedBy = String(answer[1]).slice(this.prefix.length);
+      return { ok: false, blockedBy, retryAfterMs: answer[2] === -1 ? null : Number(answer[2]) };
+    }
+    const lease: SharedLease = { id: request.concurrency.length > 0 ? id : '', keys: request.concurrency.map((c) => c.key), maxima: request.concurrency.map((c) => c.max), local: undefined };
+    if (lease.keys.length > 0) this.held.add(lease);
+    return { ok: true, lease };
+  }
+
+  /** This node's share of every limit, from the local store. */
+  private acquireLocal(request: AcquireRequest): AcquireResult {
+    const n = Math.max(1, Math.floor(this.options.liveNodes()));
+    const share: AcquireRequest = {
+      rates: request.rates.map((r) => ({ ...r, count: r.count / n, burst: Math.max(1, (r.burst ?? defaultBurst(r.count, r.perSeconds)) / n) })),
+      concurrency: request.concurrency.map((c) => ({ key: c.key, max: Math.max(1, Math.floor(c.max / n)) })),
+    };
+    const got = this.local.tryAcquireSync(share);
+    if (!got.ok) return got;
+    if (got.lease.keys.length === 0) return got;
+    const lease: SharedLease = { id: `${this.options.nodeId}:${this.nextLease++}`, keys: got.lease.keys, maxima: request.concurrency.map((c) => c.max), local: got.lease };
+    this.held.add(lease);
+    return { ok: true, lease };
+  }
+
+  async release(lease: Lease): Promise<boolean> {
+    const shared = lease as SharedLease;
+    if (!this.held.delete(shared)) return false;
+    if (shared.local) return this.local.releaseSync(shared.local);
+    if (!this.link.usable()) return true; // not renewed any more: its slots expire with the TTL
+    try {
+      await this.redis.petrelRelease(shared.keys.length + 1, ...shared.keys.map((k) => this.prefix + k), this.maximaKey, shared.id);
+    } catch (e) {
+      this.link.failed(e as Error);
+    }
+    return true;
+  }
+
+  /** Keeps this node's Redis leases alive; says so when one was lost (expired while Redis was slow). */
+  private async renewAll(): Promise<void> {
+    if (!this.link.usable()) return;
+    const leases = [...this.held].filter((l) => !l.local);
+    if (leases.length === 0) return;
+    const pipeline = this.redis.pipeline();
+    for (const l of leases) (pipeline as unknown as ScriptClient).petrelRenew(l.keys.length, ...l.keys.map((k) => this.prefix + k), l.id, this.ttlMs);
+    try {
+      const answers = (await pipeline.exec()) ?? [];
+      answers.forEach(([error, held], i) => {
+        if (!error && Number(held) < leases[i]!.keys.length) this.options.warn?.(`petrel: limiter lease ${leases[i]!.id} expired in redis before it was renewed: its connection no longer counts there`);
+      });
+    } catch (e) {
+      this.link.failed(e as Error);
+    }
+  }
+
+  /** Redis is back: the slots held locally go into Redis and are renewed there from now on. */
+  private async adoptLocal(): Promise<void> {
+    for (const lease of [...this.held]) {
+      if (!lease.local || !this.link.usable()) continue;
+      try {
+        await this.redis.petrelAdopt(lease.keys.length + 1, ...lease.keys.map((k) => this.prefix + k), this.maximaKey, lease.id, this.ttlMs, ...lease.maxima);
+      } catch (e) {
+        this.link.failed(e as Error);
+        return;
+      }
+      if (!this.held.has(lease) || !lease.local) continue; // released meanwhile: its slot in Redis expires
+      this.local.releaseSync(lease.local);
+      lease.local = undefined;
+    }
+  }
+
+  /** What Redis holds (up to {@link SNAPSHOT_KEYS} keys), or the local store while Redis is down. */
+  async snapshot(): Promise<LimiterSnapshot> {
+    if (!this.link.usable()) return this.local.snapshotSync();
+    try {
+      return await this.sharedSnapshot();
+    } catch (e) {
+      this.link.failed(e as Error);
+      return this.local.snapshotSync();
+    }
+  }
+
+  private async sharedSnapshot(): Promise<LimiterSnapshot> {
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await (this.redis as Redis).scan(cursor, 'MATCH', `${this.prefix}*`, 'COUNT', 200);
+      cursor = next;
+      keys.push(...batch.filter((k) => k !== this.maximaKey));
+    } while (cursor !== '0' && keys.length < SNAPSHOT_KEYS);
+    const [seconds, micros] = await this.redis.time();
+    const now = Number(seconds) * 1000 + Number(micros) / 1000;
+    const maxima = await this.redis.hgetall(this.maximaKey);
+    const rates: RateUsage[] = [];
+    const concurrency: ConcurrencyUsage[] = [];
+    for (const full of keys.slice(0, SNAPSHOT_KEYS)) {
+      const key = full.slice(this.prefix.length);
+      if (key.startsWith('connections:')) {
+        const inFlight = await this.redis.zcount(full, `(${now}`, '+inf');
+        if (inFlight > 0) concurrency.push({ key, inFlight, max: Number(maxima[full] ?? 0) });
+        continue;
+      }
+      const h = await this.redis.hgetall(full);
+      const tat = Number(h.tat);
+      if (!(tat > now)) continue;
+      const count = Number(h.count);
+      const perSeconds = Number(h.per);
+      const burst = Number(h.burst);
+      const interval = (perSeconds * 1000) / count;
+      rates.push({ key, count, perSeconds, burst, backlogMs: tat - now, nextFreeAt: Math.max(now, tat - Math.max(0, burst - 1) * interval) });
+    }
+    const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    return { at: now, rates: rates.sort(byKey), concurrency: concurrency.sort(byKey) };
+  }
+
+  /** Leases held now (in Redis and locally). */
+  get leases(): number {
+    return this.held.size;
+  }
+
+  /** Stops renewing: what is still held expires in Redis within the TTL. */
+  close(): void {
+    clearInterval(this.renewTimer);
+  }
+}
