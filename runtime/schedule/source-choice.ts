@@ -50,6 +50,34 @@ export interface SourceChoiceState {
 
 export const warmupKey = (source: Source, route: string, now: number) => `${source.name}|${route}|${Math.floor(now / DAY_MS)}`;
 
+/** A warming-up source's day on a route at `now`: the day of its ramp (0 = its `since` day, UTC), sent today, and today's limit. */
+export interface WarmupToday {
+  day: number;
+  sent: number;
+  limit: number;
+}
+
+/** The day of a ramp that started on `since` (a UTC date), at `now`. */
+const rampDay = (since: string, now: number) => Math.floor((now - Date.parse(`${since}T00:00:00Z`)) / DAY_MS);
+
+/** Where a source stands on `route` today (undefined when it is not warming up); the scheduler caps it once `sent >= limit`. */
+export function warmupToday(warmupSent: ReadonlyMap<string, number>, p: LivePolicy, source: Source, route: string, now: number): WarmupToday | undefined {
+  if (!source.warmup) return undefined;
+  const day = rampDay(source.warmup.since, now);
+  return { day, sent: warmupSent.get(warmupKey(source, route, now)) ?? 0, limit: p.artifact.warmupLimit(source.warmup.ramp, route, day) };
+}
+
+/** Every warming-up source, its ramp's day, and today's standing on each route it sent to today (for status and metrics). */
+export function warmupStanding(warmupSent: ReadonlyMap<string, number>, p: LivePolicy, now: number): { source: Source; day: number; routes: ({ route: string } & WarmupToday)[] }[] {
+  const today = `|${Math.floor(now / DAY_MS)}`;
+  return p.allSources.flatMap((source) => {
+    if (!source.warmup) return [];
+    const prefix = `${source.name}|`;
+    const routes = [...warmupSent.keys()].filter((k) => k.startsWith(prefix) && k.endsWith(today)).map((k) => k.slice(prefix.length, -today.length));
+    return [{ source, day: rampDay(source.warmup.since, now), routes: routes.sort().map((route) => ({ route, ...warmupToday(warmupSent, p, source, route, now)! })) }];
+  });
+}
+
 /**
  * The next source for a queue, round-robin, skipping sources suspended or disabled
  * there and warming-up sources whose ramp allows no more today; their ramp's overflow
@@ -74,13 +102,10 @@ export function pickSource(s: SourceChoiceState, p: LivePolicy, m: SpooledMessag
         continue;
       }
       if (isDisabled(s.policyState, context)) continue;
-      if (source.warmup) {
-        const age = Math.floor((now - Date.parse(`${source.warmup.since}T00:00:00Z`)) / DAY_MS);
-        const limit = p.artifact.warmupLimit(source.warmup.ramp, route, age);
-        if ((s.warmupSent.get(warmupKey(source, route, now)) ?? 0) >= limit) {
-          overflow ??= source.warmup.overflowPool;
-          continue;
-        }
+      const warmup = warmupToday(s.warmupSent, p, source, route, now);
+      if (warmup && warmup.sent >= warmup.limit) {
+        overflow ??= source.warmup!.overflowPool;
+        continue;
       }
       s.turn.set(queue, (start + k + 1) % list.length);
       return { source };
