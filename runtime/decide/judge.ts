@@ -28,6 +28,8 @@ export interface Verdict {
   reaction?: Reaction;
   /** The work item it came from, how many MX hosts there were and which one answered (`host:port`): for reroute and skip-mx. */
   via?: { item?: Work; hostCount?: number; at?: string };
+  /** The session's TLS, for accounting: null in plain text, absent when no session opened. */
+  tls?: AccountedOutcome['tls'];
 }
 
 export interface JudgeDeps {
@@ -77,7 +79,7 @@ export function createJudge(deps: JudgeDeps): (v: Verdict) => Promise<void> {
       canReroute: reroute !== undefined && !poolSources(v.policy, reroute.pool).some((s) => s.name === source.name),
       canSkipMx: avoid.length > 0 && avoid.length < (via.hostCount ?? 0),
     });
-    const outcome = (type: AccountedOutcome['type'], r: Reaction | undefined): AccountedOutcome => ({ type, rcpt, queue: context.route, source: source.name, reply, reaction: r, mxHost: v.mxHost, policyVersion: v.policy.manifest.hash, at: time.now() });
+    const outcome = (type: AccountedOutcome['type'], r: Reaction | undefined): AccountedOutcome => ({ type, rcpt, queue: context.route, source: source.name, reply, reaction: r, mxHost: v.mxHost, policyVersion: v.policy.manifest.hash, at: time.now(), ...(v.tls !== undefined ? { tls: v.tls } : {}) });
     if (fate.kind === 'delivered') {
       await spool.recordOutcome(m.id, rcpt, 'delivered');
       counters.delivered++;

@@ -11,6 +11,7 @@ import { queueOf } from '../schedule/index.ts';
 import type { Spool } from '../spool/index.ts';
 import { sessionKey, type IdleSession, type SessionCache } from './session-cache.ts';
 import { LOCAL_REPLIES, type SessionOptions, type SessionResult, type SmtpSession } from './smtp-client.ts';
+import type { TlsPolicy } from './tls-policy.ts';
 
 /** How sessions are opened: live, `openSession` (smtp-client.ts) or the delivery pool's; in a simulation, a modelled provider. */
 export type Transport = (options: SessionOptions) => Promise<SessionResult>;
@@ -30,6 +31,8 @@ export interface SenderDeps {
   ehlo: string;
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
+  /** Outbound TLS policy (MTA-STS, DANE; tls-policy.ts): sessions are opened through it when given. */
+  tlsPolicy?: TlsPolicy;
 }
 
 /** One delivery to start: the work, where it goes, its connection slot and the idle session it may reuse. */
@@ -62,12 +65,13 @@ export function createSender(deps: SenderDeps): (d: Dispatch) => Promise<void> {
       for (const target of hosts) {
         let session: SmtpSession;
         let sent = 0;
-        if (pooled && target === hosts[0]) {
+        if (pooled && target === hosts[0] && (deps.tlsPolicy?.mayReuse(pooled.session, item.domain) ?? true)) {
           session = pooled.session;
           sent = pooled.sent;
           pooled = undefined;
         } else {
-          const opened = await deps.transport({ host: target.host, port: target.port, ehlo: source.ehlo ?? deps.ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}) });
+          const options: SessionOptions = { host: target.host, port: target.port, ehlo: source.ehlo ?? deps.ehlo, ...(source.address ? { localAddress: source.address } : {}), tls: settings.tls, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}) };
+          const opened = await (deps.tlsPolicy ? deps.tlsPolicy.open(deps.transport, item.domain, options) : deps.transport(options));
           if (!opened.ok) {
             const reaction = artifact.react(route, opened.reply, opened.phase);
             lastFailure = { reply: opened.reply, phase: opened.phase, host: target.host, reaction };
@@ -90,7 +94,7 @@ export function createSender(deps: SenderDeps): (d: Dispatch) => Promise<void> {
             const batch = rcpts.slice(i, i + perTransaction);
             const result = await session.send({ from: m.envelope.from, to: batch, raw });
             sent++;
-            for (const r of result.perRecipient) await judge({ policy: p, message: m, rcpt: r.rcpt, route, source, reply: r.reply, phase: r.phase, accepted: r.accepted, mxHost: target.host, via: { item, hostCount: hosts.length, at: `${target.host}:${target.port}` } });
+            for (const r of result.perRecipient) await judge({ policy: p, message: m, rcpt: r.rcpt, route, source, reply: r.reply, phase: r.phase, accepted: r.accepted, mxHost: target.host, via: { item, hostCount: hosts.length, at: `${target.host}:${target.port}` }, tls: session.tls });
           }
           keep = !session.closed && !deps.stopping() && sent < (settings.messagesPerConnection ?? Infinity) && !sourceStopped(state, context, time.now());
         } finally {

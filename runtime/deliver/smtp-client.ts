@@ -26,6 +26,11 @@
  *   host (`mxHost`, else `host`); failures are `421 4.7.5`.
  * - `disabled`: never STARTTLS.
  *
+ * DANE (`dane`, RFC 7672; outbound TLS policy, tls-policy.ts, decides when): STARTTLS is
+ * mandatory as in `required`, and after the handshake the chain the server presented must
+ * match a TLSA record (dane.ts); a mismatch ends the session before MAIL (`421 4.7.5`), never
+ * a fall back to plain text. `TlsInfo.verified` says what authenticated a session.
+ *
  * Nothing the network or the server does makes these functions throw: failures are
  * results. They throw only on a caller's mistake (bad options, overlapping `send` calls,
  * `send` after `close`) and on a local read error of the message stream.
@@ -36,6 +41,7 @@ import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { SMTPConnectionEnvelope, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import { TLS_MODES, type Phase, type TlsMode } from '../abi.ts';
+import { matchDane, type TlsaRecord } from './dane.ts';
 
 type SmtpError = SMTPConnection.SMTPError;
 
@@ -77,6 +83,12 @@ export const LOCAL_REPLIES = {
   mxFailed: (reason: string, permanent: boolean) => (permanent ? `550 5.1.2 ${reason}` : `451 4.4.3 ${reason}`),
   /** The scheduler's, before any session: the MX answer left no host to try. */
   noHost: '421 4.4.1 no answer from host',
+  /** DANE: the certificate the MX presented matches none of its TLSA records. */
+  daneMismatch: (host: string, reason: string) => `421 4.7.5 TLS certificate does not match the TLSA records of ${host} (${reason})`,
+  /** Outbound TLS policy, before connecting: the MX host's TLSA lookup failed (RFC 7672 §2.2: the host is not used now). */
+  tlsaLookupFailed: (reason: string) => `421 4.7.5 ${reason}`,
+  /** MTA-STS `enforce`: the MX host is not one the recipient domain's policy lists (RFC 8461 §4.1). */
+  mtaStsMxNotListed: (host: string, domain: string) => `421 4.7.5 MTA-STS: ${host} is not an MX host of the policy of ${domain}`,
 } as const;
 
 /** Where and how to open a session; the source and TLS mode come from the policy's settings. */
@@ -102,12 +114,23 @@ export interface SessionOptions {
   socketTimeoutMs?: number;
   /** Extra `tls.connect` options, e.g. `ca` or `minVersion`. The mode decides `rejectUnauthorized`. */
   tlsOptions?: ConnectionOptions;
+  /**
+   * DANE: the usable TLSA records of the MX host `name` (RFC 7672). TLS is then mandatory
+   * whatever `tls` says, and the certificate must match one of them.
+   */
+  dane?: { records: TlsaRecord[]; name: string };
+  /** Why `verify` mode was asked, recorded as `TlsInfo.verified`: `mta-sts` (a policy), else `ca` (the policy's `tls verify`). */
+  verifyReason?: 'mta-sts';
 }
 
 /** What `openSession` gives: an open session, or the reply that ended the attempt and its phase. */
 export type SessionResult =
   | { ok: true; session: SmtpSession }
   | { ok: false; phase: Extract<Phase, 'connect' | 'ehlo'>; reply: string; synthesized: boolean };
+
+/** What authenticated a session's TLS: nothing, a CA chain and name (the policy's `verify`, or MTA-STS), or DANE. */
+export const TLS_VERIFIED = ['none', 'ca', 'mta-sts', 'dane-ee', 'dane-ta'] as const;
+export type TlsVerified = (typeof TLS_VERIFIED)[number];
 
 /** TLS in use on a session. */
 export interface TlsInfo {
@@ -117,6 +140,8 @@ export interface TlsInfo {
   cipher: string | null;
   /** Whether the certificate verified (always true in `verify` mode; informative otherwise). */
   authorized: boolean;
+  /** What authenticated the server, as its mode or DANE required: `none` when nothing was required. */
+  verified: TlsVerified;
 }
 
 /** One message to send: one transaction. */
@@ -189,7 +214,9 @@ export interface SmtpSession {
   close(): Promise<void>;
 }
 
-interface ResolvedOptions extends Required<Omit<SessionOptions, 'mxHost' | 'localAddress' | 'tlsOptions'>> {
+interface ResolvedOptions extends Required<Omit<SessionOptions, 'mxHost' | 'localAddress' | 'tlsOptions' | 'dane' | 'verifyReason'>> {
+  dane: SessionOptions['dane'];
+  verifyReason: SessionOptions['verifyReason'];
   mxHost: string | undefined;
   localAddress: string | undefined;
   tlsOptions: ConnectionOptions;
@@ -227,7 +254,10 @@ function resolveOptions(options: SessionOptions): ResolvedOptions {
     mxHost: options.mxHost ?? (net.isIP(options.host) ? undefined : options.host),
     localAddress: options.localAddress,
     ehlo: options.ehlo,
-    tls: options.tls,
+    // DANE authenticates by TLSA, not by CA: mandatory TLS without PKIX verification.
+    tls: options.dane ? 'required' : options.tls,
+    dane: options.dane,
+    verifyReason: options.verifyReason,
     connectTimeoutMs: options.connectTimeoutMs ?? 30_000,
     greetingTimeoutMs: options.greetingTimeoutMs ?? 300_000,
     socketTimeoutMs: options.socketTimeoutMs ?? 600_000,
@@ -321,10 +351,28 @@ function handshake(socket: net.Socket, o: ResolvedOptions, mode: TlsMode): Promi
         return;
       }
       settled = true;
-      const session = new Session(conn, o, { localAddress, remoteAddress });
+      const dane = o.dane ? matchDane(peerChain(conn._socket), o.dane.records, o.dane.name, Date.now()) : undefined;
+      if (dane && !dane.verified) {
+        const reply = LOCAL_REPLIES.daneMismatch(o.dane!.name, dane.reason);
+        void quit(conn, Math.min(QUIT_TIMEOUT_MS, o.socketTimeoutMs)).then(() => resolve({ ok: false, tlsHandshake: false, result: { ok: false, phase: 'ehlo', reply, synthesized: true } }));
+        return;
+      }
+      const verified: TlsVerified = dane?.verified ?? (mode === 'verify' ? (o.verifyReason ?? 'ca') : 'none');
+      const session = new Session(conn, o, { localAddress, remoteAddress }, verified);
       resolve({ ok: true, session, result: { ok: true, session } });
     });
   });
+}
+
+/** The certificates the server presented, DER, leaf first (at most 16). */
+function peerChain(socket: unknown): Buffer[] {
+  if (!(socket instanceof TLSSocket)) return [];
+  const chain: Buffer[] = [];
+  for (let c = socket.getPeerCertificate(true); c?.raw && chain.length < 16; c = c.issuerCertificate) {
+    if (chain.length > 0 && c.raw.equals(chain[chain.length - 1]!)) break; // a self-signed root is its own issuer
+    chain.push(c.raw);
+  }
+  return chain;
 }
 
 function startsWith220(reply: string | false): boolean {
@@ -463,7 +511,7 @@ class Session extends SerialSession implements SmtpSession {
   readonly localAddress: string;
   readonly remoteAddress: string;
 
-  constructor(conn: SMTPConnection, options: ResolvedOptions, addresses: { localAddress: string; remoteAddress: string }) {
+  constructor(conn: SMTPConnection, options: ResolvedOptions, addresses: { localAddress: string; remoteAddress: string }, verified: TlsVerified) {
     super();
     this.#conn = conn;
     this.#options = options;
@@ -473,7 +521,7 @@ class Session extends SerialSession implements SmtpSession {
     const socket = conn._socket;
     this.tls =
       conn.secure && socket instanceof TLSSocket
-        ? { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, authorized: socket.authorized }
+        ? { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, authorized: socket.authorized, verified }
         : null;
   }
 

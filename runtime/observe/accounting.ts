@@ -50,6 +50,12 @@ export interface AccountingRecord {
   policyVersion: string;
   /** `file:line` of the deciding rule, or empty. */
   policyRule: string;
+  /** The TLS protocol of the session (`TLSv1.3`), empty in plain text or without a session. */
+  tlsVersion?: string;
+  /** The OpenSSL cipher name of the session, or empty. */
+  tlsCipher?: string;
+  /** What authenticated the server (`none`, `ca`, `mta-sts`, `dane-ee`, `dane-ta`; smtp-client.ts `TLS_VERIFIED`), empty without a session. */
+  tlsVerified?: string;
 }
 
 /** Column order of every file. */
@@ -70,6 +76,10 @@ export const ACCOUNTING_FIELDS: readonly (keyof AccountingRecord)[] = [
   'tenant',
   'policyVersion',
   'policyRule',
+  // Petrel's own, after PowerMTA's columns (which stay first and unchanged).
+  'tlsVersion',
+  'tlsCipher',
+  'tlsVerified',
 ];
 
 /** The most UTF-8 bytes of a field's text; a longer value is cut to it, ending in `…`. */
@@ -88,6 +98,9 @@ export const FIELD_MAX_BYTES: Readonly<Record<Exclude<keyof AccountingRecord, 't
   tenant: 256,
   policyVersion: 128,
   policyRule: 1024,
+  tlsVersion: 32,
+  tlsCipher: 128,
+  tlsVerified: 16,
 };
 
 /** `2026-11-29 23:43:39+0000` */
@@ -103,7 +116,7 @@ export function csvField(value: string): string {
 /** One CSV line (with `\n`) for a record: every field printable and within its bound, so never more than one line. */
 export function csvLine(record: AccountingRecord): string {
   return (
-    ACCOUNTING_FIELDS.map((f) => csvField(f === 'timeLogged' || f === 'timeQueued' ? powerMtaTime(record[f]) : printable(String(record[f]), FIELD_MAX_BYTES[f]))).join(',') + '\n'
+    ACCOUNTING_FIELDS.map((f) => csvField(f === 'timeLogged' || f === 'timeQueued' ? powerMtaTime(record[f]) : printable(String(record[f] ?? ''), FIELD_MAX_BYTES[f]))).join(',') + '\n'
   );
 }
 

@@ -3,6 +3,7 @@
  * policy version and rule that decided it), and the receipt records written at accept.
  */
 import type { Reaction } from '../abi.ts';
+import type { TlsInfo } from '../deliver/index.ts';
 import type { SpooledMessage } from '../spool/index.ts';
 import type { AccountingRecord, RecordType } from './accounting.ts';
 
@@ -22,6 +23,8 @@ export interface AccountedOutcome {
   /** The manifest hash of the version that decided it. */
   policyVersion: string;
   at: number;
+  /** The session's TLS: null in plain text, undefined when no session was open (connection or policy failure). */
+  tls?: TlsInfo | null;
 }
 
 export function outcomeRecord(m: SpooledMessage, o: AccountedOutcome): AccountingRecord {
@@ -44,10 +47,13 @@ export function outcomeRecord(m: SpooledMessage, o: AccountedOutcome): Accountin
     tenant: m.tenant ?? '',
     policyVersion: o.policyVersion,
     policyRule: ruleAt(reaction?.rule ?? null) ?? '',
+    tlsVersion: o.tls?.protocol ?? '',
+    tlsCipher: o.tls?.cipher ?? '',
+    tlsVerified: o.tls === undefined ? '' : (o.tls?.verified ?? 'none'),
   };
 }
 
 /** PowerMTA's `r` records: one per recipient, when the message is accepted. */
 export function receiptRecords(m: { envelope: { from: string; to: readonly string[] }; receivedAt: number; campaign?: string; tenant?: string }, policyVersion: string): AccountingRecord[] {
-  return m.envelope.to.map((rcpt) => ({ type: 'r', timeLogged: m.receivedAt, timeQueued: m.receivedAt, orig: m.envelope.from, rcpt, dsnAction: '', dsnStatus: '', dsnDiag: '', dsnMta: '', bounceCat: '', vmta: '', queue: '', jobId: m.campaign ?? '', tenant: m.tenant ?? '', policyVersion, policyRule: '' }));
+  return m.envelope.to.map((rcpt) => ({ type: 'r', timeLogged: m.receivedAt, timeQueued: m.receivedAt, orig: m.envelope.from, rcpt, dsnAction: '', dsnStatus: '', dsnDiag: '', dsnMta: '', bounceCat: '', vmta: '', queue: '', jobId: m.campaign ?? '', tenant: m.tenant ?? '', policyVersion, policyRule: '', tlsVersion: '', tlsCipher: '', tlsVerified: '' }));
 }

@@ -7,7 +7,7 @@
  * simulate` and the tests, a virtual clock and a modelled provider, on the same code.
  */
 import { createJudge, effectiveSettings, untilRampChange, type PolicyState } from '../decide/index.ts';
-import { createSender, createSessionCache, LOCAL_REPLIES, sessionKey, type MxResolver, type Transport } from '../deliver/index.ts';
+import { createSender, createSessionCache, LOCAL_REPLIES, sessionKey, type MxResolver, type SenderDeps, type Transport } from '../deliver/index.ts';
 import { printable, RateWindow, type AccountedOutcome } from '../observe/index.ts';
 import type { Spool, SpooledMessage } from '../spool/index.ts';
 import { connectionRequest, messageRequests, type LimiterStore } from './limiters.ts';
@@ -44,6 +44,8 @@ export interface SchedulerDeps {
   greetingTimeoutMs?: number;
   /** How long an idle session is kept (default 5 s). */
   idleSessionMs?: number;
+  /** Outbound TLS policy (MTA-STS, DANE), handed to the sender. */
+  tlsPolicy?: SenderDeps['tlsPolicy'];
 }
 
 /** Per queue: deliveries in flight and started, for the status API. */
@@ -85,7 +87,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
   };
   const judge = createJudge({ time, state, spool, counters, record: deps.record, requeue, changed: deps.changed });
   const sessions = createSessionCache({ time, limiters, ...(deps.idleSessionMs !== undefined ? { idleMs: deps.idleSessionMs } : {}), released: () => schedule(0) });
-  const send = createSender({ time, state, spool, transport: deps.transport, sessions, limiters, judge, requeue: (w) => work.push(w), stopping: () => stopping, ehlo: deps.ehlo, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}) });
+  const send = createSender({ time, state, spool, transport: deps.transport, sessions, limiters, judge, requeue: (w) => work.push(w), stopping: () => stopping, ehlo: deps.ehlo, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}), ...(deps.tlsPolicy ? { tlsPolicy: deps.tlsPolicy } : {}) });
 
   /**
    * Starts every delivery that is due and allowed; schedules the next look. One pass at a
