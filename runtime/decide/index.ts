@@ -8,3 +8,5 @@ export * from './reaction-fate.ts';
 export * from './recovery.ts';
 export * from './state-file.ts';
 export * from './judge.ts';
+export * from './dsn.ts';
+export * from './bounce-loop.ts';

@@ -10,3 +10,6 @@ export * from './headers.ts';
 export * from './received.ts';
 export * from './http-submission.ts';
 export * from './dkim.ts';
+export * from './suppression.ts';
+export * from './mime-parts.ts';
+export * from './feedback.ts';

@@ -9,3 +9,5 @@ export * from './text.ts';
 export * from './outcome-record.ts';
 export * from './rate-window.ts';
 export * from './status.ts';
+export * from './outbox.ts';
+export * from './webhooks.ts';

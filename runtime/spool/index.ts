@@ -4,3 +4,4 @@
  */
 export * from './spool.ts';
 export * from './errors.ts';
+export * from './json-log.ts';
