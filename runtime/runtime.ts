@@ -18,7 +18,10 @@ import { createPolicyState, readRuntimeState, restorePolicyState, snapshotPolicy
 import { createDeliveryPool, createMxResolver, openSession, type MxResolver } from './deliver/index.ts';
 import { createSubmissionServer, receivedHeader, type ReceivedFrom, type SubmissionOptions, type DkimSigning, type DkimStatus } from './intake/index.ts';
 import { openAccounting, outcomeRecord, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
-import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, type LivePolicy } from './schedule/index.ts';
+import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, warmupStanding, type LivePolicy } from './schedule/index.ts';
+import { registerStatusMetrics } from './observe/status-metrics.ts';
+import { changeSource } from './decide/operator-sources.ts';
+import { EVERY_ROUTE } from './decide/index.ts';
 import { openSpool, type Spool } from './spool/index.ts';
 
 export interface RuntimeOptions {
@@ -46,6 +49,8 @@ export interface RuntimeOptions {
   httpRoutes?: HttpRoutes;
   /** DKIM signing (intake/dkim.ts): every accepted message is signed once, before it is spooled; its keys show in the status. */
   dkim?: DkimSigning;
+  /** Where operator actions (a source enabled or disabled) are logged, one line each; default: stderr. */
+  log?: (line: string) => void;
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
@@ -131,13 +136,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
   for (const m of spool.pending()) core.enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
 
-  const queuedRecipients = () => spool.pending().reduce((n, m) => n + m.recipients.length, 0);
   if (deliveryPool) {
     new Gauge({ name: 'petrel_delivery_threads', help: 'Delivery worker threads running', registers: [registry], collect() { this.set(deliveryPool.stats().threads); } });
     new Gauge({ name: 'petrel_delivery_sessions', help: 'SMTP sessions held by the delivery threads (open or opening)', registers: [registry], collect() { this.set(deliveryPool.stats().sessions); } });
     new Counter({ name: 'petrel_delivery_sessions_lost_total', help: 'SMTP sessions ended because their delivery thread died', registers: [registry], collect() { this.reset(); this.inc(deliveryPool.stats().lostToCrashes); } });
   }
-  new Gauge({ name: 'petrel_queued_recipients', help: 'Recipients in the spool not yet delivered or bounced', registers: [registry], collect() { this.set(queuedRecipients()); } });
   new Gauge({ name: 'petrel_in_flight', help: 'Deliveries in progress', registers: [registry], collect() { this.set(core.view().inFlight); } });
   new Gauge({ name: 'petrel_backoffs_active', help: 'Queues in a backoff now', registers: [registry], collect() { this.set([...state.backoffs.values()].filter((b) => b.until > clock()).length); } });
   new Gauge({ name: 'petrel_suspensions_active', help: 'Suspensions in force now', registers: [registry], collect() { this.set([...state.suspensions.values()].filter((x) => x.until > clock()).length); } });
@@ -174,8 +177,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const status = (): RuntimeStatus & { dkim?: DkimStatus } => {
     const view = core.view();
     const dkim = options.dkim ? { dkim: options.dkim.status() } : {};
-    return { ...runtimeStatus({ policy, counters: { accepted, ...view.counters }, queued: queuedRecipients(), inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, now: clock() }), ...dkim };
+    const now = clock();
+    return { ...runtimeStatus({ policy, counters: { accepted, ...view.counters }, inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, warmup: warmupStanding(warmupSent, policy, now), now }), ...dkim };
   };
+  registerStatusMetrics(registry, status);
+  const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const http = await startHttpApi(options.http, {
     status,
     registry,
@@ -186,6 +192,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       void saveState();
       core.wake();
       return [...paused].sort();
+    },
+    setSource(request) {
+      const change = changeSource(state, request, policy.allSources.map((s) => s.name), clock());
+      if (!change.ok) return { status: change.status, body: { error: change.error } };
+      const where = (queues: string[]) => queues.map((q) => (q === EVERY_ROUTE ? 'every route' : printable(q, 256))).join(', ') || 'nowhere';
+      if (change.queues.length > 0) {
+        log(`petrel: source ${printable(request.source, 256)} ${request.enable ? 'enabled' : 'disabled'} by an operator on ${where(change.queues)}${request.enable ? ' (recovery ramp)' : ''}; disabled now on ${where(change.disabledOn)}`);
+        stateDirty = true;
+        void saveState();
+        core.wake();
+      }
+      return { status: 200, body: { source: request.source, [request.enable ? 'enabled' : 'disabled']: change.queues, disabledOn: change.disabledOn } };
     },
     acceptMessage,
     stopping: () => stopping,

@@ -4,3 +4,4 @@
  */
 export * from './words.ts';
 export * from './artifact.ts';
+export * from './limit-words.ts';

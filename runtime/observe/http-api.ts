@@ -1,6 +1,7 @@
 /**
- * The runtime's HTTP API: status, metrics, operator pauses and message submission, plus
- * the routes of the parts around the runtime (the policy control API of hot reload).
+ * The runtime's HTTP API: status, metrics, operator pauses, source enable and disable and
+ * message submission, plus the routes of the parts around the runtime (the policy control
+ * API of hot reload).
  * It owns the HTTP server, its limits and its answer helpers; who may call what is
  * http-access.ts's decision, made before any body is read.
  *
@@ -13,6 +14,7 @@ import type { Registry } from 'prom-client';
 import { takeControlHeaders, checkSubmission, composeSubmission, type ReceivedFrom } from '../intake/index.ts';
 import { accessCheck, type Access, type AccessOptions } from './http-access.ts';
 import { SpoolError } from '../spool/index.ts';
+import type { SourceRequest } from '../decide/operator-sources.ts';
 
 /** What an extra HTTP route gets besides the request: the runtime's answer helpers. */
 export interface HttpHelpers {
@@ -36,6 +38,8 @@ export interface HttpApiRuntime {
   registry: Registry;
   /** Pauses (`on`) or resumes one `queue:Q`, `source:S` or `tenant:T`; returns every pause now. */
   setPaused(key: string, on: boolean): string[];
+  /** An operator's enable or disable of a source, on one queue or (no `route`) everywhere; returns what the API answers. */
+  setSource(request: SourceRequest): { status: number; body: unknown };
   /** Spools a message; resolves with its id once durable. */
   acceptMessage(envelope: { from: string; to: string[] }, message: Buffer, values: { tenant?: string; pool?: string; campaign?: string }, from?: ReceivedFrom): Promise<string>;
   stopping(): boolean;
@@ -49,6 +53,8 @@ export interface HttpApiRuntime {
 const LIMITS = { maxHeaderSize: 16 * 1024, headersTimeoutMs: 10_000, requestTimeoutMs: 120_000, keepAliveTimeoutMs: 5_000, maxRequestsPerSocket: 1000 };
 /** A pause names a queue, source or tenant: printable, and short. */
 const PAUSE_NAME = /^[\x21-\x7e]{1,256}$/;
+/** The largest body of a source enable or disable: `{"source": …, "route": …}`. */
+const SOURCE_BODY_BYTES = 4096;
 
 const send = (res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}) => {
   if (res.headersSent || res.destroyed) return;
@@ -98,6 +104,20 @@ function readJson(req: IncomingMessage, res: ServerResponse, maxBytes = 1024 * 1
   });
 }
 
+/** `{ "source": NAME, "route"?: QUEUE }`, each 1 to 256 printable characters, nothing else; or what is wrong with it. */
+function checkSourceRequest(body: unknown): { source: string; route?: string } | string {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'send a JSON object: `{"source": NAME, "route": QUEUE}` (route optional)';
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).find((k) => k !== 'source' && k !== 'route');
+  if (unknown !== undefined) return `unknown field \`${unknown.slice(0, 64)}\`: give \`source\` and, optionally, \`route\``;
+  for (const k of ['source', 'route'] as const) {
+    const v = fields[k];
+    if (v === undefined && k === 'route') continue;
+    if (typeof v !== 'string' || !PAUSE_NAME.test(v)) return `\`${k}\` must be 1 to 256 printable characters without spaces`;
+  }
+  return { source: fields.source as string, ...(typeof fields.route === 'string' ? { route: fields.route } : {}) };
+}
+
 /** Answers a request the parser could not read (bad syntax, headers too large, too slow), then closes. */
 function onClientError(err: Error & { code?: string }, socket: Socket): void {
   if (!socket.writable || (err.code === 'ECONNRESET' && socket.bytesWritten > 0)) return void socket.destroy();
@@ -120,6 +140,8 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
     if (url === '/metrics') return get(req, res, 'metrics', () => metrics(res));
     const control = /^\/api\/v1\/(pause|resume)$/.exec(url ?? '');
     if (control) return post(req, res, (body) => pause(res, body, control[1] === 'pause'));
+    const sources = /^\/api\/v1\/sources\/(enable|disable)$/.exec(url ?? '');
+    if (sources) return post(req, res, (body) => source(res, body, sources[1] === 'enable'), SOURCE_BODY_BYTES);
     if (url === '/api/v1/messages') {
       if (runtime.stopping() && req.method === 'POST') return send(res, 503, { error: 'shutting down; try again later' }, { 'retry-after': '30' });
       return post(req, res, (body) => submit(req, res, body), runtime.maxBodyBytes);
@@ -153,6 +175,12 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
     const name = body[given[0]!] as string;
     if (!PAUSE_NAME.test(name)) return send(res, 400, { error: `\`${given[0]}\` must be 1 to 256 printable characters without spaces` });
     send(res, 200, { paused: runtime.setPaused(`${given[0]}:${name}`, on) });
+  };
+  const source = (res: ServerResponse, parsed: unknown, enable: boolean) => {
+    const checked = checkSourceRequest(parsed);
+    if (typeof checked === 'string') return send(res, 400, { error: checked });
+    const answer = runtime.setSource({ enable, ...checked });
+    send(res, answer.status, answer.body);
   };
   const submit = (req: IncomingMessage, res: ServerResponse, body: unknown) => {
     const checked = checkSubmission(body);

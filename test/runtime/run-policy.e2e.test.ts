@@ -44,7 +44,7 @@ describe('petrel run obeys the policy', () => {
     // Midway, the status API shows the queue, its limit, and a rate that respects it.
     await until('10 deliveries', () => times.length >= 10);
     const queue = r.status().queues.find((q) => q.queue === 'default/rated.example');
-    expect(queue).toMatchObject({ route: 'default', limits: { rate: ['5/s per destination'], connections: ['20 per destination', '20 per destination/source'] }, paused: false, backoffs: [], suspensions: [] });
+    expect(queue).toMatchObject({ route: 'default', limits: { rate: ['5/s'], connections: ['20', '20 per source'] }, paused: false, backoffs: [], suspensions: [] });
     expect(queue!.queued + queue!.inFlight).toBeGreaterThan(0);
     expect(queue!.sentLastMinute).toBeGreaterThanOrEqual(10);
     expect(queue!.ratePerSecond).toBeLessThanOrEqual(5 * 1.1);
@@ -76,7 +76,7 @@ describe('petrel run obeys the policy', () => {
     await submit(r.smtpPort, 1, 'yahoo.test');
     await until('the backoff', () => r.status().backoffs.length === 1);
     const b = r.status().backoffs[0]!;
-    expect(b).toMatchObject({ queue: 'provider:y|default', rule: 'p.policy:9' });
+    expect(b).toMatchObject({ queue: 'provider:y', source: 'default', rule: 'p.policy:9', limits: { rate: ['1/s'] } });
     expect(b.reason).toMatch(/\[TS01\]/);
     await until('delivery after the deferrals', () => times.length === 1);
     await until('the backoff to end', () => r.status().backoffs.length === 0, 10_000);
