@@ -125,15 +125,13 @@ import { decodeFrameAt, encodeFrame, KIND, MAX_BODY, scanFrames, type DecodedFra
 import { createIdGenerator } from './ids.ts';
 import { errorCode, freeBytes, isNoSpace, readAll, syncDir, writeAll, type SpoolFs } from './io.ts';
 import { acquireLock, type SpoolLock } from './lock.ts';
+import { clearDone, indexer, isDone, mergeRetry, OUTCOMES, retryAt, setDone, setRetry, statesByAddress, type Outcome, type RecipientStates, type RetryState } from './recipient-state.ts';
 import { openReserve, type SpaceReserve } from './reserve.ts';
 
 export { SpoolError, type SpoolErrorCode } from './errors.ts';
 export { createIdGenerator } from './ids.ts';
 export type { SpoolFs } from './io.ts';
-
-/** What finished a recipient. */
-export type Outcome = 'delivered' | 'bounced' | 'expired';
-const OUTCOMES: ReadonlySet<string> = new Set<Outcome>(['delivered', 'bounced', 'expired']);
+export type { Outcome } from './recipient-state.ts';
 
 /** A message as submitted. `size` is the length of its raw bytes. */
 export interface SpoolMessage {
@@ -289,6 +287,10 @@ export interface Spool {
   recordDeferral(id: string, rcpt: string | readonly string[], nextAttemptAt: number): Promise<void>;
   /** Messages with open recipients, in the order they became durable (after recovery: log order). */
   pending(): SpooledMessage[];
+  /** The same, one at a time: nothing is built for a message until it is reached. */
+  eachPending(): IterableIterator<SpooledMessage>;
+  /** How many messages `pending()` holds and their open recipients, in O(1). */
+  counts(): { messages: number; recipients: number };
   get(id: string): SpooledMessage | undefined;
   /** The raw bytes, checked against their checksum. */
   read(id: string): Promise<Buffer>;
@@ -310,34 +312,53 @@ interface Segment {
   handle: FileHandle | undefined;
   opening: Promise<FileHandle> | undefined;
   size: number;
-  /** Live messages whose current copy is here. */
-  entries: Set<Entry>;
+  /** Live messages whose current copy is here (counted, not listed: a list costs memory per message). */
+  live: number;
+  /** Their bytes. */
+  liveBytes: number;
   /** Reads, writes and its creation in progress: while any, the file stays open and the segment is not deleted. */
   users: number;
   reclaimFailed: boolean;
   compactionFailed: boolean;
 }
 
-interface RetryState {
-  attempts: number;
-  nextAttemptAt: number;
-}
-
-interface Entry {
-  message: Readonly<SpoolMessage>;
-  recipients: ReadonlySet<string>;
+/**
+ * A live message in memory: its envelope, where its record is, and its recipients' state
+ * (recipient-state.ts) as the caller has recorded it, durable or on its way. No view of it
+ * is kept: `get` and `pending` build one when asked.
+ */
+interface Entry extends RecipientStates {
+  readonly message: Readonly<SpoolMessage>;
   /** Where its current copy is (durable). */
   segment: Segment;
   offset: number;
   length: number;
-  /** Outcomes and retry state as the caller has recorded them, durable or on their way. */
-  done: Map<string, Outcome>;
-  retry: Map<string, RetryState>;
   /** Every recipient is done; the message has left `pending()` and goes once that is durable. */
   finishing: boolean;
   /** Resolves when every record about this message so far is durable. */
   lastWrite: Promise<void>;
-  view: SpooledMessage | undefined;
+}
+
+/** Shared by every entry with nothing on its way (one promise, not one per message). */
+const SETTLED: Promise<void> = Promise.resolve();
+
+/** A new entry: every recipient open, never deferred. */
+function newEntry(message: Readonly<SpoolMessage>, segment: Segment, offset: number, length: number): Entry {
+  const to = message.envelope.to;
+  return { message, to, open: to.length, done: undefined, retry: undefined, segment, offset, length, finishing: false, lastWrite: SETTLED };
+}
+
+/** Puts `entry` in `segment`'s live count. */
+function place(entry: Entry, segment: Segment): void {
+  entry.segment = segment;
+  segment.live++;
+  segment.liveBytes += entry.length;
+}
+
+/** Takes `entry` out of its segment's live count. */
+function unplace(entry: Entry): void {
+  entry.segment.live--;
+  entry.segment.liveBytes -= entry.length;
 }
 
 interface QueuedRecord {
@@ -393,24 +414,22 @@ function checkMessage(message: SpoolMessage, raw: Uint8Array | readonly Uint8Arr
   return { message: freezeMessage(message), payload };
 }
 
-function freezeMessage(message: SpoolMessage): Readonly<SpoolMessage> {
+/** A frozen copy holding only the known fields; `intern` may give a shared copy of a sender, tenant, pool or campaign. */
+function freezeMessage(message: SpoolMessage, intern: (value: string) => string = (v) => v): Readonly<SpoolMessage> {
   const copy: SpoolMessage = {
     id: message.id,
-    envelope: Object.freeze({ from: message.envelope.from, to: Object.freeze([...message.envelope.to]) as string[] }),
+    envelope: Object.freeze({ from: intern(message.envelope.from), to: Object.freeze([...message.envelope.to]) as string[] }),
     size: message.size,
     receivedAt: message.receivedAt,
   };
-  if (message.tenant !== undefined) copy.tenant = message.tenant;
-  if (message.pool !== undefined) copy.pool = message.pool;
-  if (message.campaign !== undefined) copy.campaign = message.campaign;
+  if (message.tenant !== undefined) copy.tenant = intern(message.tenant);
+  if (message.pool !== undefined) copy.pool = intern(message.pool);
+  if (message.campaign !== undefined) copy.campaign = intern(message.campaign);
   return Object.freeze(copy);
 }
 
-function messageHeader(message: Readonly<SpoolMessage>, done?: ReadonlyMap<string, Outcome>, retry?: ReadonlyMap<string, RetryState>): MessageHeader {
-  const header: MessageHeader = { ...message };
-  if (done && done.size > 0) header.done = Object.fromEntries(done);
-  if (retry && retry.size > 0) header.retry = Object.fromEntries([...retry].map(([rcpt, r]) => [rcpt, [r.attempts, r.nextAttemptAt]]));
-  return header;
+function messageHeader(message: Readonly<SpoolMessage>, states?: RecipientStates): MessageHeader {
+  return states ? { ...message, ...statesByAddress(states) } : { ...message };
 }
 
 /** A per-recipient field of a header: absent is empty; undefined when it is not an object or `read` refuses an entry. */
@@ -437,7 +456,7 @@ type ParsedRecord =
   | { kind: 'deferral'; id: string; retry: Map<string, RetryState> };
 
 /** Checks the shape of a decoded record's header; a string says what is wrong. */
-function parseRecord(frame: DecodedFrame): ParsedRecord | string {
+function parseRecord(frame: DecodedFrame, intern: (value: string) => string): ParsedRecord | string {
   const h = frame.header as Record<string, unknown> | null;
   if (typeof h !== 'object' || h === null || !isString(h.id)) return 'record header without an id';
   if (frame.kind === KIND.message) {
@@ -448,7 +467,7 @@ function parseRecord(frame: DecodedFrame): ParsedRecord | string {
     const done = parseDone(h.done);
     const retry = parseRetry(h.retry);
     if (!done || !retry) return 'message record with malformed recipient state';
-    return { kind: 'message', message: freezeMessage(h as unknown as SpoolMessage), done, retry };
+    return { kind: 'message', message: freezeMessage(h as unknown as SpoolMessage, intern), done, retry };
   }
   if (frame.kind === KIND.outcome) {
     if (!Array.isArray(h.rcpts) || !h.rcpts.every(isString) || !isString(h.outcome) || !OUTCOMES.has(h.outcome)) return 'malformed outcome record';
@@ -459,24 +478,55 @@ function parseRecord(frame: DecodedFrame): ParsedRecord | string {
   return { kind: 'deferral', id: h.id, retry };
 }
 
-/** Keeps the retry state with more attempts (then the later time): merging is order-free. */
-function mergeRetry(into: Map<string, RetryState>, rcpt: string, state: RetryState): void {
-  const old = into.get(rcpt);
-  if (!old || state.attempts > old.attempts || (state.attempts === old.attempts && state.nextAttemptAt > old.nextAttemptAt)) into.set(rcpt, state);
-}
-
-interface Replayed {
-  message?: Readonly<SpoolMessage>;
-  segment?: Segment;
-  offset: number;
-  length: number;
-  done: Map<string, Outcome>;
-  retry: Map<string, RetryState>;
-}
-
 function newSegment(dir: string, seq: number, size: number): Segment {
   const name = segmentName(seq);
-  return { seq, name, file: path.join(dir, name), handle: undefined, opening: undefined, size, entries: new Set(), users: 0, reclaimFailed: false, compactionFailed: false };
+  return { seq, name, file: path.join(dir, name), handle: undefined, opening: undefined, size, live: 0, liveBytes: 0, users: 0, reclaimFailed: false, compactionFailed: false };
+}
+
+/** Records about a message read before its own record (a copy moved forward): applied when it comes, dropped if it never does. */
+type Early = Extract<ParsedRecord, { kind: 'outcome' | 'deferral' }>[];
+
+/**
+ * Merges one record into the live messages (order-free, see the module comment). A
+ * message's first record makes its entry; records about it met earlier wait in `early`.
+ */
+function replay(record: ParsedRecord, frame: DecodedFrame, segment: Segment, entries: Map<string, Entry>, early: Map<string, Early>, find: (to: readonly string[], rcpt: string) => number): void {
+  if (record.kind !== 'message') {
+    const entry = entries.get(record.id);
+    if (entry) applyTo(entry, record, find);
+    else early.set(record.id, [...(early.get(record.id) ?? []), record]);
+    return;
+  }
+  const id = record.message.id;
+  let entry = entries.get(id);
+  if (entry) {
+    // Copies of one message carry the same bytes; the newest copy is the one kept.
+    unplace(entry);
+    entry.offset = frame.offset;
+    entry.length = frame.length;
+  } else {
+    entries.set(id, (entry = newEntry(record.message, segment, frame.offset, frame.length)));
+    for (const r of early.get(id) ?? []) applyTo(entry, r, find);
+    early.delete(id);
+  }
+  place(entry, segment);
+  for (const [rcpt, outcome] of record.done) applyTo(entry, { kind: 'outcome', id, rcpts: [rcpt], outcome }, find);
+  applyTo(entry, { kind: 'deferral', id, retry: record.retry }, find);
+}
+
+/** An outcome or deferral record's effect on one message: a recipient once done stays done; retry states merge. Addresses not in the envelope are ignored. */
+function applyTo(entry: Entry, record: Early[number], find: (to: readonly string[], rcpt: string) => number): void {
+  if (record.kind === 'outcome') {
+    for (const rcpt of record.rcpts) {
+      const i = find(entry.to, rcpt);
+      if (i >= 0 && !isDone(entry, i)) setDone(entry, i, record.outcome);
+    }
+    return;
+  }
+  for (const [rcpt, state] of record.retry) {
+    const i = find(entry.to, rcpt);
+    if (i >= 0) mergeRetry(entry, i, state);
+  }
 }
 
 /** Reads every segment and rebuilds the live messages. See the module comment. */
@@ -489,15 +539,12 @@ async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[];
     if (match) segments.push(newSegment(segmentsDir, Number(match[1]), 0));
     else unknownFiles.push(name);
   }
-  const replayed = new Map<string, Replayed>();
+  const live = new Map<string, Entry>();
+  const early = new Map<string, Early>();
+  const find = indexer();
   const corrupt: CorruptRegion[] = [];
   let tornBytes = 0;
   let bytesRead = 0;
-  const stateOf = (id: string): Replayed => {
-    let r = replayed.get(id);
-    if (!r) replayed.set(id, (r = { offset: 0, length: 0, done: new Map(), retry: new Map() }));
-    return r;
-  };
   const saveCorrupt = async (segment: Segment, buf: Buffer, offset: number, length: number, reason: string) => {
     const region: CorruptRegion = { segment: segment.name, offset, length, reason };
     const savedAs = path.join('corrupt', `${segment.name}@${offset}.bin`);
@@ -511,6 +558,7 @@ async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[];
     corrupt.push(region);
   };
 
+  const intern = interner();
   for (const segment of segments) {
     const buf = await fs.readFile(segment.file);
     segment.size = buf.length;
@@ -521,58 +569,38 @@ async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[];
       else await saveCorrupt(segment, buf, region.offset, region.length, region.reason);
     }
     for (const frame of records) {
-      const record = parseRecord(frame);
-      if (typeof record === 'string') {
-        await saveCorrupt(segment, buf, frame.offset, frame.length, record);
-        continue;
-      }
-      if (record.kind === 'message') {
-        const r = stateOf(record.message.id);
-        // Copies of one message carry the same bytes; the newest copy is the one kept.
-        r.message = record.message;
-        r.segment = segment;
-        r.offset = frame.offset;
-        r.length = frame.length;
-        for (const [rcpt, outcome] of record.done) if (!r.done.has(rcpt)) r.done.set(rcpt, outcome);
-        for (const [rcpt, state] of record.retry) mergeRetry(r.retry, rcpt, state);
-      } else if (record.kind === 'outcome') {
-        const r = stateOf(record.id);
-        for (const rcpt of record.rcpts) if (!r.done.has(rcpt)) r.done.set(rcpt, record.outcome);
-      } else {
-        const r = stateOf(record.id);
-        for (const [rcpt, state] of record.retry) mergeRetry(r.retry, rcpt, state);
-      }
+      const record = parseRecord(frame, intern);
+      if (typeof record === 'string') await saveCorrupt(segment, buf, frame.offset, frame.length, record);
+      else replay(record, frame, segment, live, early, find);
     }
   }
 
+  // Records about a message whose own record is gone (in `early`) belong to a finished message whose segment was reclaimed.
   const entries: Entry[] = [];
   let recipients = 0;
-  for (const r of replayed.values()) {
-    // Records about a message whose own record is gone belong to a finished message whose segment was reclaimed.
-    if (!r.message || !r.segment) continue;
-    const to = r.message.envelope.to;
-    const open = to.filter((rcpt) => !r.done.has(rcpt)).length;
-    if (open === 0) continue;
-    recipients += open;
-    const all = new Set(to);
-    const done = new Map([...r.done].filter(([rcpt]) => all.has(rcpt)));
-    const retry = new Map([...r.retry].filter(([rcpt]) => all.has(rcpt) && !done.has(rcpt)));
-    const entry: Entry = {
-      message: r.message,
-      recipients: all,
-      segment: r.segment,
-      offset: r.offset,
-      length: r.length,
-      done,
-      retry,
-      finishing: false,
-      lastWrite: Promise.resolve(),
-      view: undefined,
-    };
-    r.segment.entries.add(entry);
+  for (const entry of live.values()) {
+    if (entry.open === 0) {
+      unplace(entry);
+      continue;
+    }
+    recipients += entry.open;
     entries.push(entry);
   }
   return { segments, entries, report: { messages: entries.length, recipients, segments: segments.length, bytesRead, tornBytes, corrupt, unknownFiles } };
+}
+
+/**
+ * One copy of each distinct sender, tenant, pool and campaign while recovering: a million
+ * messages from one sender otherwise hold a million copies of its address.
+ */
+function interner(): (value: string) => string {
+  const seen = new Map<string, string>();
+  return (value) => {
+    const known = seen.get(value);
+    if (known !== undefined) return known;
+    if (seen.size < 100_000) seen.set(value, value);
+    return value;
+  };
 }
 
 /**
@@ -645,6 +673,11 @@ class DiskSpool implements Spool {
   private active: Segment | undefined;
   private nextSeq: number;
   private readonly entries = new Map<string, Entry>();
+  /** Envelope index of an address (spool/recipient-state.ts). */
+  private readonly find = indexer();
+  /** Messages in `pending()` (not finishing), and their open recipients: counted as they change, so `counts()` is O(1). */
+  private openMessages = 0;
+  private openRecipients = 0;
   /** Ids of accepts on their way to disk. */
   private readonly accepting = new Set<string>();
   private queue: QueuedRecord[] = [];
@@ -704,6 +737,8 @@ class DiskSpool implements Spool {
     for (const entry of init.entries) {
       this.entries.set(entry.message.id, entry);
       this.liveBytes += entry.length;
+      this.openMessages++;
+      this.openRecipients += entry.open;
     }
   }
 
@@ -730,21 +765,12 @@ class DiskSpool implements Spool {
     this.accepting.add(id);
     try {
       await this.enqueue(frame, 'refuse', (segment, offset) => {
-        const entry: Entry = {
-          message: frozen,
-          recipients: new Set(frozen.envelope.to),
-          segment,
-          offset,
-          length: frame.length,
-          done: new Map(),
-          retry: new Map(),
-          finishing: false,
-          lastWrite: Promise.resolve(),
-          view: undefined,
-        };
+        const entry = newEntry(frozen, segment, offset, frame.length);
+        place(entry, segment);
         this.entries.set(id, entry);
-        segment.entries.add(entry);
         this.liveBytes += frame.length;
+        this.openMessages++;
+        this.openRecipients += entry.open;
         this.counters.accepted++;
       });
     } catch (error) {
@@ -759,50 +785,55 @@ class DiskSpool implements Spool {
     this.checkUsable();
     if (!OUTCOMES.has(outcome)) throw invalid(`outcome \`${String(outcome)}\` is not delivered, bounced or expired`);
     const entry = this.entryFor(id);
-    const fresh = this.recipientsOf(entry, rcpt).filter((r) => !entry.done.has(r));
+    const fresh = this.recipientsOf(entry, rcpt).filter((i) => !isDone(entry, i));
     if (fresh.length === 0) return entry.lastWrite;
-    const retried = fresh.map((r) => [r, entry.retry.get(r)] as const);
-    for (const r of fresh) {
-      entry.done.set(r, outcome);
-      entry.retry.delete(r);
+    const retried = fresh.map((i) => [i, retryAt(entry, i)] as const);
+    for (const i of fresh) {
+      setDone(entry, i, outcome);
+      setRetry(entry, i, undefined);
     }
-    entry.view = undefined;
-    const finishes = entry.done.size === entry.recipients.size;
-    entry.finishing = finishes;
-    const write = this.enqueue(encodeFrame(KIND.outcome, { id, rcpts: fresh, outcome }), 'wait', () => {
+    this.setFinishing(entry, entry.open === 0);
+    this.openRecipients -= fresh.length;
+    const write = this.enqueue(encodeFrame(KIND.outcome, { id, rcpts: fresh.map((i) => entry.to[i]!), outcome }), 'wait', () => {
       this.counters.recipientsDone += fresh.length;
       // Re-checked: an earlier outcome of this message may have failed and been taken back.
-      if (entry.finishing && entry.done.size === entry.recipients.size) this.finish(entry);
+      if (entry.finishing && entry.open === 0) this.finish(entry);
     });
     entry.lastWrite = write;
     try {
       await write;
     } catch (error) {
       // Not recorded: the caller was told so and may record it again.
-      for (const [r, state] of retried) {
-        entry.done.delete(r);
-        if (state) entry.retry.set(r, state);
+      for (const [i, state] of retried) {
+        clearDone(entry, i);
+        setRetry(entry, i, state);
       }
-      entry.finishing = false;
-      entry.view = undefined;
+      this.openRecipients += fresh.length;
+      this.setFinishing(entry, false);
       throw error;
     }
+  }
+
+  /** Counts `entry` in or out of `pending()`. */
+  private setFinishing(entry: Entry, finishing: boolean): void {
+    if (entry.finishing === finishing) return;
+    entry.finishing = finishing;
+    this.openMessages += finishing ? -1 : 1;
   }
 
   async recordDeferral(id: string, rcpt: string | readonly string[], nextAttemptAt: number): Promise<void> {
     this.checkUsable();
     if (!Number.isFinite(nextAttemptAt)) throw invalid(`nextAttemptAt \`${nextAttemptAt}\` is not a time`);
     const entry = this.entryFor(id);
-    const open = this.recipientsOf(entry, rcpt).filter((r) => !entry.done.has(r));
+    const open = this.recipientsOf(entry, rcpt).filter((i) => !isDone(entry, i));
     if (open.length === 0) return entry.lastWrite;
-    const before = open.map((r) => [r, entry.retry.get(r)] as const);
+    const before = open.map((i) => [i, retryAt(entry, i)] as const);
     const retry: Record<string, [number, number]> = {};
-    for (const r of open) {
-      const attempts = (entry.retry.get(r)?.attempts ?? 0) + 1;
-      entry.retry.set(r, { attempts, nextAttemptAt });
-      retry[r] = [attempts, nextAttemptAt];
+    for (const i of open) {
+      const attempts = (retryAt(entry, i)?.attempts ?? 0) + 1;
+      setRetry(entry, i, { attempts, nextAttemptAt });
+      retry[entry.to[i]!] = [attempts, nextAttemptAt];
     }
-    entry.view = undefined;
     const write = this.enqueue(encodeFrame(KIND.deferral, { id, retry }), 'wait', () => {
       this.counters.deferrals += open.length;
     });
@@ -810,19 +841,21 @@ class DiskSpool implements Spool {
     try {
       await write;
     } catch (error) {
-      for (const [r, state] of before) {
-        if (state) entry.retry.set(r, state);
-        else entry.retry.delete(r);
-      }
-      entry.view = undefined;
+      for (const [i, state] of before) setRetry(entry, i, state);
       throw error;
     }
   }
 
   pending(): SpooledMessage[] {
-    const out: SpooledMessage[] = [];
-    for (const entry of this.entries.values()) if (!entry.finishing) out.push(this.viewOf(entry));
-    return out;
+    return [...this.eachPending()];
+  }
+
+  *eachPending(): IterableIterator<SpooledMessage> {
+    for (const entry of this.entries.values()) if (!entry.finishing) yield this.viewOf(entry);
+  }
+
+  counts(): { messages: number; recipients: number } {
+    return { messages: this.openMessages, recipients: this.openRecipients };
   }
 
   get(id: string): SpooledMessage | undefined {
@@ -916,31 +949,31 @@ class DiskSpool implements Spool {
     return entry;
   }
 
-  private recipientsOf(entry: Entry, rcpt: string | readonly string[]): string[] {
+  /** Envelope indexes of `rcpt`, each once; throws when one is not a recipient. */
+  private recipientsOf(entry: Entry, rcpt: string | readonly string[]): number[] {
     const list = isString(rcpt) ? [rcpt] : [...new Set(rcpt)];
-    for (const r of list) {
-      if (!entry.recipients.has(r)) throw new SpoolError('unknown-recipient', `\`${r}\` is not a recipient of message \`${entry.message.id}\``);
-    }
-    return list;
+    return list.map((r) => {
+      const i = this.find(entry.to, r);
+      if (i < 0) throw new SpoolError('unknown-recipient', `\`${r}\` is not a recipient of message \`${entry.message.id}\``);
+      return i;
+    });
   }
 
+  /** A new immutable view each time: views are not kept (a million of them would be most of the memory). */
   private viewOf(entry: Entry): SpooledMessage {
-    if (!entry.view) {
-      const recipients: RecipientState[] = [];
-      for (const rcpt of entry.message.envelope.to) {
-        if (entry.done.has(rcpt)) continue;
-        const retry = entry.retry.get(rcpt);
-        recipients.push(Object.freeze(retry ? { rcpt, attempts: retry.attempts, nextAttemptAt: retry.nextAttemptAt } : { rcpt, attempts: 0 }));
-      }
-      entry.view = Object.freeze({ ...entry.message, recipients: Object.freeze(recipients) });
-    }
-    return entry.view;
+    const recipients: RecipientState[] = [];
+    entry.to.forEach((rcpt, i) => {
+      if (isDone(entry, i)) return;
+      const retry = retryAt(entry, i);
+      recipients.push(Object.freeze(retry ? { rcpt, attempts: retry.attempts, nextAttemptAt: retry.nextAttemptAt } : { rcpt, attempts: 0 }));
+    });
+    return Object.freeze({ ...entry.message, recipients: Object.freeze(recipients) });
   }
 
   private finish(entry: Entry): void {
     if (this.entries.get(entry.message.id) !== entry) return;
     this.entries.delete(entry.message.id);
-    entry.segment.entries.delete(entry);
+    unplace(entry);
     this.liveBytes -= entry.length;
     this.counters.finished++;
   }
@@ -1327,9 +1360,7 @@ class DiskSpool implements Spool {
    */
   private async roomToRelocate(): Promise<boolean> {
     if (this.spaceShort || performance.now() < this.noRoomUntil) return false;
-    let bytes = 0;
-    for (const entry of this.segments[0]!.entries) bytes += entry.length;
-    if ((await freeBytes(this.fs, this.dir)) >= bytes + this.reserve.target) return true;
+    if ((await freeBytes(this.fs, this.dir)) >= this.segments[0]!.liveBytes + this.reserve.target) return true;
     // Not asked again for a while: maintenance runs after every group.
     this.noRoomUntil = performance.now() + SPACE_RETRY_MS;
     return false;
@@ -1337,12 +1368,12 @@ class DiskSpool implements Spool {
 
   private canReclaim(): boolean {
     const oldest = this.segments[0];
-    return oldest !== undefined && oldest !== this.active && oldest.entries.size === 0 && oldest.users === 0 && !oldest.opening && !oldest.reclaimFailed;
+    return oldest !== undefined && oldest !== this.active && oldest.live === 0 && oldest.users === 0 && !oldest.opening && !oldest.reclaimFailed;
   }
 
   private shouldCompact(compactBefore: number | undefined): boolean {
     const oldest = this.segments[0];
-    if (!oldest || oldest === this.active || oldest.compactionFailed || oldest.entries.size === 0) return false;
+    if (!oldest || oldest === this.active || oldest.compactionFailed || oldest.live === 0) return false;
     if (compactBefore !== undefined) return oldest.seq < compactBefore;
     return this.diskBytes > 2 * this.liveBytes + 2 * this.segmentBytes;
   }
@@ -1383,7 +1414,8 @@ class DiskSpool implements Spool {
    */
   private async relocateOldest(): Promise<boolean> {
     const segment = this.segments[0]!;
-    const victims = [...segment.entries].filter((entry) => !entry.finishing);
+    // A scan of every live message, once per segment moved: cheaper than a list per segment held all the time.
+    const victims = [...this.entries.values()].filter((entry) => entry.segment === segment && !entry.finishing);
     let copied = false;
     for (let i = 0; i < victims.length && !this.closed && !this.failure; ) {
       const writes: Promise<void>[] = [];
@@ -1400,17 +1432,16 @@ class DiskSpool implements Spool {
           throw error;
         }
         if (entry.finishing || entry.segment !== segment) continue;
-        const frame = encodeFrame(KIND.message, messageHeader(entry.message, entry.done, entry.retry), raw);
+        const frame = encodeFrame(KIND.message, messageHeader(entry.message, entry), raw);
         bytes += frame.length;
         copied = true;
         const write = this.enqueue(frame, 'refuse', (target, offset) => {
           if (this.entries.get(entry.message.id) !== entry) return;
-          entry.segment.entries.delete(entry);
-          target.entries.add(entry);
+          unplace(entry);
           this.liveBytes += frame.length - entry.length;
-          entry.segment = target;
           entry.offset = offset;
           entry.length = frame.length;
+          place(entry, target);
           this.counters.relocated++;
         });
         // Handled now: a copy can fail (a full disk, EIO) while the next message is still
