@@ -18,7 +18,8 @@ import { createPolicyState, readRuntimeState, restorePolicyState, snapshotPolicy
 import { createDeliveryPool, createMxResolver, openSession, type MxResolver } from './deliver/index.ts';
 import { createSubmissionServer, receivedHeader, type ReceivedFrom, type SubmissionOptions, type DkimSigning, type DkimStatus } from './intake/index.ts';
 import { openAccounting, outcomeRecord, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
-import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, warmupStanding, type LivePolicy } from './schedule/index.ts';
+import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, RedisLimiterStore, warmupStanding, type LivePolicy, type RedisLink } from './schedule/index.ts';
+import { startSharedState } from './decide/shared-state.ts';
 import { registerStatusMetrics } from './observe/status-metrics.ts';
 import { changeSource } from './decide/operator-sources.ts';
 import { EVERY_ROUTE } from './decide/index.ts';
@@ -54,6 +55,13 @@ export interface RuntimeOptions {
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
+  /**
+   * Several nodes (docs/runtime.md, "Several nodes: Redis"): limits in Redis
+   * (schedule/limiters-redis.ts), reactions, pauses and warmup counts merged through it
+   * (decide/shared-state.ts), and the cluster's members and versions in the status
+   * (policy/cluster.ts, which `petrel run` starts beside the runtime).
+   */
+  shared?: { link: RedisLink; nodeId: string; liveNodes: () => number; status: () => unknown };
 }
 
 export interface Runtime {
@@ -109,12 +117,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const warmupSent = new Map<string, number>(saved?.warmup ?? []);
   let stopping = false;
 
+  const shared = options.shared;
+  const warn = (line: string) => process.emitWarning(line);
+  const limiters = shared ? new RedisLimiterStore({ link: shared.link, nodeId: shared.nodeId, liveNodes: shared.liveNodes, clock, warn }) : new MemoryLimiterStore({ clock });
   const core = createScheduler({
     time,
     transport: deliveryPool ? deliveryPool.openSession : openSession,
     spool,
     mx,
-    limiters: new MemoryLimiterStore({ clock }),
+    limiters,
     policy: () => policy,
     state,
     paused,
@@ -126,13 +137,17 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
     changed: () => {
       stateDirty = true;
+      sharedState?.localChange();
     },
-    warn: (line) => process.emitWarning(line),
+    warn,
     maxInFlight: options.maxInFlight ?? 100,
     ehlo,
     ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}),
   });
+  const sharedState = shared
+    ? startSharedState({ link: shared.link, nodeId: shared.nodeId, state, paused, warmupSent, clock, warn, changed: () => ((stateDirty = true), core.wake()) })
+    : undefined;
   // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
   for (const m of spool.pending()) core.enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
 
@@ -178,7 +193,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const view = core.view();
     const dkim = options.dkim ? { dkim: options.dkim.status() } : {};
     const now = clock();
-    return { ...runtimeStatus({ policy, counters: { accepted, ...view.counters }, inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, warmup: warmupStanding(warmupSent, policy, now), now }), ...dkim };
+    return { ...runtimeStatus({ policy, counters: { accepted, ...view.counters }, inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, warmup: warmupStanding(warmupSent, policy, now), now }), ...dkim, ...(shared ? { cluster: shared.status() } : {}) };
   };
   registerStatusMetrics(registry, status);
   const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
@@ -201,7 +216,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         log(`petrel: source ${printable(request.source, 256)} ${request.enable ? 'enabled' : 'disabled'} by an operator on ${where(change.queues)}${request.enable ? ' (recovery ramp)' : ''}; disabled now on ${where(change.disabledOn)}`);
         stateDirty = true;
         void saveState();
-        core.wake();
+        if (request.enable) core.sourceBack((queue) => change.queues.includes(queue) || change.queues.includes(EVERY_ROUTE));
       }
       return { status: 200, body: { source: request.source, [request.enable ? 'enabled' : 'disabled']: change.queues, disabledOn: change.disabledOn } };
     },
@@ -216,6 +231,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   function saveState(): Promise<void> {
     if (!stateDirty) return saving;
     stateDirty = false;
+    sharedState?.localChange(); // an operator's pause or source change reaches the other nodes at once
     const today = Math.floor(clock() / DAY_MS);
     const data: RuntimeStateFile = {
       version: 1,
@@ -255,6 +271,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await deliveryPool?.close();
       await new Promise<void>((resolve) => http.close(() => resolve()));
       clearInterval(stateTimer);
+      await sharedState?.close();
+      if (limiters instanceof RedisLimiterStore) limiters.close();
       await saveState();
       acct.close();
       await spool.close();

@@ -60,6 +60,8 @@ export interface Scheduler {
   enqueue(m: SpooledMessage, notBeforeOf: (rcpt: string) => number): void;
   /** Looks for due work now (after a resume, a swap, an accept). */
   wake(): void;
+  /** Makes the work that waits for a source in the queues `inQueue` accepts due now, and looks (an operator enabled a source there). */
+  sourceBack(inQueue: (queue: string) => boolean): void;
   /** What the status API shows. */
   view(): { work: readonly Work[]; inFlight: number; counters: { delivered: number; deferred: number; bounced: number }; queueStats: ReadonlyMap<string, QueueStats> };
   /** Starts nothing more from now on. */
@@ -168,6 +170,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     const picked = pickSource({ policyState: state, warmupSent: deps.warmupSent, turn }, p, m, item.pool, route, queue, now);
     if ('waitUntil' in picked) {
       item.notBefore = picked.waitUntil;
+      item.waitsForSource = true;
       return picked.waitUntil;
     }
     const source = picked.source;
@@ -241,6 +244,11 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       work.push(...workOf(m, notBeforeOf));
     },
     wake: () => schedule(0),
+    sourceBack(inQueue) {
+      const now = time.now();
+      for (const w of work) if (w.waitsForSource && w.queue !== undefined && inQueue(w.queue)) w.notBefore = Math.min(w.notBefore, now);
+      schedule(0);
+    },
     view: () => ({ work, inFlight, counters, queueStats }),
     halt() {
       stopping = true;
