@@ -20,11 +20,12 @@
  */
 import net, { type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import type { TlsRptFailureType, TlsRptSession } from '../observe/tlsrpt.ts';
+import type { TlsRptFailureType, TlsRptSession } from '../observe/index.ts';
 import { lookupTlsa } from './dane.ts';
-import type { MtaSts } from './mta-sts.ts';
+import { Resolver } from 'node:dns/promises';
+import type { MtaSts, TxtLookup } from './mta-sts.ts';
 import { mxAllowed } from './mta-sts.ts';
-import { addressText, type SecureDns } from './secure-dns.ts';
+import { addressText, txtText, type SecureDns } from './secure-dns.ts';
 import { LOCAL_REPLIES, type SessionOptions, type SessionResult, type SmtpSession } from './smtp-client.ts';
 
 export interface TlsPolicyOptions {
@@ -150,5 +151,26 @@ export function lookupThrough(dns: SecureDns): LookupFunction {
       if ((opts as { all?: boolean }).all) cb(null, [{ address, family: 4 }]);
       else cb(null, address, 4);
     });
+  };
+}
+
+/** TXT lookups (MTA-STS discovery) through the configured resolver. */
+export function txtThrough(dns: SecureDns): TxtLookup {
+  return async (name) => {
+    const answer = await dns.query(name, 'TXT');
+    return answer.ok ? { ok: true, texts: answer.records.map(txtText) } : { ok: false, reason: answer.reason };
+  };
+}
+
+/** TXT lookups through the system's resolver (no validating resolver configured): MTA-STS does not need DNSSEC. */
+export function systemTxt(timeoutMs = 5_000): TxtLookup {
+  const resolver = new Resolver({ timeout: timeoutMs, tries: 2 });
+  return async (name) => {
+    try {
+      return { ok: true, texts: (await resolver.resolveTxt(name)).map((parts) => parts.join('')) };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+      return code === 'ENODATA' || code === 'ENOTFOUND' ? { ok: true, texts: [] } : { ok: false, reason: `TXT ${name}: ${code}` };
+    }
   };
 }
