@@ -15,7 +15,7 @@ import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ArtifactManifest, PolicyArtifact } from './abi.ts';
 import { createPolicyState, readRuntimeState, restorePolicyState, snapshotPolicyState, writeRuntimeState, type PolicyState, type RuntimeStateFile } from './decide/index.ts';
-import { createDeliveryPool, createMxResolver, openSession, type MxResolver } from './deliver/index.ts';
+import { createDeliveryPool, createMxResolver, openSession, type MxResolver, type TlsPolicy } from './deliver/index.ts';
 import { createSubmissionServer, receivedHeader, type ReceivedFrom, type SubmissionOptions, type DkimSigning, type DkimStatus } from './intake/index.ts';
 import { openAccounting, outcomeRecord, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
 import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, RedisLimiterStore, warmupStanding, type LivePolicy, type RedisLink } from './schedule/index.ts';
@@ -55,6 +55,8 @@ export interface RuntimeOptions {
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
+  /** Outbound TLS policy (MTA-STS, DANE: deliver/tls-policy.ts); without it every session follows the policy's `tls` mode. */
+  tlsPolicy?: TlsPolicy;
   /**
    * Several nodes (docs/runtime.md, "Several nodes: Redis"): limits in Redis
    * (schedule/limiters-redis.ts), reactions, pauses and warmup counts merged through it
@@ -144,6 +146,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     ehlo,
     ...(options.connectTimeoutMs ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.greetingTimeoutMs ? { greetingTimeoutMs: options.greetingTimeoutMs } : {}),
+    ...(options.tlsPolicy ? { tlsPolicy: options.tlsPolicy } : {}),
   });
   const sharedState = shared
     ? startSharedState({ link: shared.link, nodeId: shared.nodeId, state, paused, warmupSent, clock, warn, changed: () => ((stateDirty = true), core.wake()) })
