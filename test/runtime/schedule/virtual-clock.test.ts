@@ -140,10 +140,14 @@ describe('the scheduling core on a virtual clock', () => {
     const manifest = compiled.artifact!.manifest;
 
     const started = performance.now();
+    const cpu = process.cpuUsage();
     const { core, spool, tries, records, accepted, fired, sessions } = await run(artifact, manifest);
+    const cpuMs = (({ user, system }) => (user + system) / 1000)(process.cpuUsage(cpu));
     const wallMs = performance.now() - started;
-    console.log(`virtual clock: 300 messages, 25 virtual hours, ${records.length} outcomes, ${fired} timers, ${sessions} sessions in ${wallMs.toFixed(0)} ms of wall time`);
-    expect(wallMs).toBeLessThan(1000);
+    console.log(`virtual clock: 300 messages, 25 virtual hours, ${records.length} outcomes, ${fired} timers, ${sessions} sessions in ${wallMs.toFixed(0)} ms of wall time, ${cpuMs.toFixed(0)} ms of CPU`);
+    // CPU time, not wall time: on a loaded machine (the whole suite runs two files at once on
+    // two cores) the wall clock also counts the time this process waited for a core.
+    expect(cpuMs).toBeLessThan(1000);
 
     const at = (domain: string) => [...accepted].filter(([rcpt]) => rcpt.endsWith(`@${domain}`));
     const [deferred, delivered, gone, flaky] = [at('defer.example'), at('ok.example'), at('gone.example'), at('flaky.example')];
