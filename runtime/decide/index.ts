@@ -10,3 +10,4 @@ export * from './state-file.ts';
 export * from './judge.ts';
 export * from './dsn.ts';
 export * from './bounce-loop.ts';
+export * from './queue-ops.ts';

@@ -12,3 +12,5 @@ export * from './status.ts';
 export * from './tlsrpt.ts';
 export * from './outbox.ts';
 export * from './webhooks.ts';
+export * from './queue-api.ts';
+export * from './accounting-trail.ts';
