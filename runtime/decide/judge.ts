@@ -99,6 +99,7 @@ export function createJudge(deps: JudgeDeps): (v: Verdict) => Promise<void> {
     deps.record(m, outcome(phase === 'connect' || phase === 'ehlo' ? 'tq' : 't', reaction), route);
     if (!spool.get(m.id)) return;
     const pool = fate.via && 'pool' in fate.via ? fate.via.pool : via.item?.pool;
-    deps.requeue({ id: m.id, domain, rcpts: [rcpt], notBefore: fate.at, ...(pool !== undefined ? { pool } : {}), ...(fate.via && 'skipMx' in fate.via ? { avoid } : {}) });
+    // Still in its queue until it is routed again when due (status counts it there).
+    deps.requeue({ id: m.id, domain, rcpts: [rcpt], notBefore: fate.at, queue: context.route, ...(pool !== undefined ? { pool } : {}), ...(fate.via && 'skipMx' in fate.via ? { avoid } : {}) });
   };
 }
