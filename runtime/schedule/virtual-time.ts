@@ -15,10 +15,21 @@ interface Pending {
 /** Lets every pending promise chain run: a macrotask runs only once the microtask queue is empty. */
 const settleMicrotasks = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Whether timer `a` fires before `b`: earlier time first, equal times in the order they were set. */
+const before = (a: Pending, b: Pending) => a.at < b.at || (a.at === b.at && a.id < b.id);
+
 export class VirtualTime implements Time {
   private current: number;
   private seq = 0;
-  private readonly timers: Pending[] = [];
+  /**
+   * INVARIANT: a binary min-heap by {@link before}; a cancelled timer stays in it (its id in
+   * `cancelled`) until it reaches the top, so setting, cancelling and firing are O(log n)
+   * (a simulation keeps thousands of timers pending).
+   */
+  private readonly heap: Pending[] = [];
+  private readonly cancelled = new Set<number>();
+  /** Ids of the timers set and neither fired nor cancelled. */
+  private readonly live = new Set<number>();
   private seed: number;
 
   constructor(start: number, seed = 1) {
@@ -31,14 +42,14 @@ export class VirtualTime implements Time {
   setTimeout = (fn: () => void, ms: number): TimerHandle => {
     // Like Node's: a delay that is not a positive number fires at once (here: at the current time, after what runs now).
     const id = ++this.seq;
-    this.timers.push({ id, at: this.current + (ms > 0 ? ms : 0), fn });
+    this.live.add(id);
+    this.push({ id, at: this.current + (ms > 0 ? ms : 0), fn });
     return { id };
   };
 
   clearTimeout = (timer: TimerHandle | undefined): void => {
-    if (!timer) return;
-    const i = this.timers.findIndex((t) => t.id === timer.id);
-    if (i !== -1) this.timers.splice(i, 1);
+    // Only a live timer is marked; one fired or cancelled already is ignored.
+    if (timer && this.live.delete(timer.id as number)) this.cancelled.add(timer.id as number);
   };
 
   /** mulberry32: small, fast and good enough for jitter. */
@@ -52,7 +63,7 @@ export class VirtualTime implements Time {
 
   /** Timers waiting to fire. */
   get pending(): number {
-    return this.timers.length;
+    return this.live.size;
   }
 
   /**
@@ -69,7 +80,7 @@ export class VirtualTime implements Time {
       const next = this.earliest();
       if (!next || next.at > until) break;
       if (++fired > maxTimers) throw new Error(`virtual time: more than ${maxTimers} timers before ${new Date(until).toISOString()}`);
-      this.timers.splice(this.timers.indexOf(next), 1);
+      this.live.delete(this.pop().id);
       this.current = Math.max(this.current, next.at);
       next.fn();
     }
@@ -77,9 +88,40 @@ export class VirtualTime implements Time {
     return fired;
   }
 
+  /** The next timer to fire (cancelled ones at the top are dropped first). */
   private earliest(): Pending | undefined {
-    let best: Pending | undefined;
-    for (const t of this.timers) if (!best || t.at < best.at || (t.at === best.at && t.id < best.id)) best = t;
-    return best;
+    while (this.heap.length > 0 && this.cancelled.has(this.heap[0]!.id)) this.cancelled.delete(this.pop().id);
+    return this.heap[0];
+  }
+
+  private push(t: Pending): void {
+    const h = this.heap;
+    let i = h.push(t) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): Pending {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l]!, h[m]!)) m = l;
+        if (r < h.length && before(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
   }
 }
