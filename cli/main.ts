@@ -21,6 +21,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   deploy: { load: async () => (await import('./policy-ops.ts')).deployCommand, summary: 'build and test policies here, and make them live on a running petrel' },
   keygen: { load: async () => (await import('./keygen.ts')).keygenCommand, summary: 'make an Ed25519 key pair for signing deploys' },
   'dkim-record': { load: async () => (await import('./dkim-record.ts')).dkimRecordCommand, summary: 'print the DNS TXT record that publishes a DKIM signing key' },
+  simulate: { load: async () => (await import('./simulate.ts')).simulateCommand, summary: 'run a campaign through the policies on a virtual clock against provider models' },
   hook: { load: async () => (await import('./policy-ops.ts')).hookCommand, summary: 'install a git post-receive hook that notifies a running petrel' },
 };
 

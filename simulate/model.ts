@@ -106,19 +106,24 @@ export function parseModel(text: string, file: string): ModelResult {
   } catch (e) {
     return { ok: false, errors: [`${file}: not JSON: ${(e as Error).message}`] };
   }
-  if (!validateShape(data)) return { ok: false, errors: [...new Set((validateShape.errors ?? []).map((e) => `${file}: ${describe(e)}`))] };
+  if (!validateShape(data)) return { ok: false, errors: [...new Set((validateShape.errors ?? []).map((e) => `${file}: ${describeSchemaError(e)}`))] };
   const errors = checkMeaning(data).map((e) => `${file}: ${e}`);
   return errors.length > 0 ? { ok: false, errors } : { ok: true, model: data };
 }
 
 /** Reads and checks a model file (at most {@link MAX_MODEL_BYTES}). */
-export async function readModel(file: string): Promise<ModelResult> {
+export function readModel(file: string): Promise<ModelResult> {
+  return readChecked(file, MAX_MODEL_BYTES, 'a model', parseModel);
+}
+
+/** Reads a file of at most `maxBytes` and checks it with `parse`; a file too large or unreadable is an error naming it (`what`: `a model`). */
+export async function readChecked<R>(file: string, maxBytes: number, what: string, parse: (text: string, file: string) => R | { ok: false; errors: string[] }): Promise<R | { ok: false; errors: string[] }> {
   let handle;
   try {
     handle = await open(file, 'r');
     const { size } = await handle.stat();
-    if (size > MAX_MODEL_BYTES) return { ok: false, errors: [`${file}: ${size} bytes, more than the ${MAX_MODEL_BYTES} a model may be`] };
-    return parseModel(await handle.readFile('utf8'), file);
+    if (size > maxBytes) return { ok: false, errors: [`${file}: ${size} bytes, more than the ${maxBytes} ${what} may be`] };
+    return parse(await handle.readFile('utf8'), file);
   } catch (e) {
     return { ok: false, errors: [`${file}: cannot read: ${(e as Error).message}`] };
   } finally {
@@ -142,7 +147,7 @@ export async function readShippedModel(name: string): Promise<ModelResult> {
 }
 
 /** One line naming the field an ajv error is about. */
-function describe(e: ErrorObject): string {
+export function describeSchemaError(e: ErrorObject): string {
   const at = e.instancePath.slice(1).replace(/\//g, '.');
   if (e.keyword === 'required') return `\`${[at, (e.params as { missingProperty: string }).missingProperty].filter(Boolean).join('.')}\` is required`;
   if (e.keyword === 'additionalProperties') return `unknown field \`${[at, (e.params as { additionalProperty: string }).additionalProperty].filter(Boolean).join('.')}\``;
