@@ -22,6 +22,7 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   keygen: { load: async () => (await import('./keygen.ts')).keygenCommand, summary: 'make an Ed25519 key pair for signing deploys' },
   'dkim-record': { load: async () => (await import('./dkim-record.ts')).dkimRecordCommand, summary: 'print the DNS TXT record that publishes a DKIM signing key' },
   simulate: { load: async () => (await import('./simulate.ts')).simulateCommand, summary: 'run a campaign through the policies on a virtual clock against provider models' },
+  source: { load: async () => (await import('./source.ts')).sourceCommand, summary: 'disable a source of a running petrel, or enable it again' },
   hook: { load: async () => (await import('./policy-ops.ts')).hookCommand, summary: 'install a git post-receive hook that notifies a running petrel' },
 };
 

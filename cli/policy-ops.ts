@@ -12,7 +12,7 @@ import { readSignedArtifact, readSigningKey, signUpload, importArtifactText, typ
 import { testFailures } from './policy-compiler.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 
-const KEY = `  --api-key-file <file> a file holding an API key of the runtime (its first line);
+export const KEY = `  --api-key-file <file> a file holding an API key of the runtime (its first line);
                         default: $PETREL_API_KEY, else none (a loopback runtime
                         without keys answers keyless calls)
   --api-key <key>       the key itself (visible in \`ps\`: prefer the file or the environment)`;
@@ -89,12 +89,12 @@ exit codes: 0 written, 2 usage error
 
 const HOOK_MARK = '# petrel post-receive hook';
 
-interface Answer {
+export interface Answer {
   status: number;
   body: Record<string, unknown>;
 }
 
-async function call(url: string, apiPath: string, apiKey: string | undefined, body: unknown): Promise<Answer> {
+export async function call(url: string, apiPath: string, apiKey: string | undefined, body: unknown): Promise<Answer> {
   let res: Response;
   try {
     res = await fetch(new URL(apiPath, url), {
@@ -136,7 +136,7 @@ function report(answer: Answer, io: Io): number {
   return [400, 401, 403, 415].includes(answer.status) ? EXIT.usage : EXIT.internal;
 }
 
-async function guarded(io: Io, f: () => Promise<number>): Promise<number> {
+export async function guarded(io: Io, f: () => Promise<number>): Promise<number> {
   try {
     return await f();
   } catch (e) {
@@ -150,7 +150,7 @@ const keyOptions = { 'api-key': { type: 'string' }, 'api-key-file': { type: 'str
 const connection = { url: { type: 'string' }, ...keyOptions } as const;
 
 /** The API key to send: `--api-key`, else the first line of `--api-key-file`, else $PETREL_API_KEY. */
-function apiKeyOf(values: { 'api-key'?: string | undefined; 'api-key-file'?: string | undefined }, io: Io): string | undefined {
+export function apiKeyOf(values: { 'api-key'?: string | undefined; 'api-key-file'?: string | undefined }, io: Io): string | undefined {
   if (values['api-key'] !== undefined) return values['api-key'];
   const file = values['api-key-file'];
   if (file === undefined) return process.env.PETREL_API_KEY || undefined;
