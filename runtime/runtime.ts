@@ -14,10 +14,10 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ArtifactManifest, PolicyArtifact } from './abi.ts';
-import { createPolicyState, readRuntimeState, restorePolicyState, snapshotPolicyState, writeRuntimeState, type PolicyState, type RuntimeStateFile } from './decide/index.ts';
+import { createPolicyState, createQueueOps, openBounceLoop, type BounceLoopConfig, readRuntimeState, restorePolicyState, snapshotPolicyState, writeRuntimeState, type PolicyState, type RuntimeStateFile } from './decide/index.ts';
 import { createDeliveryPool, createMxResolver, openSession, type MxResolver, type TlsPolicy } from './deliver/index.ts';
-import { createSubmissionServer, receivedHeader, type ReceivedFrom, type SubmissionOptions, type DkimSigning, type DkimStatus } from './intake/index.ts';
-import { openAccounting, outcomeRecord, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
+import { createSubmissionServer, feedbackHeader, isFeedbackAddress, receivedHeader, screenSubmission, type ReceivedFrom, type SubmissionOptions, type DkimSigning, type DkimStatus } from './intake/index.ts';
+import { accountingTrail, openAccounting, outcomeRecord, queueApiRoutes, printable, receiptRecords, runtimeStatus, startHttpApi, type AccountingWriter, type HttpApiOptions, type HttpRoutes, type RuntimeStatus } from './observe/index.ts';
 import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, RedisLimiterStore, warmupStanding, type LivePolicy, type RedisLink } from './schedule/index.ts';
 import { startSharedState } from './decide/shared-state.ts';
 import { registerStatusMetrics } from './observe/status-metrics.ts';
@@ -52,6 +52,8 @@ export interface RuntimeOptions {
   dkim?: DkimSigning;
   /** Where operator actions (a source enabled or disabled) are logged, one line each; default: stderr. */
   log?: (line: string) => void;
+  /** The bounce loop (docs/runtime.md, "Bounces, suppression, feedback and webhooks"): per-tenant DSNs, suppression and webhooks, and feedback reports. */
+  bounceLoop?: BounceLoopConfig;
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
@@ -121,6 +123,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const shared = options.shared;
   const warn = (line: string) => process.emitWarning(line);
+  // DSNs, suppression, complaints and webhook events; the suppression list and outbox live beside the spool.
+  const bounce = openBounceLoop(options.spoolDir, options.bounceLoop ?? {}, { acceptMessage: (envelope, raw, values) => acceptMessage(envelope, raw, values, { protocol: 'local' }), read: (id) => spool.read(id), account: (r) => acct.write(r), reportingMta: ehlo, clock, warn });
   const limiters = shared ? new RedisLimiterStore({ link: shared.link, nodeId: shared.nodeId, liveNodes: shared.liveNodes, clock, warn }) : new MemoryLimiterStore({ clock });
   const core = createScheduler({
     time,
@@ -136,6 +140,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const rec = outcomeRecord(m, outcome);
       metrics.outcomes.inc({ type: rec.type, route, category: rec.bounceCat });
       acct.write(rec);
+      bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`));
     },
     changed: () => {
       stateDirty = true;
@@ -172,13 +177,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
    */
   async function acceptMessage(envelope: { from: string; to: string[] }, message: Buffer | readonly Buffer[], values: { tenant?: string; pool?: string; campaign?: string }, from: ReceivedFrom = { protocol: 'HTTP' }): Promise<string> {
     const id = spool.newId();
-    const to = [...new Set(envelope.to)];
-    const receivedAt = clock();
     const chunks = Buffer.isBuffer(message) ? [message] : message;
+    // Feedback reports are taken, suppressed recipients refused or dropped (intake/screen.ts).
+    const to = await screenSubmission(bounce.screen, [...new Set(envelope.to)], () => Buffer.concat(chunks), values.tenant ?? '');
+    if (to.length === 0) return id;
+    const receivedAt = clock();
     // Signed once, here: every recipient and retry sends these bytes, as the spool holds them.
     const signature = await options.dkim?.sign(chunks, values.tenant, receivedAt);
     // The headers and the message go to the spool as chunks: the message is not copied.
-    const raw = [...(signature ? [signature] : []), Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), ...chunks];
+    const feedback = options.bounceLoop?.feedback ? [Buffer.from(feedbackHeader(options.bounceLoop.feedback.secret, { id, tenant: values.tenant ?? '', campaign: values.campaign ?? '' }), 'latin1')] : [];
+    const raw = [...(signature ? [signature] : []), Buffer.from(receivedHeader(from, ehlo, id, to, receivedAt), 'latin1'), ...feedback, ...chunks];
     const spooled = { id, envelope: { from: envelope.from, to }, size: raw.reduce((n, c) => n + c.length, 0), receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.campaign ? { campaign: values.campaign } : {}) };
     await spool.accept(spooled, raw);
     accepted++;
@@ -189,8 +197,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return id;
   }
 
-  const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, { acceptMessage, isStopping: () => stopping, registry });
+  const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, { acceptMessage, isStopping: () => stopping, isLocalRecipient: (a) => isFeedbackAddress(bounce.screen.feedback, a), registry });
   const smtpPort = await smtp.listen();
+  const queueOps = createQueueOps({ spool, policy: () => policy, work: () => core.view().work, wake: () => core.wake(), account: (r) => acct.write(r), loop: bounce.loop, clock });
+  const trail = (id: string) => {
+    const m = spool.get(id);
+    acct.flush();
+    return m ? accountingTrail(options.accountingDir, m, clock()) : Promise.resolve([]);
+  };
+  const queueRoutes = queueApiRoutes({ ops: queueOps, suppression: bounce.suppression, trail, suppressed: (...a) => bounce.loop.suppressed(...a), clock });
 
   const status = (): RuntimeStatus & { dkim?: DkimStatus } => {
     const view = core.view();
@@ -226,7 +241,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     acceptMessage,
     stopping: () => stopping,
     maxBodyBytes: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
-    routes: options.httpRoutes,
+    routes: (req, res, helpers) => queueRoutes(req, res, helpers) || (options.httpRoutes?.(req, res, helpers) ?? false),
   });
 
   /** Writes the state file when something changed: every 2 s at most, and on stop and pause. */
@@ -278,6 +293,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (limiters instanceof RedisLimiterStore) limiters.close();
       await saveState();
       acct.close();
+      bounce.close();
       await spool.close();
     },
   };

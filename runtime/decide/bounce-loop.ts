@@ -12,9 +12,9 @@
  * `drop`), and `webhook`.
  */
 import type { AccountedOutcome, AccountingRecord, Outbox, RecordType, WebhookEvent, WebhookSender } from '../observe/index.ts';
-import { outcomeRecord } from '../observe/index.ts';
-import type { Complaint, SuppressionList, SuppressionReason } from '../intake/index.ts';
-import { splitHeader, SUPPRESSING_CATEGORIES } from '../intake/index.ts';
+import { openOutbox, outcomeRecord, startWebhooks } from '../observe/index.ts';
+import type { Complaint, ScreenDeps, SuppressionList, SuppressionReason } from '../intake/index.ts';
+import { openSuppressionList, splitHeader, SUPPRESSING_CATEGORIES } from '../intake/index.ts';
 import type { SpooledMessage } from '../spool/index.ts';
 import { createHash } from 'node:crypto';
 import { dsnFor, type DsnRecipient } from './dsn.ts';
@@ -53,6 +53,12 @@ export interface BounceLoop {
   operatorBounce(m: SpooledMessage, rcpts: readonly string[], originalHeaders: string | undefined): Promise<void>;
   /** An operator or import suppressed an address: its event. */
   suppressed(tenant: string, rcpt: string, reason: SuppressionReason, detail: string): Promise<void>;
+}
+
+/** An accounting record of Petrel's own about one address (no delivery behind it): PowerMTA's columns from `outcomeRecord`, then `over`. */
+function addressRecord(at: number, rcpt: string, of: { tenant?: string; campaign?: string }, over: Partial<AccountingRecord>): AccountingRecord {
+  const m = { id: '', envelope: { from: '', to: [rcpt] }, size: 0, receivedAt: at, recipients: [], ...(of.tenant ? { tenant: of.tenant } : {}), ...(of.campaign ? { campaign: of.campaign } : {}) };
+  return { ...outcomeRecord(m, { type: 'b', rcpt, queue: '', source: '', reply: '', reaction: undefined, mxHost: '', policyVersion: '', at }), ...over };
 }
 
 /** A stable event id: the same fact judged again after a crash gives the same id. */
@@ -118,9 +124,8 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
     },
     async complaint(c) {
       const { origin } = c;
-      const base = outcomeRecord({ id: origin.id, envelope: { from: '', to: [c.rcpt] }, size: 0, receivedAt: deps.clock(), recipients: [], ...(origin.tenant ? { tenant: origin.tenant } : {}), ...(origin.campaign ? { campaign: origin.campaign } : {}) }, { type: 'b', rcpt: c.rcpt, queue: '', source: c.reporter, reply: '', reaction: undefined, mxHost: '', policyVersion: '', at: deps.clock() });
       // PowerMTA's `f` record: the complaint, with the feedback type where the status goes.
-      deps.account({ ...base, type: 'f' as RecordType, dsnAction: '', dsnStatus: c.feedbackType, dsnDiag: `arf;${c.messageId} ${c.sourceIp}`.trim(), queue: origin.id, vmta: '', bounceCat: 'spam-related' });
+      deps.account(addressRecord(deps.clock(), c.rcpt, origin, { type: 'f' as RecordType, dsnAction: '', dsnStatus: c.feedbackType, dsnDiag: `arf;${c.reporter} ${c.messageId} ${c.sourceIp}`.trim(), queue: origin.id, bounceCat: 'spam-related' }));
       await emit([{ id: eventId('complained', origin.id, c.rcpt), type: 'complained', tenant: origin.tenant, messageId: origin.id, rcpt: c.rcpt, at: deps.clock(), detail: { feedbackType: c.feedbackType, reporter: c.reporter, messageIdHeader: c.messageId, campaign: origin.campaign, sourceIp: c.sourceIp } }]);
       await suppress(origin.tenant, c.rcpt, 'complaint', `${c.feedbackType} report from ${c.reporter || 'unknown'} about ${origin.id}`, origin.id);
     },
@@ -129,5 +134,54 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
       await sendDsn(m, rcpts.map((rcpt) => ({ rcpt, action: 'failed', status: '5.0.0', diagnostic: 'bounced by the operator of the sending system', remoteMta: '' })), headers);
     },
     suppressed: (tenant, rcpt, reason, detail) => emit([{ id: eventId('suppressed', tenant, rcpt.toLowerCase(), String(deps.clock())), type: 'suppressed', tenant, messageId: '', rcpt, at: deps.clock(), detail: { reason, detail } }]),
+  };
+}
+
+/** The bounce loop's configuration (`petrel run` config: `tenants`, `feedback`, `webhooks`). */
+export interface BounceLoopConfig {
+  tenants?: Record<string, TenantSettings>;
+  /** Feedback reports: the secret of the `X-Petrel-Id` token (≥ 16 characters) and where reports arrive. */
+  feedback?: { secret: string; addresses?: string[]; domains?: string[] };
+  webhooks?: { allowPrivateTargets?: boolean; maxPending?: number; baseDelayMs?: number };
+  /** Most suppressed addresses over all tenants (default 1,000,000). */
+  maxSuppressed?: number;
+}
+
+/** Everything the bounce loop keeps open: the suppression list, the outbox and its sender. */
+export interface OpenBounceLoop {
+  loop: BounceLoop;
+  suppression: SuppressionList;
+  screen: ScreenDeps;
+  webhooks: WebhookSender | undefined;
+  close(): void;
+}
+
+/** Opens the suppression list and (with any webhook configured) the outbox in `dir`, and builds the loop. */
+export function openBounceLoop(dir: string, config: BounceLoopConfig, deps: Omit<BounceLoopDeps, 'tenants' | 'suppression' | 'outbox' | 'webhooks'>): OpenBounceLoop {
+  const tenants = config.tenants ?? {};
+  const suppression = openSuppressionList(dir, config.maxSuppressed !== undefined ? { maxEntries: config.maxSuppressed } : {});
+  const targets = Object.fromEntries(Object.entries(tenants).flatMap(([t, s]) => (s.webhook ? [[t, s.webhook]] : [])));
+  const outbox = Object.keys(targets).length > 0 ? openOutbox(dir, config.webhooks?.maxPending !== undefined ? { maxPending: config.webhooks.maxPending } : {}) : undefined;
+  const webhooks = outbox ? startWebhooks(outbox, { targets, warn: deps.warn, clock: deps.clock, ...config.webhooks }) : undefined;
+  const loop = createBounceLoop({ ...deps, tenants, suppression, outbox, webhooks });
+  const lower = (l: string[] | undefined) => new Set((l ?? []).map((a) => a.toLowerCase()));
+  const feedback = config.feedback ? { secret: config.feedback.secret, addresses: lower(config.feedback.addresses), domains: lower(config.feedback.domains) } : undefined;
+  const screen: ScreenDeps = {
+    suppression,
+    feedback,
+    mode: (tenant) => loop.settings(tenant).suppressed ?? 'refuse',
+    complaint: (c) => loop.complaint(c),
+    dropped: (rcpt, e) => deps.account(addressRecord(deps.clock(), rcpt, e, { dsnStatus: '5.1.1', dsnDiag: `petrel;suppressed (${e.reason}) at submission`, bounceCat: 'policy-related' })),
+  };
+  return {
+    loop,
+    suppression,
+    screen,
+    webhooks,
+    close() {
+      webhooks?.close();
+      outbox?.close();
+      suppression.close();
+    },
   };
 }

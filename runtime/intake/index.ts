@@ -13,3 +13,4 @@ export * from './dkim.ts';
 export * from './suppression.ts';
 export * from './mime-parts.ts';
 export * from './feedback.ts';
+export * from './screen.ts';

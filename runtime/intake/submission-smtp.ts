@@ -18,6 +18,7 @@ import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, t
 import { createAuthThrottle, type AuthThrottle, type AuthThrottleOptions } from './auth-throttle.ts';
 import { takeControlHeadersOfChunks, type ControlValues } from './headers.ts';
 import type { ReceivedFrom } from './received.ts';
+import { SubmissionRefused } from './screen.ts';
 import { SpoolError } from '../spool/index.ts';
 import { byteBudget, collectData, connectionGate, SUBMISSION_LIMIT_DEFAULTS, type ByteBudget, type ConnectionGate, type SubmissionLimits } from './submission-limits.ts';
 
@@ -114,6 +115,8 @@ export type AcceptMessage = (envelope: { from: string; to: string[] }, message: 
 /** What the submission server needs from the runtime. */
 export interface SubmissionHooks {
   acceptMessage: AcceptMessage;
+  /** Recipients taken here from any client, without AUTH or a client network (feedback report addresses). */
+  isLocalRecipient?: (address: string) => boolean;
   /** The runtime is shutting down: new connections get `421`. */
   isStopping: () => boolean;
   /** Where the submission counters go (`petrel_smtp_*`); a private one without. */
@@ -235,13 +238,13 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
         (e: Error) => callback(e),
       );
     },
-    onRcptTo(_address, session: SMTPServerSession, callback) {
+    onRcptTo(address, session: SMTPServerSession, callback) {
       if (session.envelope.rcptTo.length >= limits.maxRecipients) {
         metrics.refused.inc({ reason: 'recipients' });
         return callback(fail(452, '4.5.3 Too many recipients'));
       }
       // smtp-server sets `user` to false (not undefined) after STARTTLS: test truthiness.
-      if (!session.user && !fromClientNetwork(session.remoteAddress)) return callback(fail(550, '5.7.1 Relaying denied'));
+      if (!session.user && !fromClientNetwork(session.remoteAddress) && !hooks.isLocalRecipient?.(address.address)) return callback(fail(550, '5.7.1 Relaying denied'));
       callback();
     },
     onData: receive,
@@ -282,6 +285,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
         .then(
           (id) => reply(null, `2.0.0 queued as ${id}`),
           (e: unknown) => {
+            if (e instanceof SubmissionRefused) return reply(fail(e.responseCode, e.message));
             const full = e instanceof SpoolError && e.code === 'no-space';
             metrics.refused.inc({ reason: full ? 'spool-full' : 'spool-error' });
             // The spool's text names paths and internals: it stays here, not with the client.

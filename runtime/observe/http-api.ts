@@ -11,7 +11,7 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Registry } from 'prom-client';
-import { takeControlHeaders, checkSubmission, composeSubmission, type ReceivedFrom } from '../intake/index.ts';
+import { takeControlHeaders, checkSubmission, composeSubmission, SubmissionRefused, type ReceivedFrom } from '../intake/index.ts';
 import { accessCheck, type Access, type AccessOptions } from './http-access.ts';
 import { SpoolError } from '../spool/index.ts';
 import type { SourceRequest } from '../decide/operator-sources.ts';
@@ -195,7 +195,7 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
       })
       .then(
         (id) => send(res, 202, { id }),
-        (e: Error) => send(res, 503, { error: `not accepted: ${e.message}` }, { 'retry-after': e instanceof SpoolError && e.code === 'no-space' ? '300' : '30' }),
+        (e: Error) => (e instanceof SubmissionRefused ? send(res, 422, { error: e.message }) : send(res, 503, { error: `not accepted: ${e.message}` }, { 'retry-after': e instanceof SpoolError && e.code === 'no-space' ? '300' : '30' })),
       );
   };
 
