@@ -32,7 +32,7 @@ async function submit(port: number, count: number, domain: string): Promise<void
 }
 
 describe('petrel run obeys the policy', () => {
-  it('holds a message rate: 20 messages at 5/s (burst 5) take at least 3 s', async () => {
+  it('holds a message rate: 40 messages at 5/s (burst 5) take at least 7 s', async () => {
     const { runtime: r, times } = await run('policy p version 1\n\ndefault {\n  rate 5/s\n  connections 20\n}\n');
     // One message first, so a session to the MX is open and idle: the first of the twenty
     // goes out on it without waiting for a connection, and its arrival marks its admission.
@@ -40,7 +40,9 @@ describe('petrel run obeys the policy', () => {
     await until('the first delivery', () => times.length === 1);
     await new Promise((res) => setTimeout(res, 1200)); // the burst refills
     times.length = 0;
-    await submit(r.smtpPort, 20, 'rated.example');
+    // Forty, not twenty: the arrivals at the MX carry delivery latency, whose jitter on a
+    // loaded machine is a smaller share of a 7 s window than of a 3 s one.
+    await submit(r.smtpPort, 40, 'rated.example');
     // Midway, the status API shows the queue, its limit, and a rate that respects it.
     await until('10 deliveries', () => times.length >= 10);
     const queue = r.status().queues.find((q) => q.queue === 'default/rated.example');
@@ -48,17 +50,17 @@ describe('petrel run obeys the policy', () => {
     expect(queue!.queued + queue!.inFlight).toBeGreaterThan(0);
     expect(queue!.sentLastMinute).toBeGreaterThanOrEqual(10);
     expect(queue!.ratePerSecond).toBeLessThanOrEqual(5 * 1.1);
-    await until('20 deliveries', () => times.length === 20);
-    const elapsed = (times[19]! - times[0]!) / 1000;
-    // GCRA at 5/s with a burst of 5: the 20th is admitted 3 s after the first, no sooner;
-    // allow the 10% for what the MX sees: at least 2.7 s.
-    expect(elapsed).toBeGreaterThanOrEqual(2.7);
+    await until('40 deliveries', () => times.length === 40, 60_000);
+    const elapsed = (times[39]! - times[0]!) / 1000;
+    // GCRA at 5/s with a burst of 5: the 40th is admitted 7 s after the first, no sooner;
+    // allow the 10% for what the MX sees: at least 6.3 s.
+    expect(elapsed).toBeGreaterThanOrEqual(6.3);
     // …and within 10% of the limit once the burst is spent (a lower bound keeps this robust on a busy machine).
     // Measured from the 6th arrival, the first one the rate admits (the 5th is the burst's
     // last, admitted at once, and any wait for its connection would shorten the window).
-    const paced = (times[19]! - times[5]!) / 1000;
-    expect(14 / paced).toBeLessThanOrEqual(5 * 1.1);
-  }, 60_000);
+    const paced = (times[39]! - times[5]!) / 1000;
+    expect(34 / paced).toBeLessThanOrEqual(5 * 1.1);
+  }, 90_000);
 
   it('reuses a connection for up to messages-per-connection messages', async () => {
     const { runtime: r, sink: s, times } = await run('policy p version 1\n\ndefault {\n  connections 1 per source\n  messages-per-connection 3\n}\n');
