@@ -11,8 +11,9 @@
  * - `duplicate-id`, `unknown-message`, `unknown-recipient`: as named.
  * - `corrupt`: stored bytes no longer match their checksum.
  * - `locked`: another live process (or this one) has the spool open.
+ * - `recovering`: asked of a spool opened with `openSpoolRecovering` before its recovery ended.
  */
-export type SpoolErrorCode = 'closed' | 'failed' | 'no-space' | 'write-failed' | 'invalid' | 'duplicate-id' | 'unknown-message' | 'unknown-recipient' | 'corrupt' | 'locked';
+export type SpoolErrorCode = 'closed' | 'failed' | 'no-space' | 'write-failed' | 'invalid' | 'duplicate-id' | 'unknown-message' | 'unknown-recipient' | 'corrupt' | 'locked' | 'recovering';
 
 export class SpoolError extends Error {
   override readonly name = 'SpoolError';

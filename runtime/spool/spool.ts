@@ -529,9 +529,8 @@ function applyTo(entry: Entry, record: Early[number], find: (to: readonly string
   }
 }
 
-/** Reads every segment and rebuilds the live messages. See the module comment. */
-async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[]; entries: Entry[]; report: Omit<RecoveryReport, 'reclaimedSegments' | 'ms'> }> {
-  const segmentsDir = path.join(dir, 'segments');
+/** The segments in `segmentsDir`, oldest first (not read yet), and the files that are not segments. */
+async function listSegments(fs: SpoolFs, segmentsDir: string): Promise<{ segments: Segment[]; unknownFiles: string[] }> {
   const unknownFiles: string[] = [];
   const segments: Segment[] = [];
   for (const name of (await fs.readdir(segmentsDir)).sort()) {
@@ -539,6 +538,17 @@ async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[];
     if (match) segments.push(newSegment(segmentsDir, Number(match[1]), 0));
     else unknownFiles.push(name);
   }
+  return { segments, unknownFiles };
+}
+
+/** What recovery found: the live messages of `segments` (each segment's size and live count set). */
+interface Recovered {
+  entries: Entry[];
+  report: Omit<RecoveryReport, 'reclaimedSegments' | 'ms' | 'unknownFiles'>;
+}
+
+/** Reads every segment of `segments` and rebuilds the live messages. See the module comment. */
+async function recover(fs: SpoolFs, dir: string, segments: readonly Segment[]): Promise<Recovered> {
   const live = new Map<string, Entry>();
   const early = new Map<string, Early>();
   const find = indexer();
@@ -586,7 +596,7 @@ async function recover(fs: SpoolFs, dir: string): Promise<{ segments: Segment[];
     recipients += entry.open;
     entries.push(entry);
   }
-  return { segments, entries, report: { messages: entries.length, recipients, segments: segments.length, bytesRead, tornBytes, corrupt, unknownFiles } };
+  return { entries, report: { messages: entries.length, recipients, segments: segments.length, bytesRead, tornBytes, corrupt } };
 }
 
 /**
@@ -610,6 +620,33 @@ function interner(): (value: string) => string {
  * when another live process has it open.
  */
 export async function openSpool(dir: string, options: SpoolOptions = {}): Promise<Spool> {
+  const { spool, recovered } = await openSpoolRecovering(dir, options);
+  await recovered;
+  return spool;
+}
+
+/** A spool open before its recovery is done (`openSpoolRecovering`). */
+export interface RecoveringSpool {
+  spool: Spool;
+  /**
+   * Resolves once every segment is read, with the messages recovered that are still open
+   * (each built when reached); from then on they are in `pending()` and `spool.recovery`
+   * is set. Rejects when recovery failed; the spool is closed then.
+   */
+  recovered: Promise<{ report: RecoveryReport; messages: IterableIterator<SpooledMessage> }>;
+}
+
+/**
+ * Opens the spool in `dir` at once and recovers it in the background: a restart with a
+ * big queue accepts mail in the meantime. Until `recovered` resolves, `accept` works (new
+ * messages go to new segments, after every segment being read), and `pending()`, `get`
+ * and `counts()` know only the messages accepted since; the recovered ones join once
+ * every segment is read — never earlier, since an outcome in the last segment may have
+ * finished a message of the first (INVARIANT: no recovered recipient is handed out before
+ * its state is whole, so none is delivered twice). No segment is reclaimed or compacted
+ * while recovering. `close` waits for the reading to end.
+ */
+export async function openSpoolRecovering(dir: string, options: SpoolOptions = {}): Promise<RecoveringSpool> {
   const started = performance.now();
   const fs = options.fs ?? nodeFs;
   const groupCommitMs = options.groupCommitMs ?? DEFAULTS.groupCommitMs;
@@ -629,15 +666,15 @@ export async function openSpool(dir: string, options: SpoolOptions = {}): Promis
   try {
     // The directories must survive before anything in them is acknowledged.
     for (const d of [path.dirname(dir), dir, segmentsDir]) await syncDir(fs, d);
-    const { segments, entries, report } = await recover(fs, dir);
+    const { segments, unknownFiles } = await listSegments(fs, segmentsDir);
     const reserve = await openReserve(fs, path.join(dir, 'reserve'), reserveBytes).catch((error: unknown) => {
       throw isNoSpace(error) ? new SpoolError('no-space', `the file system of spool \`${dir}\` is full: cannot create \`reserve\`; free some space`, { cause: error }) : error;
     });
-    const spool = new DiskSpool({ dir, fs, lock, groupCommitMs, segmentBytes, maxBatchBytes, clock: options.clock ?? Date.now, segments, entries, reserve });
-    await spool.start();
-    const recovery: RecoveryReport = { ...report, reclaimedSegments: spool.stats().reclaimedSegments, ms: performance.now() - started };
-    spool.recovery = recovery;
-    return spool;
+    const spool = new DiskSpool({ dir, fs, lock, groupCommitMs, segmentBytes, maxBatchBytes, clock: options.clock ?? Date.now, segments, reserve });
+    const recovered = spool.recoverAll(started, unknownFiles);
+    // Whoever opened it hears of a failure through `recovered`; this keeps it from ending the process meanwhile.
+    recovered.catch(() => undefined);
+    return { spool, recovered };
   } catch (error) {
     await lock.release();
     throw error;
@@ -652,8 +689,8 @@ interface DiskSpoolInit {
   segmentBytes: number;
   maxBatchBytes: number;
   clock: () => number;
+  /** Found on disk, not read yet. */
   segments: Segment[];
-  entries: Entry[];
   reserve: SpaceReserve;
 }
 
@@ -673,6 +710,10 @@ class DiskSpool implements Spool {
   private active: Segment | undefined;
   private nextSeq: number;
   private readonly entries = new Map<string, Entry>();
+  /** The segments found at open are being read: no maintenance until their messages are known. */
+  private recovering = true;
+  /** That reading, for `close` to wait for. */
+  private scanning: Promise<unknown> | undefined;
   /** Envelope index of an address (spool/recipient-state.ts). */
   private readonly find = indexer();
   /** Messages in `pending()` (not finishing), and their open recipients: counted as they change, so `counts()` is O(1). */
@@ -733,13 +774,38 @@ class DiskSpool implements Spool {
     this.reserve = init.reserve;
     this.segments = init.segments;
     this.nextSeq = (init.segments.at(-1)?.seq ?? 0) + 1;
-    for (const segment of init.segments) this.diskBytes += segment.size;
-    for (const entry of init.entries) {
+  }
+
+  /**
+   * Reads the segments found at open (`recover`), then makes their live messages known
+   * and starts maintenance (`start`). See `openSpoolRecovering`.
+   */
+  async recoverAll(started: number, unknownFiles: string[]): Promise<{ report: RecoveryReport; messages: IterableIterator<SpooledMessage> }> {
+    const scanning = recover(this.fs, this.dir, this.segments.slice());
+    this.scanning = scanning;
+    let found: Recovered;
+    try {
+      found = await scanning;
+    } catch (error) {
+      this.failure ??= new SpoolError('failed', `the spool could not be recovered (${error instanceof Error ? error.message : String(error)}); fix the cause and reopen it`, { cause: error });
+      await this.close();
+      throw error;
+    }
+    for (const segment of this.segments.slice(0, found.report.segments)) this.diskBytes += segment.size;
+    for (const entry of found.entries) {
       this.entries.set(entry.message.id, entry);
       this.liveBytes += entry.length;
       this.openMessages++;
       this.openRecipients += entry.open;
     }
+    this.recovering = false;
+    if (!this.closed) await this.start();
+    this.recovery = { ...found.report, unknownFiles, reclaimedSegments: this.counters.reclaimedSegments, ms: performance.now() - started };
+    const self = this;
+    function* open(): IterableIterator<SpooledMessage> {
+      for (const entry of found.entries) if (self.entries.get(entry.message.id) === entry && !entry.finishing) yield self.viewOf(entry);
+    }
+    return { report: this.recovery, messages: open() };
   }
 
   newId(): string {
@@ -878,6 +944,7 @@ class DiskSpool implements Spool {
 
   async compact(): Promise<void> {
     this.checkUsable();
+    if (this.recovering) throw new SpoolError('recovering', `spool \`${this.dir}\` is still being recovered; compact it once that is done`);
     await this.drain();
     while (this.maintaining) await this.maintaining;
     // Seal the segment being written, so its live messages move too.
@@ -913,6 +980,7 @@ class DiskSpool implements Spool {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    await this.scanning?.catch(() => undefined);
     clearTimeout(this.spaceTimer);
     this.spaceTimer = undefined;
     await this.spaceLook;
@@ -1298,7 +1366,7 @@ class DiskSpool implements Spool {
 
   /** Runs maintenance in the background when there is something to do. One at a time. */
   private maintainSoon(): void {
-    if (this.closed || this.failure) return;
+    if (this.closed || this.failure || this.recovering) return;
     if (this.maintaining) {
       this.maintainAgain = true;
       return;
