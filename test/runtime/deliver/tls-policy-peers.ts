@@ -127,9 +127,9 @@ export async function startTlsSink(tls: Issued): Promise<TlsSink> {
     cert: tls.cert,
     authOptional: true,
     disabledCommands: ['AUTH'],
-    logger: false,
+    logger: process.env.H19 === '1',
     onData(stream, session, cb) {
-      stream.resume();
+      stream.on('data', () => undefined);
       stream.on('end', () => {
         received.push({ to: session.envelope.rcptTo.map((r) => r.address), secure: session.secure });
         cb();
