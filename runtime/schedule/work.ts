@@ -25,12 +25,19 @@ export const domainOf = (rcpt: string): string => rcpt.slice(rcpt.lastIndexOf('@
 
 /** A message's open recipients as work, one item per recipient domain, due at the latest of its recipients' `notBeforeOf`. */
 export function workOf(m: SpooledMessage, notBeforeOf: (rcpt: string) => number): Work[] {
-  const byDomain = new Map<string, string[]>();
-  for (const r of m.recipients) {
-    const domain = domainOf(r.rcpt);
-    byDomain.set(domain, [...(byDomain.get(domain) ?? []), r.rcpt]);
+  // Linear in the recipients (no array copied per recipient, no spread into Math.max: a
+  // message may have thousands).
+  const byDomain = new Map<string, Work>();
+  for (const { rcpt } of m.recipients) {
+    const domain = domainOf(rcpt);
+    const at = notBeforeOf(rcpt);
+    const w = byDomain.get(domain);
+    if (w) {
+      w.rcpts.push(rcpt);
+      w.notBefore = Math.max(w.notBefore, at);
+    } else byDomain.set(domain, { id: m.id, domain, rcpts: [rcpt], notBefore: at });
   }
-  return [...byDomain].map(([domain, rcpts]) => ({ id: m.id, domain, rcpts, notBefore: Math.max(...rcpts.map(notBeforeOf)) }));
+  return [...byDomain.values()];
 }
 
 /**
