@@ -52,7 +52,11 @@ export interface RuntimeOptions {
   dkim?: DkimSigning;
   /** Where operator actions (a source enabled or disabled) are logged, one line each; default: stderr. */
   log?: (line: string) => void;
-  /** The bounce loop (docs/runtime.md, "Bounces, suppression, feedback and webhooks"): per-tenant DSNs, suppression and webhooks, and feedback reports. */
+  /**
+   * The bounce loop (docs/runtime.md, "Bounces, suppression, feedback and webhooks"): per-tenant
+   * DSNs, suppression and webhooks, and feedback reports. Off without it (the suppression
+   * API still answers, but nothing feeds or consults the list).
+   */
   bounceLoop?: BounceLoopConfig;
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
@@ -140,7 +144,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const rec = outcomeRecord(m, outcome);
       metrics.outcomes.inc({ type: rec.type, route, category: rec.bounceCat });
       acct.write(rec);
-      bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`));
+      if (options.bounceLoop) bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`));
     },
     changed: () => {
       stateDirty = true;
@@ -179,7 +183,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const id = spool.newId();
     const chunks = Buffer.isBuffer(message) ? [message] : message;
     // Feedback reports are taken, suppressed recipients refused or dropped (intake/screen.ts).
-    const to = await screenSubmission(bounce.screen, [...new Set(envelope.to)], () => Buffer.concat(chunks), values.tenant ?? '');
+    const to = options.bounceLoop ? await screenSubmission(bounce.screen, [...new Set(envelope.to)], () => Buffer.concat(chunks), values.tenant ?? '') : [...new Set(envelope.to)];
     if (to.length === 0) return id;
     const receivedAt = clock();
     // Signed once, here: every recipient and retry sends these bytes, as the spool holds them.
