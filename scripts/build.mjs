@@ -1,5 +1,6 @@
 // Bundles the CLI into dist/ so `npx petrel` starts fast without a TypeScript loader.
 // Runs from `npm ci` (prepare) and before the tests.
+import { cpSync } from 'node:fs';
 import { build } from 'esbuild';
 
 await build({
@@ -18,3 +19,6 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
+
+// The dashboard's page, script and stylesheet (runtime/observe/dashboard/assets.ts finds them in dist/dashboard/).
+cpSync('runtime/observe/dashboard/static', 'dist/dashboard', { recursive: true });

@@ -15,6 +15,7 @@ import { takeControlHeaders, checkSubmission, composeSubmission, SubmissionRefus
 import { accessCheck, type Access, type AccessOptions } from './http-access.ts';
 import { SpoolError } from '../spool/index.ts';
 import type { SourceRequest } from '../decide/operator-sources.ts';
+import { dashboard } from './dashboard/routes.ts';
 
 /** What an extra HTTP route gets besides the request: the runtime's answer helpers. */
 export interface HttpHelpers {
@@ -134,6 +135,7 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
     return verdict.ok;
   };
   const helpers: HttpHelpers = { send, admit, readJson };
+  const board = dashboard(() => runtime.status());
   const routes = (req: IncomingMessage, res: ServerResponse) => {
     const url = (req.url ?? '').split('?')[0];
     if (url === '/api/v1/status') return get(req, res, 'read', () => send(res, 200, runtime.status()));
@@ -146,6 +148,7 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
       if (runtime.stopping() && req.method === 'POST') return send(res, 503, { error: 'shutting down; try again later' }, { 'retry-after': '30' });
       return post(req, res, (body) => submit(req, res, body), runtime.maxBodyBytes);
     }
+    if (board.routes(req, res, helpers)) return;
     if (runtime.routes?.(req, res, helpers)) return;
     send(res, 404, { error: 'not found' });
   };
@@ -211,6 +214,7 @@ export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRunt
   http.keepAliveTimeout = LIMITS.keepAliveTimeoutMs;
   http.maxRequestsPerSocket = LIMITS.maxRequestsPerSocket;
   http.on('clientError', onClientError);
+  http.once('close', () => board.close());
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(options.port, options.host, () => resolve());
