@@ -129,42 +129,41 @@ export function createSecureDns(address: string, options: { timeoutMs?: number }
   };
 }
 
-/** One datagram out, the first datagram back from the resolver (a connected socket reads no other sender). */
-function exchangeUdp(server: { host: string; port: number; family: 4 | 6 }, query: Buffer, timeoutMs: number): Promise<Buffer> {
+/** Runs one exchange: `start` opens a socket, calls `done` once with the answer or an error, and returns how to close the socket; settles once, at `done` or after `timeoutMs`. */
+function bounded(timeoutMs: number, timeoutMessage: string, start: (done: (err: Error | null, msg?: Buffer) => void) => () => void): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const socket = dgram.createSocket(server.family === 4 ? 'udp4' : 'udp6');
     let settled = false;
+    let close = () => {};
     const done = (err: Error | null, msg?: Buffer) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.close();
+      close();
       if (err) reject(err);
       else resolve(msg!);
     };
-    const timer = setTimeout(() => done(new Error(`no answer from ${server.host}:${server.port} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => done(new Error(timeoutMessage)), timeoutMs);
+    close = start(done);
+  });
+}
+
+/** One datagram out, the first datagram back from the resolver (a connected socket reads no other sender). */
+function exchangeUdp(server: { host: string; port: number; family: 4 | 6 }, query: Buffer, timeoutMs: number): Promise<Buffer> {
+  return bounded(timeoutMs, `no answer from ${server.host}:${server.port} within ${timeoutMs} ms`, (done) => {
+    const socket = dgram.createSocket(server.family === 4 ? 'udp4' : 'udp6');
     socket.once('error', (err) => done(err));
     socket.once('message', (msg) => done(null, msg));
     socket.connect(server.port, server.host, () => socket.send(query));
+    return () => socket.close();
   });
 }
 
 /** The query over TCP (two-byte length prefix both ways), for an answer too big for UDP. */
 function exchangeTcp(server: { host: string; port: number }, query: Buffer, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+  return bounded(timeoutMs, `no TCP answer from ${server.host}:${server.port} within ${timeoutMs} ms`, (done) => {
     const socket = net.connect({ host: server.host, port: server.port });
     const chunks: Buffer[] = [];
     let length = 0;
-    let settled = false;
-    const done = (err: Error | null, msg?: Buffer) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(msg!);
-    };
-    const timer = setTimeout(() => done(new Error(`no TCP answer from ${server.host}:${server.port} within ${timeoutMs} ms`)), timeoutMs);
     socket.once('error', (err) => done(err));
     socket.once('connect', () => {
       const prefix = Buffer.alloc(2);
@@ -178,6 +177,7 @@ function exchangeTcp(server: { host: string; port: number }, query: Buffer, time
       if (all.length >= 2 && all.length >= 2 + all.readUInt16BE(0)) done(null, all.subarray(2, 2 + all.readUInt16BE(0)));
     });
     socket.once('end', () => done(new Error('connection closed before the whole answer')));
+    return () => socket.destroy();
   });
 }
 
