@@ -161,7 +161,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     ? startSharedState({ link: shared.link, nodeId: shared.nodeId, state, paused, warmupSent, clock, warn, changed: () => ((stateDirty = true), core.wake()) })
     : undefined;
   // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
-  for (const m of spool.pending()) core.enqueue(m, (rcpt) => m.recipients.find((r) => r.rcpt === rcpt)?.nextAttemptAt ?? 0);
+  // One message at a time (no array of every message), its recipients' times by address, not by a search each.
+  for (const m of spool.eachPending()) {
+    const at = new Map(m.recipients.map((r) => [r.rcpt, r.nextAttemptAt ?? 0]));
+    core.enqueue(m, (rcpt) => at.get(rcpt) ?? 0);
+  }
 
   if (deliveryPool) {
     new Gauge({ name: 'petrel_delivery_threads', help: 'Delivery worker threads running', registers: [registry], collect() { this.set(deliveryPool.stats().threads); } });
