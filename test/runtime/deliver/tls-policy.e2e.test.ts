@@ -6,7 +6,7 @@
  * local HTTPS server whose certificate a test CA issued (trusted through the extra-CA
  * option only).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,8 @@ import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtaSts, createSecureDns, createTlsPolicy, encodeQuery, httpsPolicyFetch, lookupTlsa, lookupThrough, parseResolverAddress, txtThrough } from '../../../runtime/deliver/index.ts';
 import { openTlsRpt, type TlsRptReport, type TlsRptWriter } from '../../../runtime/observe/index.ts';
+import { runPetrel } from '../../helpers.ts';
+import { startPetrel } from '../../cli/petrel-process.ts';
 import { e2eCase, readAccounting, until, type AccountingRow } from '../fixtures/e2e.ts';
 import { issue, makeCa, startPolicyServer, startTestDns, startTlsSink, tlsaSha256, type TestDns, type TlsSink } from './tls-policy-peers.ts';
 
@@ -221,4 +223,54 @@ describe('outbound TLS policy', () => {
     }
     expect(encodeQuery(1, 'a.example', 52).readUInt16BE(2) & 0x0020).toBe(0x0020);
   });
+});
+
+describe('petrel run with dns and tls in its config', () => {
+  it('refuses a resolver that is not on loopback and an unreadable CA file, naming the key (exit 2)', () => {
+    const config = path.join(t.dir, 'bad.json');
+    writeFileSync(config, JSON.stringify({ dns: { resolver: '192.0.2.53:53' } }));
+    const remote = runPetrel(['run', '--config', config]);
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/`dns\.resolver`: dns resolver `192\.0\.2\.53:53` is not a loopback address/);
+    writeFileSync(config, JSON.stringify({ tls: { extraCaFiles: ['no-such-ca.pem'] } }));
+    const missing = runPetrel(['run', '--config', config]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read `tls\.extraCaFiles\.0` no-such-ca\.pem/);
+    writeFileSync(config, JSON.stringify({ tls: { mtaSts: { colour: 'red' } } }));
+    expect(runPetrel(['run', '--config', config]).stderr).toMatch(/unknown key `tls\.mtaSts\.colour`/);
+  });
+
+  it('delivers by DANE-EE, defers a TLSA mismatch, and writes the TLS-RPT files where the config says', async () => {
+    const policyFile = path.join(t.dir, 'tls.policy');
+    writeFileSync(policyFile, POLICY);
+    const config = path.join(t.dir, 'petrel.json');
+    const domains: Domain[] = ['ok.dane.test', 'mismatch.dane.test'];
+    writeFileSync(config, JSON.stringify({
+      policies: [policyFile, 'stdlib'],
+      spool: path.join(t.dir, 'spool'),
+      acct: path.join(t.dir, 'acct'),
+      artifact: path.join(t.dir, 'artifact'),
+      mxOverride: Object.fromEntries(domains.map((d) => [d, `${ROUTES[d]}:${sinks[d].port}`])),
+      dns: { resolver: dns.resolver },
+      tls: { extraCaFiles: [ca.certFile], reportDir: path.join(t.dir, 'tlsrpt'), reportOrganization: 'petrel.test' },
+    }));
+    const before = sinks['ok.dane.test'].received.length;
+    const petrel = await startPetrel(['--config', config, '--no-watch']);
+    try {
+      const client = nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, secure: false, ignoreTLS: true });
+      for (const d of domains) await client.sendMail({ from: 'news@shop.example', to: `cli@${d}`, subject: d, text: 'x' });
+      const rows = await until('both outcomes', () => {
+        const r = readAccounting(path.join(t.dir, 'acct')).filter((x) => x.type !== 'r');
+        return r.length >= 2 && r;
+      });
+      expect(rows.find((r) => r.rcpt === 'cli@ok.dane.test')).toMatchObject({ type: 'd', tlsVerified: 'dane-ee' });
+      expect(rows.find((r) => r.rcpt === 'cli@mismatch.dane.test')?.dsnDiag).toContain('does not match the TLSA records of bad.dane.test');
+      expect(sinks['ok.dane.test'].received.length).toBe(before + 1);
+    } finally {
+      expect(await petrel.stop()).toBe(0);
+    }
+    // Written at stop at the latest.
+    expect(readReport(path.join(t.dir, 'tlsrpt'), 'ok.dane.test')['organization-name']).toBe('petrel.test');
+    expect(readReport(path.join(t.dir, 'tlsrpt'), 'mismatch.dane.test').policies[0]!.summary['total-failure-session-count']).toBeGreaterThan(0);
+  }, 60_000);
 });
