@@ -26,10 +26,18 @@ async function api(path, body) {
   return answer;
 }
 
+/** Says what came of an action: kept until the next one. */
 function notice(text, error) {
   const n = $('notice');
   n.textContent = text;
   n.className = error ? 'error' : '';
+}
+
+/** Says when the page was last read from the API, or why it could not be. */
+function polled(text, error) {
+  const n = $('updated');
+  n.textContent = text;
+  n.className = error ? 'error' : 'muted';
 }
 
 /** Runs a change, says what came of it, and refreshes. */
@@ -59,8 +67,15 @@ function button(label, onClick) {
   return b;
 }
 
-/** Fills `table` with a header row and one row per item; a cell is text or a Node. */
+/**
+ * Fills `table` with a header row and one row per item; a cell is text or a Node. A table
+ * whose text is unchanged is left alone, so a poll does not replace a button under the
+ * operator's pointer or focus.
+ */
 function fillTable(table, columns, rows, empty) {
+  const sig = JSON.stringify([columns, rows.map((r) => (r.cells || r).map((c) => (c instanceof Node ? c.textContent + JSON.stringify(c.dataset || {}) : c)))]);
+  if (table.dataset.sig === sig) return;
+  table.dataset.sig = sig;
   table.replaceChildren();
   const head = el('tr');
   for (const c of columns) head.append(el('th', c));
@@ -177,7 +192,9 @@ function chart(id, title, names, data) {
   if (!charts[id]) {
     const colors = ['#1f5fbf', '#1f7a3a', '#c58a00', '#b3261e'];
     const series = [{}, ...names.map((n, i) => ({ label: n, stroke: colors[i], width: 2 }))];
-    charts[id] = new uPlot({ title, width, height: 220, series, axes: [{}, { label: id === 'chart-queue' ? 'recipients' : 'per minute' }] }, data, $(id));
+    // At least ten minutes wide, so a young runtime's few points do not stretch over years.
+    const scales = { x: { time: true, range: (u, min, max) => [Math.min(min, max - 600), max + 15] } };
+    charts[id] = new uPlot({ title, width, height: 220, series, scales, axes: [{}, { label: id === 'chart-queue' ? 'recipients' : 'per minute' }] }, data, $(id));
   } else charts[id].setData(data);
 }
 
@@ -195,7 +212,7 @@ async function showMessage(id) {
   box.replaceChildren();
   try {
     const m = await api('/api/v1/queue/' + encodeURIComponent(id));
-    box.append(el('h3', 'Message ' + m.id), el('p', 'from ' + m.from + ', tenant ' + m.tenant + ', received ' + new Date(m.receivedAt).toISOString() + ', ' + m.size + ' bytes'));
+    box.append(el('h3', 'Message ' + m.id), el('p', 'from ' + m.from + ', tenant ' + (m.tenant || '(none)') + ', received ' + new Date(m.receivedAt).toISOString() + ', ' + m.size + ' bytes'));
     const table = el('table');
     fillTable(table, ['Recipient', 'Attempts', 'Next attempt', 'Queue'], m.recipients.map((r) => [r.rcpt, r.attempts, r.nextAttemptAt ? new Date(r.nextAttemptAt).toISOString() : '', r.queue || '']));
     box.append(table, el('h3', 'Accounting trail'), el('pre', m.accounting.length ? m.accounting.join('\n') : 'no accounting record yet'));
@@ -206,7 +223,7 @@ async function showMessage(id) {
 
 async function search(kind, text) {
   $('search-message').replaceChildren();
-  if (kind === 'id') return fillTable($('search-results'), [], []), showMessage(text);
+  if (kind === 'id') return $('search-results').replaceChildren(), showMessage(text);
   try {
     const found = await api('/api/v1/queue?limit=100&rcpt=' + encodeURIComponent(text));
     fillTable($('search-results'), ['Queue id', 'From', 'Recipients', 'Received', ''], found.messages.map((m) => [m.id, m.from, m.recipients.map((r) => r.rcpt).join(', '), new Date(m.receivedAt).toISOString(), button('Show', () => showMessage(m.id))]), 'no queued message matches');
@@ -237,9 +254,9 @@ async function refresh() {
     if (policy) renderPolicy(policy);
     if ($('overview').classList.contains('shown')) renderCharts(history.points);
     document.body.dataset.updated = new Date().toISOString();
-    if ($('notice').className !== 'error') notice('updated ' + new Date().toLocaleTimeString());
+    polled('updated ' + new Date().toLocaleTimeString());
   } catch (e) {
-    notice(e.message + (sessionStorage.getItem(KEY) ? '' : ' — enter an API key above'), true);
+    polled(e.message + (sessionStorage.getItem(KEY) ? '' : ' — enter an API key above'), true);
   } finally {
     busy = false;
   }
