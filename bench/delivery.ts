@@ -1,39 +1,47 @@
 /**
  * `npx tsx bench/delivery.ts`: end-to-end delivery throughput of the real `petrel run`
- * process, and of Debian's Postfix relaying the same load to the same sink for reference.
+ * process, and of Debian's Postfix relaying the same load to the same sink for reference,
+ * at two message sizes in one run: 4 KB (a notification) and 100 KB (a newsletter).
  *
- * N messages of 4 KB, one recipient each, are submitted over SMTP by 20 parallel sessions
- * to the MTA, which delivers them (spool fsync'd as always) to a receiving sink on loopback:
+ * For each size, N messages with one recipient each are submitted over SMTP by 20 parallel
+ * sessions to the MTA, which delivers them (spool fsync'd as always) to a receiving sink
+ * on loopback:
  *
- * - submitter: Postfix's `smtp-source -d -s 20 -l 4096 -N` when installed (sessions stay
+ * - submitter: Postfix's `smtp-source -d -s 20 -l SIZE -N` when installed (sessions stay
  *   open between messages, distinct recipients), else a nodemailer pooled transport with
  *   20 connections;
  * - sink: Postfix's `smtp-sink` when installed (counts DATA completions), else the
  *   smtp-server test fixture (test/runtime/fixtures/sink.ts) in this process;
  * - Petrel: `node bin/petrel.js run --policies DIR --smtp 127.0.0.1:0 --http 127.0.0.1:0
- *   --mx-override` to the sink, with the policy below (connections 50 per source,
- *   messages-per-connection 1000);
+ *   --mx-override` to the sink, with the policy below (connections 20 per source,
+ *   messages-per-connection 1000: the same 20 reused connections as Postfix's);
  * - Postfix (reference): a private instance in a temporary config directory (`postfix -c
- *   DIR start`), relayhost = the sink, smtp concurrency 50, TLS off, logging to a file,
- *   otherwise Debian's defaults (queue files fsync'd, in_flow_delay 1s). Needs root and
- *   the `postfix` package; otherwise the table says "Postfix: not available (reason)".
+ *   DIR start`), relayhost = the sink, smtp concurrency 20 (connection reuse is Postfix's
+ *   default for a busy destination), TLS off, logging to a file, otherwise Debian's
+ *   defaults (queue files fsync'd, in_flow_delay 1s). Needs root and the `postfix`
+ *   package; otherwise the table says "Postfix: not available (reason)".
  *
- * Figures per MTA: accepted/s (N / submitter wall time), delivered/s end to end (submitter
- * start to the sink counting the N-th message), CPU seconds per message (Petrel: the node
- * process's utime+stime from /proc; Postfix: master + every child, including reaped ones
- * via cutime/cstime), and peak memory (Petrel: VmHWM; Postfix: the peak of the summed PSS
- * of all its processes, sampled every 500 ms). The submitter and the sink run on the same
+ * Figures per MTA and size: accepted/s (N / submitter wall time), delivered/s and MB/s
+ * end to end (submitter start to the sink counting the N-th message; MB = 10^6 bytes of
+ * message payload), CPU milliseconds per message (Petrel: the node process's
+ * utime+stime from /proc, worker threads included; Postfix: master + every child,
+ * including reaped ones via cutime/cstime), and peak memory (Petrel: VmHWM, the peak
+ * RSS; Postfix: the peak of the summed PSS of all its processes, sampled every 500 ms).
+ * Ratios Petrel/Postfix are printed for each. The submitter and the sink run on the same
  * machine and take CPU from the MTA under test: on a 2-core box read the ratio, not the
- * absolute numbers.
+ * absolute numbers. Every run is bounded: it fails after STALL_MS without a delivery, or
+ * after RUN_LIMIT_MS in all.
  *
- *   npx tsx bench/delivery.ts                  N = 20,000 (see the default below)
- *   npx tsx bench/delivery.ts --messages 5000
+ *   npx tsx bench/delivery.ts                  4 KB × 10,000 and 100 KB × 4,000
+ *   npx tsx bench/delivery.ts --messages 5000  N for every size
+ *   npx tsx bench/delivery.ts --sizes 4096     only these sizes (bytes, comma-separated)
  *   npx tsx bench/delivery.ts --json           the figures as JSON
  *   npx tsx bench/delivery.ts --no-postfix     Petrel alone
  *   npx tsx bench/delivery.ts --delivery-threads N
  *                                              Petrel with N delivery worker threads (0: none)
- *   npx tsx bench/delivery.ts --cpu-prof       also profile Petrel (node --cpu-prof); the
- *                                              profile is kept and its top functions printed
+ *   npx tsx bench/delivery.ts --cpu-prof       also profile Petrel (node --cpu-prof, worker
+ *                                              threads included); the profiles are kept
+ *                                              and their top functions printed
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,18 +55,32 @@ const argv = process.argv.slice(2);
 const asJson = argv.includes('--json');
 const noPostfix = argv.includes('--no-postfix');
 const cpuProf = argv.includes('--cpu-prof');
-const mIdx = argv.indexOf('--messages');
-const N = mIdx >= 0 ? Number(argv[mIdx + 1]) : 20_000;
-const tIdx = argv.indexOf('--delivery-threads');
-const threads = tIdx >= 0 ? argv[tIdx + 1] : undefined;
-if (!Number.isInteger(N) || N <= 0 || (threads !== undefined && !/^\d+$/.test(threads))) {
-  process.stderr.write('usage: npx tsx bench/delivery.ts [--messages N] [--delivery-threads N] [--json] [--no-postfix] [--cpu-prof]\n');
+const optionValue = (name: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? (argv[i + 1] ?? '') : undefined;
+};
+/** Messages per size when `--messages` is not given: about as long a run for each. */
+const DEFAULT_MESSAGES: Record<number, number> = { 4096: 10_000, 102_400: 4_000 };
+const messagesOption = optionValue('--messages');
+const SIZES = (optionValue('--sizes') ?? '4096,102400').split(',').map(Number);
+const threads = optionValue('--delivery-threads');
+const MAX_SIZE = 10_000_000;
+if (
+  (messagesOption !== undefined && !(Number.isInteger(Number(messagesOption)) && Number(messagesOption) > 0 && Number(messagesOption) <= 1_000_000)) ||
+  !SIZES.every((s) => Number.isInteger(s) && s > 0 && s <= MAX_SIZE) ||
+  (threads !== undefined && !/^\d{1,2}$/.test(threads))
+) {
+  process.stderr.write('usage: npx tsx bench/delivery.ts [--messages N (1..1000000)] [--sizes BYTES,... (1..10000000)] [--delivery-threads N] [--json] [--no-postfix] [--cpu-prof]\n');
   process.exit(2);
 }
+const messagesFor = (size: number) => (messagesOption !== undefined ? Number(messagesOption) : (DEFAULT_MESSAGES[size] ?? Math.max(1_000, Math.round(400_000_000 / size))));
 const SESSIONS = 20;
-const SIZE = 4096;
+/** Connections to the destination, for both MTAs (Petrel's policy, Postfix's destination concurrency). */
+const CONNECTIONS = 20;
 const STALL_MS = 60_000;
-const POLICY = 'policy bench version 1\ndefault {\n  connections 50 per source\n  messages-per-connection 1000\n}\n';
+/** The longest one MTA's run at one size may take, from submission to the last delivery. */
+const RUN_LIMIT_MS = 15 * 60_000;
+const POLICY = `policy bench version 1\ndefault {\n  connections ${CONNECTIONS} per source\n  messages-per-connection 1000\n}\n`;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const isRoot = process.getuid?.() === 0;
 
@@ -257,11 +279,11 @@ interface Submitted {
   failures: number;
 }
 
-async function submit(port: number, messages: number): Promise<Submitted> {
+async function submit(port: number, messages: number, size: number): Promise<Submitted> {
   const bin = which('smtp-source');
   if (bin) {
     const startedAt = performance.now();
-    const child = track(spawn(bin, ['-d', '-s', String(SESSIONS), '-m', String(messages), '-l', String(SIZE), '-N', '-f', 'news@shop.example', '-t', 'user@bench.example', '-M', 'bench.client', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    const child = track(spawn(bin, ['-d', '-s', String(SESSIONS), '-m', String(messages), '-l', String(size), '-N', '-f', 'news@shop.example', '-t', 'user@bench.example', '-M', 'bench.client', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
     let errors = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors += d));
     const code = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
@@ -273,7 +295,7 @@ async function submit(port: number, messages: number): Promise<Submitted> {
   const nodemailer = (await import('nodemailer')).default;
   const transport = nodemailer.createTransport({ pool: true, maxConnections: SESSIONS, maxMessages: Infinity, host: '127.0.0.1', port, secure: false, ignoreTLS: true });
   const body = 'x'.repeat(76) + '\r\n';
-  const text = body.repeat(Math.ceil(SIZE / body.length)).slice(0, SIZE);
+  const text = body.repeat(Math.ceil(size / body.length)).slice(0, size);
   let failures = 0;
   let next = 0;
   const startedAt = performance.now();
@@ -296,11 +318,20 @@ async function submit(port: number, messages: number): Promise<Submitted> {
 
 // ---------- a run ----------
 
+/** One size's load: N messages of `size` bytes each. */
+interface Load {
+  size: number;
+  messages: number;
+}
+
 interface Result {
   mta: string;
   messages: number;
+  sizeBytes: number;
   acceptedPerSecond: number;
   deliveredPerSecond: number;
+  /** Message payload delivered per second, end to end, in 10^6 bytes. */
+  deliveredMBPerSecond: number;
   submitSeconds: number;
   endToEndSeconds: number;
   cpuSecondsPerMessage: number;
@@ -312,18 +343,21 @@ interface Result {
 }
 
 /** One MTA's figures from its submission, the moment the sink had all N, CPU and memory. */
-function figures(mta: string, sub: Submitted, doneAt: number, cpuSeconds: number, memoryKb: number, memoryNote: string, notes: string[]): Result {
+function figures(mta: string, load: Load, sub: Submitted, doneAt: number, cpuSeconds: number, memoryKb: number, memoryNote: string, notes: string[]): Result {
   const submitSeconds = (sub.endedAt - sub.startedAt) / 1000;
   const endToEndSeconds = (doneAt - sub.startedAt) / 1000;
+  const n = load.messages;
   return {
     mta,
-    messages: N,
-    acceptedPerSecond: N / submitSeconds,
-    deliveredPerSecond: N / endToEndSeconds,
+    messages: n,
+    sizeBytes: load.size,
+    acceptedPerSecond: n / submitSeconds,
+    deliveredPerSecond: n / endToEndSeconds,
+    deliveredMBPerSecond: (n * load.size) / endToEndSeconds / 1e6,
     submitSeconds,
     endToEndSeconds,
     cpuSeconds,
-    cpuSecondsPerMessage: cpuSeconds / N,
+    cpuSecondsPerMessage: cpuSeconds / n,
     peakMemoryMB: memoryKb / 1024,
     memoryNote,
     submitFailures: sub.failures,
@@ -331,13 +365,15 @@ function figures(mta: string, sub: Submitted, doneAt: number, cpuSeconds: number
   };
 }
 
-async function waitDelivered(sink: SinkHandle, target: number, what: string): Promise<number> {
+/** When the sink counted `target` messages; throws after STALL_MS without progress or RUN_LIMIT_MS after `startedAt`. */
+async function waitDelivered(sink: SinkHandle, target: number, what: string, startedAt: number): Promise<number> {
   let last = -1;
   let lastChange = performance.now();
   for (;;) {
     const c = sink.count();
     const now = performance.now();
     if (c >= target) return now;
+    if (now - startedAt > RUN_LIMIT_MS) throw new Error(`${what}: not done after ${RUN_LIMIT_MS / 60_000} min, ${c} of ${target} delivered`);
     if (c !== last) {
       last = c;
       lastChange = now;
@@ -346,8 +382,8 @@ async function waitDelivered(sink: SinkHandle, target: number, what: string): Pr
   }
 }
 
-async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Result> {
-  const dir = path.join(work, 'petrel');
+async function runPetrel(work: string, load: Load, sinkTool: { kind: string }): Promise<Result> {
+  const dir = path.join(work, `petrel-${load.size}`);
   mkdirSync(dir);
   writeFileSync(path.join(dir, 'bench.policy'), POLICY);
   const sink = await startSinkProcess();
@@ -371,10 +407,10 @@ async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Resu
   });
   const pid = child.pid!;
   const cpu0 = treeCpu(pid);
-  log(`Petrel (pid ${pid}) listening on ${ports.smtp}; submitting ${N} messages`);
-  const sub = await submit(ports.smtp, N);
+  log(`Petrel (pid ${pid}) listening on ${ports.smtp}; submitting ${load.messages} messages of ${load.size} bytes`);
+  const sub = await submit(ports.smtp, load.messages, load.size);
   log(`Petrel: submitted in ${((sub.endedAt - sub.startedAt) / 1000).toFixed(1)} s; ${sink.count()} delivered so far`);
-  const doneAt = await waitDelivered(sink, N, 'Petrel');
+  const doneAt = await waitDelivered(sink, load.messages, 'Petrel', sub.startedAt);
   const cpu1 = treeCpu(pid);
   const hwm = procStatusKb(pid, 'VmHWM') ?? 0;
   const notes: string[] = [`delivery threads: ${threads ?? 'the default'}`];
@@ -386,29 +422,33 @@ async function runPetrel(work: string, sinkTool: { kind: string }): Promise<Resu
   }
   await stopChild(child);
   if (profDir) notes.push(...summarizeProfile(profDir));
-  return figures('Petrel', sub, doneAt, cpu1 - cpu0, hwm, 'VmHWM of the node process', notes);
+  return figures('Petrel', load, sub, doneAt, cpu1 - cpu0, hwm, 'VmHWM of the node process', notes);
 }
 
+/** The top self-time functions of every profile in `dir`: the main thread's and each worker thread's. */
 function summarizeProfile(dir: string): string[] {
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) return [`cpu profile: none written in ${dir}`];
-  const prof = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as { nodes: { id: number; hitCount?: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; startTime: number; endTime: number; samples: number[] };
-  const total = prof.samples.length || 1;
-  const by = new Map<string, number>();
-  for (const n of prof.nodes) {
-    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(ROOT + '/', '');
-    const key = `${n.callFrame.functionName || '(anonymous)'} ${url ? `${url.split('/node_modules/').pop()}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
-    by.set(key, (by.get(key) ?? 0) + (n.hitCount ?? 0));
-  }
-  const top = [...by].sort((a, b) => b[1] - a[1]).slice(0, 15);
-  return [`cpu profile kept: ${path.join(dir, file)} (top self time, whole process life):`, ...top.map(([k, v]) => `  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)];
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) return [`cpu profile: none written in ${dir}`];
+  return files.flatMap((file) => {
+    const prof = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as { nodes: { id: number; hitCount?: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; startTime: number; endTime: number; samples: number[] };
+    const total = prof.samples.length || 1;
+    const by = new Map<string, number>();
+    for (const n of prof.nodes) {
+      const url = n.callFrame.url.replace(/^file:\/\//, '').replace(ROOT + '/', '');
+      const key = `${n.callFrame.functionName || '(anonymous)'} ${url ? `${url.split('/node_modules/').pop()}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
+      by.set(key, (by.get(key) ?? 0) + (n.hitCount ?? 0));
+    }
+    const top = [...by].sort((a, b) => b[1] - a[1]).slice(0, 15);
+    const seconds = (prof.endTime - prof.startTime) / 1e6;
+    return [`cpu profile kept: ${path.join(dir, file)} (${total} samples over ${seconds.toFixed(1)} s; top self time, whole thread life):`, ...top.map(([k, v]) => `  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`)];
+  });
 }
 
-async function runPostfix(work: string): Promise<Result> {
+async function runPostfix(work: string, load: Load): Promise<Result> {
   if (!isRoot) throw new Error('needs root to start a Postfix instance');
   const postfix = which('postfix');
   if (!postfix || !existsSync('/usr/lib/postfix/sbin/master')) throw new Error('the postfix package is not installed (apt-get install postfix)');
-  const dir = path.join(work, 'postfix');
+  const dir = path.join(work, `postfix-${load.size}`);
   const etc = path.join(dir, 'etc');
   const queue = path.join(dir, 'queue');
   const data = path.join(dir, 'data');
@@ -440,7 +480,7 @@ async function runPostfix(work: string): Promise<Result> {
       'smtp_tls_security_level = none',
       'smtpd_tls_security_level = none',
       'default_process_limit = 200',
-      'smtp_destination_concurrency_limit = 50',
+      `smtp_destination_concurrency_limit = ${CONNECTIONS}`,
       'alias_maps =',
       'alias_database =',
       'smtpd_peername_lookup = no',
@@ -527,14 +567,14 @@ async function runPostfix(work: string): Promise<Result> {
     if (s > peakPss) peakPss = s;
   }, 500);
   cleanups.push(() => clearInterval(sampler));
-  log(`Postfix (master pid ${masterPid}) listening on ${port}; submitting ${N} messages`);
-  const sub = await submit(port, N);
+  log(`Postfix (master pid ${masterPid}) listening on ${port}; submitting ${load.messages} messages of ${load.size} bytes`);
+  const sub = await submit(port, load.messages, load.size);
   log(`Postfix: submitted in ${((sub.endedAt - sub.startedAt) / 1000).toFixed(1)} s; ${sink.count()} delivered so far`);
-  const doneAt = await waitDelivered(sink, N, 'Postfix');
+  const doneAt = await waitDelivered(sink, load.messages, 'Postfix', sub.startedAt);
   clearInterval(sampler);
   const cpu1 = treeCpu(masterPid);
   const sent = existsSync(maillog) ? (readFileSync(maillog, 'utf8').match(/status=sent/g) ?? []).length : 0;
-  return figures('Postfix', sub, doneAt, cpu1 - cpu0, peakPss, 'peak of summed PSS over master + children, sampled every 500 ms', [`${postfixVersion(postfix)}; maillog status=sent lines: ${sent}`]);
+  return figures('Postfix', load, sub, doneAt, cpu1 - cpu0, peakPss, 'peak of summed PSS over master + children, sampled every 500 ms', [`${postfixVersion(postfix)}; maillog status=sent lines: ${sent}`]);
 }
 
 function postfixVersion(bin: string): string {
@@ -544,63 +584,93 @@ function postfixVersion(bin: string): string {
 
 // ---------- report ----------
 
-function table(petrel: Result | undefined, postfix: Result | undefined, postfixWhy: string | undefined, sinkKind: string): string {
-  const cols: [string, (r: Result) => string][] = [
-    ['messages (4 KB, 1 rcpt)', (r) => String(r.messages)],
-    ['accepted/s (submission)', (r) => r.acceptedPerSecond.toFixed(0)],
-    ['delivered/s (end to end)', (r) => r.deliveredPerSecond.toFixed(0)],
-    ['submission time, s', (r) => r.submitSeconds.toFixed(1)],
-    ['end to end, s', (r) => r.endToEndSeconds.toFixed(1)],
-    ['CPU s total', (r) => r.cpuSeconds.toFixed(1)],
-    ['CPU ms per message', (r) => (r.cpuSecondsPerMessage * 1000).toFixed(3)],
-    ['peak memory, MB', (r) => r.peakMemoryMB.toFixed(0)],
-    ['submission failures', (r) => String(r.submitFailures)],
+/** One size's figures: Petrel's, Postfix's, or why a run has none. */
+interface SizeRun {
+  load: Load;
+  petrel?: Result;
+  petrelWhy?: string;
+  postfix?: Result;
+  postfixWhy?: string;
+}
+
+const sizeName = (bytes: number) => (bytes % 1024 === 0 ? `${bytes / 1024} KB` : `${bytes} B`);
+const ratio = (a: number, b: number) => (b > 0 ? `×${(a / b).toFixed(2)}` : '—');
+
+function table(run: SizeRun, sinkKind: string): string {
+  const { petrel, postfix, load } = run;
+  // The ratio column is Petrel/Postfix for every row that has one: above 1 is more (of throughput, of CPU, of memory).
+  const rows: [string, (r: Result) => number, number][] = [
+    ['accepted/s (submission)', (r) => r.acceptedPerSecond, 0],
+    ['delivered/s (end to end)', (r) => r.deliveredPerSecond, 0],
+    ['MB/s delivered', (r) => r.deliveredMBPerSecond, 2],
+    ['submission time, s', (r) => r.submitSeconds, 1],
+    ['end to end, s', (r) => r.endToEndSeconds, 1],
+    ['CPU s total', (r) => r.cpuSeconds, 1],
+    ['CPU ms per message', (r) => r.cpuSecondsPerMessage * 1000, 3],
+    ['peak memory, MB', (r) => r.peakMemoryMB, 0],
+    ['submission failures', (r) => r.submitFailures, 0],
   ];
-  const rows = cols.map(([name, f]) => [name, petrel ? f(petrel) : '—', postfix ? f(postfix) : '—']);
-  const w = [Math.max(...rows.map((r) => r[0]!.length)), 10, 10];
+  const cells = rows.map(([name, f, digits]) => [name, petrel ? f(petrel).toFixed(digits) : '—', postfix ? f(postfix).toFixed(digits) : '—', petrel && postfix && name !== 'submission failures' ? ratio(f(petrel), f(postfix)) : '']);
+  const head = [`${sizeName(load.size)} × ${load.messages}, 1 rcpt`, 'Petrel', 'Postfix', 'Petrel/Postfix'];
+  const w = [Math.max(head[0]!.length, ...cells.map((r) => r[0]!.length)), 10, 10, 15];
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  ');
-  const out = [line(['', 'Petrel', 'Postfix']), ...rows.map(line)];
-  if (petrel && postfix) out.push('', `ratio Petrel/Postfix delivered/s: ${(petrel.deliveredPerSecond / postfix.deliveredPerSecond).toFixed(2)}`);
-  if (!postfix) out.push('', `Postfix: not available (${postfixWhy ?? 'not run'})`);
+  const out = [line(head), ...cells.map(line)];
+  if (!petrel) out.push(`Petrel: failed (${run.petrelWhy ?? 'not run'})`);
+  if (!postfix) out.push(`Postfix: not available (${run.postfixWhy ?? 'not run'})`);
   out.push(`sink: ${sinkKind}`);
   for (const r of [petrel, postfix]) if (r) out.push(`${r.mta}: memory = ${r.memoryNote}`, ...r.notes.map((n) => `${r.mta}: ${n}`));
-  out.push('caveat: submitter, sink and MTA share this machine\'s CPUs; compare the ratio, not absolute figures.');
   return out.join('\n') + '\n';
+}
+
+function summary(runs: SizeRun[]): string {
+  const parts = runs.filter((r) => r.petrel && r.postfix).map((r) => `${sizeName(r.load.size)} ${ratio(r.petrel!.deliveredPerSecond, r.postfix!.deliveredPerSecond)}`);
+  return [
+    ...(parts.length ? [`delivered/s Petrel/Postfix: ${parts.join(', ')}`] : []),
+    "caveat: submitter, sink and MTA share this machine's CPUs; compare the ratio, not absolute figures.",
+  ].join('\n') + '\n';
+}
+
+/** Petrel then Postfix at one size, each with its own sink; everything they started is stopped before the next. */
+async function runSize(work: string, load: Load, sinkTool: { kind: string }): Promise<SizeRun> {
+  const run: SizeRun = { load };
+  try {
+    run.petrel = await runPetrel(work, load, sinkTool);
+  } catch (e) {
+    run.petrelWhy = (e as Error).message;
+    log(`Petrel run failed: ${run.petrelWhy}`);
+  }
+  // The first cleanup removes the work directory; the rest are this run's processes.
+  while (cleanups.length > 1) await cleanups.pop()!();
+  if (noPostfix) run.postfixWhy = '--no-postfix';
+  else {
+    try {
+      run.postfix = await runPostfix(work, load);
+    } catch (e) {
+      run.postfixWhy = (e as Error).message;
+      log(`Postfix: ${run.postfixWhy}`);
+    }
+    while (cleanups.length > 1) await cleanups.pop()!();
+  }
+  return run;
 }
 
 async function main(): Promise<number> {
   const work = mkdtempSync(path.join(tmpdir(), 'petrel-delivery-bench-'));
   cleanups.unshift(() => rmSync(work, { recursive: true, force: true }));
   const sinkTool = { kind: '?' };
-  let petrel: Result | undefined;
-  let postfix: Result | undefined;
-  let postfixWhy: string | undefined;
-  let failed = false;
+  const runs: SizeRun[] = [];
   try {
-    try {
-      petrel = await runPetrel(work, sinkTool);
-    } catch (e) {
-      failed = true;
-      log(`Petrel run failed: ${(e as Error).message}`);
-    }
-    // Stop Petrel's sink (and anything else) before the reference run.
-    while (cleanups.length > 1) await cleanups.pop()!();
-    if (noPostfix) postfixWhy = '--no-postfix';
-    else {
-      try {
-        postfix = await runPostfix(work);
-      } catch (e) {
-        postfixWhy = (e as Error).message;
-        log(`Postfix: ${postfixWhy}`);
-      }
-    }
+    for (const size of SIZES) runs.push(await runSize(work, { size, messages: messagesFor(size) }, sinkTool));
   } finally {
     await cleanupAll();
   }
-  const host = { cpus: (await import('node:os')).cpus().length, node: process.version, loadavg: (await import('node:os')).loadavg().map((l) => Number(l.toFixed(2))) };
-  if (asJson) process.stdout.write(JSON.stringify({ messages: N, sessions: SESSIONS, sizeBytes: SIZE, sink: sinkTool.kind, host, petrel: petrel ?? null, postfix: postfix ?? null, postfixNotAvailable: postfix ? null : (postfixWhy ?? null), ratioDeliveredPerSecond: petrel && postfix ? petrel.deliveredPerSecond / postfix.deliveredPerSecond : null }, null, 2) + '\n');
-  else process.stdout.write(table(petrel, postfix, postfixWhy, sinkTool.kind) + `host: ${host.cpus} CPUs, ${host.node}, load average after the run ${host.loadavg.join(' ')}\n`);
-  return failed ? 1 : 0;
+  const os = await import('node:os');
+  const host = { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', node: process.version, loadavg: os.loadavg().map((l) => Number(l.toFixed(2))) };
+  if (asJson) {
+    const sizes = runs.map((r) => ({ sizeBytes: r.load.size, messages: r.load.messages, petrel: r.petrel ?? null, petrelFailed: r.petrelWhy ?? null, postfix: r.postfix ?? null, postfixNotAvailable: r.postfixWhy ?? null, ratioDeliveredPerSecond: r.petrel && r.postfix ? r.petrel.deliveredPerSecond / r.postfix.deliveredPerSecond : null }));
+    process.stdout.write(JSON.stringify({ sessions: SESSIONS, connections: CONNECTIONS, sink: sinkTool.kind, host, sizes }, null, 2) + '\n');
+  } else process.stdout.write(runs.map((r) => table(r, sinkTool.kind)).join('\n') + '\n' + summary(runs) + `host: ${host.cpus} × ${host.model}, ${host.node}, load average after the run ${host.loadavg.join(' ')}\n`);
+  return runs.some((r) => !r.petrel) ? 1 : 0;
 }
 
 process.exitCode = await main().catch(async (e) => {

@@ -37,11 +37,12 @@
  */
 import net from 'node:net';
 import { TLSSocket, type ConnectionOptions } from 'node:tls';
-import type { Readable } from 'node:stream';
+import type { Readable, Transform, TransformCallback } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { SMTPConnectionEnvelope, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import { TLS_MODES, type Phase, type TlsMode } from '../abi.ts';
 import { matchDane, type TlsaRecord } from './dane.ts';
+import { isWireForm } from './wire-form.ts';
 
 type SmtpError = SMTPConnection.SMTPError;
 
@@ -152,6 +153,8 @@ export interface OutboundMessage {
   to: readonly string[];
   /**
    * The message, headers and body, CRLF line endings (bare LF and CR are sent as CRLF).
+   * A buffer already in wire form (wire-form.ts) is written as it is, without nodemailer's
+   * byte-by-byte encoder.
    * A stream is always consumed or destroyed, so pass a fresh one for each attempt.
    */
   raw: Buffer | Readable;
@@ -507,6 +510,8 @@ class Session extends SerialSession implements SmtpSession {
   readonly #conn: SMTPConnection;
   readonly #options: ResolvedOptions;
   #tlsFailure: string | null = null;
+  /** The send in progress has a body in wire form: it skips nodemailer's encoder. */
+  #wire = false;
   readonly tls: TlsInfo | null;
   readonly localAddress: string;
   readonly remoteAddress: string;
@@ -518,6 +523,7 @@ class Session extends SerialSession implements SmtpSession {
     this.localAddress = addresses.localAddress;
     this.remoteAddress = addresses.remoteAddress;
     conn.once('end', () => this.connectionEnded());
+    passWireForm(conn, () => this.#wire);
     const socket = conn._socket;
     this.tls =
       conn.secure && socket instanceof TLSSocket
@@ -586,6 +592,7 @@ class Session extends SerialSession implements SmtpSession {
       // same tick: wait a turn before deciding the callback is not coming.
       const onEnd = () => setImmediate(() => settle(Object.assign(new Error('connection closed'), { code: 'ECONNECTION', command: 'CONN' }), null));
       this.#conn.once('end', onEnd);
+      this.#wire = Buffer.isBuffer(raw) && isWireForm(raw);
       this.#conn.send(envelope, raw, (err, info) => settle(err, err ? null : info));
     });
   }
@@ -606,6 +613,42 @@ class Session extends SerialSession implements SmtpSession {
   protected shutdown(): Promise<void> {
     return quit(this.#conn, Math.min(QUIT_TIMEOUT_MS, this.#options.socketTimeoutMs));
   }
+}
+
+/** What nodemailer's DATA encoder (its `DataStream`, internal) has that the pass-through keeps up to date. */
+interface DataStreamInternals extends Transform {
+  inByteCount: number;
+  outByteCount: number;
+  lastByte: number | false;
+}
+
+/**
+ * Lets a send skip nodemailer's DATA encoder, which looks at every byte in JavaScript, for
+ * a body already in wire form (wire-form.ts): while `wire()` says so, the DATA stream
+ * nodemailer creates passes the chunks through unchanged, and its own flush still writes
+ * the terminator after the last byte. With a nodemailer that has no `_createSendStream`
+ * (an internal, pinned by the exact version in package.json), nothing changes: every body
+ * is encoded by nodemailer as before.
+ */
+function passWireForm(conn: SMTPConnection, wire: () => boolean): void {
+  const internals = conn as unknown as { _createSendStream?: (callback: unknown) => DataStreamInternals };
+  const create = internals._createSendStream;
+  if (typeof create !== 'function') return;
+  internals._createSendStream = function (this: unknown, callback: unknown) {
+    const stream = create.call(this, callback);
+    if (wire()) stream._transform = passThrough;
+    return stream;
+  };
+}
+
+function passThrough(this: DataStreamInternals, chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+  if (chunk.length > 0) {
+    this.inByteCount += chunk.length;
+    this.outByteCount += chunk.length;
+    this.lastByte = chunk[chunk.length - 1]!;
+    this.push(chunk);
+  }
+  done();
 }
 
 function release(raw: Buffer | Readable): void {
