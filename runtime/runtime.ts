@@ -23,7 +23,7 @@ import { startSharedState } from './decide/shared-state.ts';
 import { registerStatusMetrics } from './observe/status-metrics.ts';
 import { changeSource } from './decide/operator-sources.ts';
 import { EVERY_ROUTE } from './decide/index.ts';
-import { openSpool, type Spool } from './spool/index.ts';
+import { openSpoolRecovering, type Spool } from './spool/index.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
@@ -99,7 +99,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const time = liveTime(options.clock, options.random);
   const clock = time.now;
   let policy: LivePolicy = livePolicy(options.artifact, options.manifest);
-  const spool: Spool = await openSpool(options.spoolDir);
+  // The spool opens at once and reads its segments in the background: a restart with a big
+  // queue listens and accepts mail meanwhile; the recovered queue joins the work below once
+  // every segment is read (spool.ts: none is handed out before its state is whole).
+  const { spool, recovered } = await openSpoolRecovering(options.spoolDir);
   const acct: AccountingWriter = openAccounting(options.accountingDir);
   const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
   // What the policy and the operators decided survives a restart: backoffs, suspensions,
@@ -160,12 +163,20 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const sharedState = shared
     ? startSharedState({ link: shared.link, nodeId: shared.nodeId, state, paused, warmupSent, clock, warn, changed: () => ((stateDirty = true), core.wake()) })
     : undefined;
-  // Recovery: everything the spool still holds goes back to work, at its recorded retry time.
-  // One message at a time (no array of every message), its recipients' times by address, not by a search each.
-  for (const m of spool.eachPending()) {
-    const at = new Map(m.recipients.map((r) => [r.rcpt, r.nextAttemptAt ?? 0]));
-    core.enqueue(m, (rcpt) => at.get(rcpt) ?? 0);
-  }
+  // Recovery: everything the spool still holds goes back to work, at its recorded retry time,
+  // once the spool has read it all. One message at a time (no array of every message), its
+  // recipients' times by address, not by a search each. A spool that cannot be read closes
+  // itself: every submission is then refused (4xx) and the warning says why.
+  const requeued = recovered.then(
+    ({ messages }) => {
+      for (const m of messages) {
+        const at = new Map(m.recipients.map((r) => [r.rcpt, r.nextAttemptAt ?? 0]));
+        core.enqueue(m, (rcpt) => at.get(rcpt) ?? 0);
+      }
+      core.wake();
+    },
+    (e: Error) => warn(`petrel: the spool in ${printable(options.spoolDir)} could not be recovered, so no mail is accepted: ${printable(e.message)}`),
+  );
 
   if (deliveryPool) {
     new Gauge({ name: 'petrel_delivery_threads', help: 'Delivery worker threads running', registers: [registry], collect() { this.set(deliveryPool.stats().threads); } });
@@ -302,6 +313,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await saveState();
       acct.close();
       bounce.close();
+      await requeued;
       await spool.close();
     },
   };
