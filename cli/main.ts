@@ -23,6 +23,8 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
   'dkim-record': { load: async () => (await import('./dkim-record.ts')).dkimRecordCommand, summary: 'print the DNS TXT record that publishes a DKIM signing key' },
   simulate: { load: async () => (await import('./simulate.ts')).simulateCommand, summary: 'run a campaign through the policies on a virtual clock against provider models' },
   source: { load: async () => (await import('./source.ts')).sourceCommand, summary: 'disable a source of a running petrel, or enable it again' },
+  queue: { load: async () => (await import('./queue.ts')).queueCommand, summary: 'list, show, retry, delete or bounce the mail a running petrel holds' },
+  suppression: { load: async () => (await import('./suppression.ts')).suppressionCommand, summary: 'list, add, remove, import or export suppressed addresses of a running petrel' },
   hook: { load: async () => (await import('./policy-ops.ts')).hookCommand, summary: 'install a git post-receive hook that notifies a running petrel' },
 };
 

@@ -94,13 +94,14 @@ export interface Answer {
   body: Record<string, unknown>;
 }
 
+/** POSTs `body` as JSON to the runtime's API (GETs when `body` is undefined); an unreachable runtime is `Unreachable` (see `guarded`). */
 export async function call(url: string, apiPath: string, apiKey: string | undefined, body: unknown): Promise<Answer> {
   let res: Response;
   try {
     res = await fetch(new URL(apiPath, url), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
-      body: JSON.stringify(body),
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (e) {
     throw new Unreachable(`cannot reach ${url}: ${(e as Error & { cause?: Error }).cause?.message ?? (e as Error).message}`);
