@@ -4,9 +4,9 @@
  * written and fdatasync'd — appends in one turn of the event loop share one sync — and
  * `rewrite` replaces the file with the lines given (temp file, fsync, rename, directory
  * fsync), for compaction. Opening replays every line to `replay`; a torn last line (a
- * crash mid-write, never acknowledged) is skipped.
+ * crash mid-write, never acknowledged) is cut off the file.
  */
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 export interface JsonLog<T> {
@@ -23,7 +23,11 @@ export interface JsonLog<T> {
 export function openJsonLog<T>(file: string, replay: (line: T) => void, afterWrite?: () => void): JsonLog<T> {
   let lines = 0;
   if (existsSync(file)) {
-    for (const text of readFileSync(file, 'utf8').split('\n')) {
+    const content = readFileSync(file, 'utf8');
+    // A torn tail (no final newline) is cut off, or the next append would join it.
+    const whole = content.slice(0, content.lastIndexOf('\n') + 1);
+    if (whole.length < content.length) truncateSync(file, Buffer.byteLength(whole));
+    for (const text of whole.split('\n')) {
       if (text === '') continue;
       let line: T;
       try {

@@ -1,0 +1,94 @@
+/**
+ * The webhook outbox and sender (observe/outbox.ts, webhooks.ts) against a real HTTP
+ * receiver on loopback: pending events survive a reopen in order, acked ones do not; a
+ * failing message holds back its own later events but not other messages'; a target
+ * that resolves to a private address is refused unless allowed (SSRF).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openOutbox, startWebhooks, webhookUrlProblem, type WebhookEvent } from '../../../runtime/observe/index.ts';
+import { until } from '../fixtures/e2e.ts';
+import { flakyReceiver, type FlakyReceiver } from '../fixtures/webhook-receiver.ts';
+
+let dir = '';
+const receivers: FlakyReceiver[] = [];
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'petrel-webhooks-'));
+});
+afterEach(async () => {
+  for (const r of receivers.splice(0)) await r.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const event = (id: string, messageId: string, type: WebhookEvent['type'] = 'delivered'): WebhookEvent => ({ id, type, tenant: 't', messageId, rcpt: `${id}@x.example`, at: Date.now(), detail: {} });
+
+describe('outbox', () => {
+  it('replays pending events in order after a reopen and forgets acked ones', async () => {
+    const box = openOutbox(dir);
+    await box.add([event('e1', 'm1'), event('e2', 'm2'), event('e3', 'm1')]);
+    box.ack('e2');
+    await box.add([event('e1', 'm1')]); // the same id again: kept once
+    box.close();
+    const again = openOutbox(dir);
+    expect(again.pending().map((e) => e.id)).toEqual(['e1', 'e3']);
+    again.close();
+  });
+
+  it('refuses events past its bound', async () => {
+    const box = openOutbox(dir, { maxPending: 2 });
+    await box.add([event('e1', 'm'), event('e2', 'm')]);
+    await expect(box.add([event('e3', 'm')])).rejects.toThrow('the webhook outbox is full (2 events)');
+    box.close();
+  });
+});
+
+describe('webhook sender', () => {
+  it("holds a failing message's later events behind it, not other messages'", async () => {
+    // Every request about message m1 fails until 6 have; m2's go through.
+    let m1Failures = 0;
+    const receiver = await flakyReceiver('s', () => 'ok');
+    receivers.push(receiver);
+    receiver.server.removeAllListeners('request');
+    const got: string[] = [];
+    receiver.server.on('request', (req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        const e = JSON.parse(body) as WebhookEvent;
+        if (e.messageId === 'm1' && m1Failures < 6) return void (m1Failures++, res.writeHead(503).end());
+        got.push(e.id);
+        res.writeHead(200).end();
+      });
+    });
+    const box = openOutbox(dir);
+    const sender = startWebhooks(box, { targets: { '*': { url: receiver.url, secret: 's' } }, allowPrivateTargets: true, baseDelayMs: 20, maxDelayMs: 100, warn: () => undefined });
+    await box.add([event('a1', 'm1', 'deferred'), event('b1', 'm2'), event('a2', 'm1', 'bounced'), event('b2', 'm2', 'complained')]);
+    sender.kick();
+    await until('all four', () => got.length === 4, 20_000);
+    expect(got.filter((id) => id.startsWith('b'))).toEqual(['b1', 'b2']);
+    expect(got.filter((id) => id.startsWith('a'))).toEqual(['a1', 'a2']);
+    expect(got.indexOf('b2')).toBeLessThan(got.indexOf('a1'));
+    expect(sender.stats()).toMatchObject({ pending: 0, sent: 4, failures: 6 });
+    sender.close();
+    box.close();
+  });
+
+  it('refuses a target that resolves to loopback unless private targets are allowed', async () => {
+    const receiver = await flakyReceiver('s');
+    receivers.push(receiver);
+    const warnings: string[] = [];
+    const box = openOutbox(dir);
+    const sender = startWebhooks(box, { targets: { '*': { url: receiver.url.replace('127.0.0.1', 'localhost'), secret: 's' } }, baseDelayMs: 20, warn: (l) => warnings.push(l) });
+    await box.add([event('x1', 'm')]);
+    sender.kick();
+    await until('the refusal', () => warnings.find((w) => /resolves to (127\.0\.0\.1|::1), a private or loopback address/.test(w)), 10_000);
+    expect(receiver.requests).toBe(0);
+    sender.close();
+    box.close();
+    expect(webhookUrlProblem('ftp://x.example/')).toMatch(/not http or https/);
+    expect(webhookUrlProblem('https://user:pw@x.example/')).toMatch(/credentials/);
+    expect(webhookUrlProblem('https://hooks.example/petrel')).toBeUndefined();
+  });
+});
