@@ -154,7 +154,9 @@ describe('the dashboard in Chromium', () => {
       return JSON.stringify(before) === JSON.stringify(after) && JSON.stringify(shown) === JSON.stringify(api);
     }, 60_000);
     expect(Number(await text('#total-delivered'))).toBeGreaterThanOrEqual(DELIVERED);
-    await until('a plotted point', async () => ((await api('/dashboard/api/history')).body.points as unknown[]).length >= 1 && (await page.locator('#chart-rates .uplot canvas').count()) === 1, 30_000);
+    // The history samples every 5 s: two points make a line.
+    await until('two plotted points', async () => ((await api('/dashboard/api/history')).body.points as unknown[]).length >= 2 && (await page.locator('#chart-rates .uplot canvas').count()) === 1, 30_000);
+    await page.waitForFunction((t) => (document.body.dataset.updated ?? '') > t, new Date().toISOString(), { timeout: 20_000 });
     expect(await page.locator('#chart-queue .uplot canvas').count()).toBe(1);
     await shot('1-overview');
   }, 120_000);

@@ -192,13 +192,13 @@ function chart(id, title, names, data) {
   if (!charts[id]) {
     const colors = ['#1f5fbf', '#1f7a3a', '#c58a00', '#b3261e'];
     const series = [{}, ...names.map((n, i) => ({ label: n, stroke: colors[i], width: 2 }))];
-    // At least ten minutes wide, so a young runtime's few points do not stretch over years.
-    const scales = { x: { time: true, range: (u, min, max) => [Math.min(min, max - 600), max + 15] } };
-    charts[id] = new uPlot({ title, width, height: 220, series, scales, axes: [{}, { label: id === 'chart-queue' ? 'recipients' : 'per minute' }] }, data, $(id));
+    charts[id] = new uPlot({ title, width, height: 220, series, axes: [{}, { label: id === 'chart-queue' ? 'recipients' : 'per minute' }] }, data, $(id));
   } else charts[id].setData(data);
 }
 
 function renderCharts(points) {
+  // uPlot spreads a lone point over years: an empty point ten minutes before gives the axis a span.
+  if (points.length === 1) points = [{ t: points[0].t - 600, accepted: null, delivered: null, deferred: null, bounced: null, queued: null }, ...points];
   const t = points.map((p) => p.t);
   const col = (k) => points.map((p) => p[k]);
   chart('chart-rates', 'Per minute', ['accepted', 'delivered', 'deferred', 'bounced'], [t, col('accepted'), col('delivered'), col('deferred'), col('bounced')]);
