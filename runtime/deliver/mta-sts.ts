@@ -59,7 +59,7 @@ export interface MtaSts {
 export const MAX_POLICY_BYTES = 64 * 1024;
 /** RFC 8461 §3.2: max_age at most 31557600 s (about a year). */
 const MAX_AGE_LIMIT = 31_557_600;
-/** Cached policies at most; the oldest-fetched go first. */
+/** Cached policies (and TXT answers) at most; the oldest go first. */
 const MAX_CACHED = 100_000;
 
 /** Parses a policy body; the reason names the problem when it is not one. */
@@ -122,7 +122,9 @@ export function createMtaSts(options: MtaStsOptions): MtaSts {
       const txt = await options.txt(`_mta-sts.${domain}`);
       // null: the lookup failed (keep what is cached); undefined: no valid STSv1 record.
       seen = { until: now + txtTtlMs, id: txt.ok ? stsRecordId(txt.texts) : null };
+      txtSeen.delete(domain);
       txtSeen.set(domain, seen);
+      while (txtSeen.size > MAX_CACHED) txtSeen.delete(txtSeen.keys().next().value!);
     }
     const cached = unexpired(domain);
     if (seen.id === null || seen.id === undefined) return cached ? { kind: 'policy', policy: cached.policy, id: cached.id } : { kind: 'none' };

@@ -60,8 +60,9 @@ export function createTlsPolicy(options: TlsPolicyOptions): TlsPolicy {
     options.report?.({ at: clock(), domain, ...applied, mxHost: o.mxHost ?? o.host, ...(o.localAddress ? { sendingIp: o.localAddress } : {}), ...(remote ? { receivingIp: remote } : net.isIP(o.host) ? { receivingIp: o.host } : {}), ...(failure ? { failure } : {}) });
   }
 
-  async function open(transport: (o: SessionOptions) => Promise<SessionResult>, domain: string, given: SessionOptions): Promise<SessionResult> {
-    const name = (given.mxHost ?? given.host).toLowerCase().replace(/\.$/, '');
+  async function open(transport: (o: SessionOptions) => Promise<SessionResult>, recipientDomain: string, given: SessionOptions): Promise<SessionResult> {
+    const domain = canonical(recipientDomain);
+    const name = canonical(given.mxHost ?? given.host);
     const base: SessionOptions = { ...given, ...(ca ? { tlsOptions: { ...given.tlsOptions, ca } } : {}), ...(await addressOf(name, given)) };
     const refuse = (reply: string): SessionResult => ({ ok: false, phase: 'connect', reply, synthesized: true });
 
@@ -127,9 +128,12 @@ export function createTlsPolicy(options: TlsPolicyOptions): TlsPolicy {
 
   return {
     open,
-    mayReuse: (session, domain) => openedFor.get(session) === domain.toLowerCase().replace(/\.$/, '') || openedFor.get(session) === domain,
+    mayReuse: (session, domain) => openedFor.get(session) === canonical(domain),
   };
 }
+
+/** A DNS name as compared: lower case, no final dot. */
+const canonical = (name: string) => name.toLowerCase().replace(/\.$/, '');
 
 /** The TLS-RPT result type (RFC 8460 §4.3) of a session that failed under a policy, from its synthesized reply. */
 function failureType(reply: string, policy: 'sts' | 'dane'): TlsRptFailureType {

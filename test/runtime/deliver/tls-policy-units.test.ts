@@ -50,10 +50,12 @@ describe('DANE matching', () => {
   let ca: ReturnType<typeof makeCa>;
   let leaf: { key: string; cert: string };
   const der = (pem: string) => new X509Certificate(pem).raw;
-  const now = Date.now();
+  // Read when asked, not when the file is collected: the certificates are made later, in beforeAll.
+  let now = 0;
   beforeAll(() => {
     ca = makeCa(dir);
     leaf = issue(dir, ['mx.example.test'], ca);
+    now = Date.now();
   });
 
   it('DANE-EE matches the leaf by certificate or key, SHA-256, SHA-512 or full, whatever its name', () => {
