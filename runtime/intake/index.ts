@@ -14,3 +14,4 @@ export * from './suppression.ts';
 export * from './mime-parts.ts';
 export * from './feedback.ts';
 export * from './screen.ts';
+export * from './inbound-auth.ts';

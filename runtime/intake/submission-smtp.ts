@@ -16,7 +16,9 @@ import { BlockList, isIP, type AddressInfo, type Socket } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { createAuthThrottle, type AuthThrottle, type AuthThrottleOptions } from './auth-throttle.ts';
+import { installDataParser } from './data-parser.ts';
 import { takeControlHeadersOfChunks, type ControlValues } from './headers.ts';
+import { createInboundAuth, type InboundAuthOptions } from './inbound-auth.ts';
 import type { ReceivedFrom } from './received.ts';
 import { SubmissionRefused } from './screen.ts';
 import { SpoolError } from '../spool/index.ts';
@@ -43,6 +45,8 @@ export interface SubmissionOptions extends Partial<SubmissionLimits> {
   allowInsecureAuth?: boolean;
   /** Failed-AUTH throttling and the bound on password checks at once (auth-throttle.ts). */
   auth?: AuthThrottleOptions;
+  /** SPF, DKIM, DMARC and ARC on received mail (inbound-auth.ts); without it, none. */
+  inbound?: InboundAuthOptions;
 }
 
 export const DEFAULT_CLIENT_NETWORKS = ['127.0.0.0/8', '::1/128'];
@@ -163,9 +167,13 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
   // Checked for unknown users too, so the answer takes as long as for a known one.
   const decoy = `scrypt$ln=${SCRYPT.ln},r=${SCRYPT.r},p=${SCRYPT.p}$${'A'.repeat(22)}$${'A'.repeat(43)}`;
   const disabledCommands = [...(options.tls ? [] : ['STARTTLS']), ...(users.size > 0 ? [] : ['AUTH'])];
+  // DATA is parsed with native searches instead of smtp-server's loop over every byte.
+  installDataParser();
   const gate = connectionGate(limits);
   const budget = byteBudget(limits.maxBufferedBytes);
   const throttle = createAuthThrottle(options.auth);
+  const inbound = options.inbound ? createInboundAuth(options.inbound, options.name) : undefined;
+  const checksInbound = (address: string) => inbound !== undefined && (options.inbound!.checkClientNetworks === true || !fromClientNetwork(address));
   const metrics = submissionMetrics(hooks.registry ?? new Registry(), { gate, budget, throttle });
   const sessions = new Map<string, SessionState>();
   const spooling = new Set<Promise<unknown>>();
@@ -296,12 +304,13 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
     });
   }
 
-  /** The message, control headers taken, handed to the spool as the chunks it came in. */
+  /** The message, control headers taken and checked (when inbound checks apply), handed to the spool as the chunks it came in. */
   async function spool(session: SMTPServerSession, chunks: Buffer[]): Promise<string> {
     const { values, message } = takeControlHeadersOfChunks(chunks);
     const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
     const from: ReceivedFrom = { helo: session.hostNameAppearsAs || undefined, address: session.remoteAddress, hostname: session.clientHostname || undefined, protocol: protocolOf(session) };
-    return hooks.acceptMessage(envelope, message, values, from);
+    const checked = checksInbound(session.remoteAddress) ? await inbound!(chunks, message, { ip: session.remoteAddress, helo: from.helo, mailFrom: envelope.from }) : message;
+    return hooks.acceptMessage(envelope, checked, values, from);
   }
 
   /** Checks a password under the throttle; resolves with the user, or rejects with the SMTP answer. */
