@@ -11,7 +11,7 @@
  * false: a DSN at a recipient's first deferral), `suppressed` (`refuse`, the default, or
  * `drop`), and `webhook`.
  */
-import type { AccountedOutcome, AccountingRecord, Outbox, RecordType, WebhookEvent, WebhookSender } from '../observe/index.ts';
+import type { AccountedOutcome, AccountingRecord, Outbox, WebhookEvent, WebhookSender } from '../observe/index.ts';
 import { openOutbox, outcomeRecord, startWebhooks } from '../observe/index.ts';
 import type { Complaint, ScreenDeps, SuppressionList, SuppressionReason } from '../intake/index.ts';
 import { openSuppressionList, splitHeader, SUPPRESSING_CATEGORIES } from '../intake/index.ts';
@@ -125,7 +125,7 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
     async complaint(c) {
       const { origin } = c;
       // PowerMTA's `f` record: the complaint, with the feedback type where the status goes.
-      deps.account(addressRecord(deps.clock(), c.rcpt, origin, { type: 'f' as RecordType, dsnAction: '', dsnStatus: c.feedbackType, dsnDiag: `arf;${c.reporter} ${c.messageId} ${c.sourceIp}`.trim(), queue: origin.id, bounceCat: 'spam-related' }));
+      deps.account(addressRecord(deps.clock(), c.rcpt, origin, { type: 'f', dsnAction: '', dsnStatus: c.feedbackType, dsnDiag: `arf;${c.reporter} ${c.messageId} ${c.sourceIp}`.trim(), queue: origin.id, bounceCat: 'spam-related' }));
       await emit([{ id: eventId('complained', origin.id, c.rcpt), type: 'complained', tenant: origin.tenant, messageId: origin.id, rcpt: c.rcpt, at: deps.clock(), detail: { feedbackType: c.feedbackType, reporter: c.reporter, messageIdHeader: c.messageId, campaign: origin.campaign, sourceIp: c.sourceIp } }]);
       await suppress(origin.tenant, c.rcpt, 'complaint', `${c.feedbackType} report from ${c.reporter || 'unknown'} about ${origin.id}`, origin.id);
     },

@@ -21,8 +21,8 @@ import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, writeSync } from 
 import path from 'node:path';
 import { isoTime, printable } from './text.ts';
 
-/** PowerMTA record types: d delivered, b bounced, t transient failure, tq queue-level transient, r received. */
-export type RecordType = 'd' | 'b' | 't' | 'tq' | 'r';
+/** PowerMTA record types: d delivered, b bounced, t transient failure, tq queue-level transient, r received, f feedback (a complaint). */
+export type RecordType = 'd' | 'b' | 't' | 'tq' | 'r' | 'f';
 
 export interface AccountingRecord {
   type: RecordType;
