@@ -35,8 +35,17 @@ describe('accounting', () => {
     acct.close();
     const rows = parseCsv(readFileSync(path.join(dir, 'acct-2026-11-29.csv'), 'utf8'));
     expect(rows[0]).toEqual([...ACCOUNTING_FIELDS]);
-    expect(rows[1]).toEqual(['b', '2026-11-29 23:59:58+0000', '2026-11-29 23:50:00+0000', base.orig, base.rcpt, 'failed', '5.1.1', base.dsnDiag.replace('\n', '\\n'), base.dsnMta, 'bad-mailbox', 'ip1', 'provider:yahoo/ip1', 'black-friday', 'shop', 'b042be57a2d25d1a', 'policies/yahoo.policy:88']);
+    expect(rows[1]).toEqual(['b', '2026-11-29 23:59:58+0000', '2026-11-29 23:50:00+0000', base.orig, base.rcpt, 'failed', '5.1.1', base.dsnDiag.replace('\n', '\\n'), base.dsnMta, 'bad-mailbox', 'ip1', 'provider:yahoo/ip1', 'black-friday', 'shop', 'b042be57a2d25d1a', 'policies/yahoo.policy:88', '', '', '']);
     expect(rows).toHaveLength(2);
+  });
+
+  it('ends with the TLS columns, after every PowerMTA column', () => {
+    const acct = openAccounting(dir, { flushMs: 0, clock: () => base.timeLogged });
+    acct.write({ ...base, tlsVersion: 'TLSv1.3', tlsCipher: 'TLS_AES_256_GCM_SHA384', tlsVerified: 'dane-ee' });
+    acct.close();
+    const [header, row] = parseCsv(readFileSync(path.join(dir, 'acct-2026-11-29.csv'), 'utf8'));
+    expect(header!.slice(-4)).toEqual(['policyRule', 'tlsVersion', 'tlsCipher', 'tlsVerified']);
+    expect(row!.slice(-3)).toEqual(['TLSv1.3', 'TLS_AES_256_GCM_SHA384', 'dane-ee']);
   });
 
   it('starts a new file each UTC day, with its own header, and appends to an existing one', () => {
