@@ -14,6 +14,7 @@ import { connectionRequest, messageRequests, type LimiterStore } from './limiter
 import { candidates, DEFAULT_SOURCE, pickSource, warmupKey, type LivePolicy } from './source-choice.ts';
 import type { Time, TimerHandle } from './time.ts';
 import { queueOf, workOf, type Work } from './work.ts';
+import { WorkHeap } from './work-heap.ts';
 
 /** The longest the scheduler sleeps without looking again. */
 const MAX_SLEEP_MS = 60_000;
@@ -72,7 +73,10 @@ export interface Scheduler {
 
 export function createScheduler(deps: SchedulerDeps): Scheduler {
   const { time, spool, limiters, state } = deps;
+  // Work that may be due (new, requeued, or not reached in the last pass), and work that
+  // waits for a later time (moved there at the end of each pass): a pass never scans the waiting.
   const work: Work[] = [];
+  const later = new WorkHeap();
   const counters = { delivered: 0, deferred: 0, bounced: 0 };
   const queueStats = new Map<string, QueueStats>();
   const turn = new Map<string, number>();
@@ -116,6 +120,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     if (stopping) return;
     const now = time.now();
     let next = Infinity;
+    later.takeDue(now, work);
     const due = work.filter((w) => w.notBefore <= now);
     // Work leaves `work` in one sweep at the end of the pass (not one splice each: O(n²)).
     const taken = new Set<Work>();
@@ -133,12 +138,17 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
         if (started !== undefined) next = Math.min(next, started);
       }
     } finally {
-      if (taken.size > 0) {
-        let kept = 0;
-        for (const w of work) if (!taken.has(w)) work[kept++] = w;
-        work.length = kept;
+      // One sweep: started work leaves, work not due yet moves to `later`.
+      const end = time.now();
+      let kept = 0;
+      for (const w of work) {
+        if (taken.has(w)) continue;
+        if (w.notBefore > end) later.push(w);
+        else work[kept++] = w;
       }
+      work.length = kept;
     }
+    next = Math.min(next, later.earliest());
     for (const w of work) next = Math.min(next, w.notBefore);
     if (next !== Infinity) schedule(Math.max(0, next - time.now()));
   }
@@ -243,13 +253,18 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     enqueue(m, notBeforeOf) {
       work.push(...workOf(m, notBeforeOf));
     },
-    wake: () => schedule(0),
-    sourceBack(inQueue) {
-      const now = time.now();
-      for (const w of work) if (w.waitsForSource && w.queue !== undefined && inQueue(w.queue)) w.notBefore = Math.min(w.notBefore, now);
+    wake() {
+      // A caller may have moved waiting work earlier (queue-ops' retry now): take it out.
+      later.rescue(time.now(), work);
       schedule(0);
     },
-    view: () => ({ work, inFlight, counters, queueStats }),
+    sourceBack(inQueue) {
+      const now = time.now();
+      for (const w of [...work, ...later.all()]) if (w.waitsForSource && w.queue !== undefined && inQueue(w.queue)) w.notBefore = Math.min(w.notBefore, now);
+      later.rescue(now, work);
+      schedule(0);
+    },
+    view: () => ({ work: later.size > 0 ? [...work, ...later.all()] : work, inFlight, counters, queueStats }),
     halt() {
       stopping = true;
       time.clearTimeout(timer);
