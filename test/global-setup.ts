@@ -37,6 +37,8 @@ export const PEERS: readonly Peer[] = [
   { tool: 'smtp-source', debian: 'postfix', neededBy: 'test/cli/run-crash.test.ts', debconf: POSTFIX_UNCONFIGURED },
   { tool: 'smtp-sink', debian: 'postfix', neededBy: 'listening SMTP peers (startService; test/global-setup.test.ts)', debconf: POSTFIX_UNCONFIGURED },
   { tool: 'dkimverify', debian: 'python3-dkim', neededBy: 'the DKIM tests (dkimpy, the verifier independent of mailauth: test/runtime/fixtures/dkim.ts)' },
+  { tool: 'redis-server', debian: 'redis-server', neededBy: 'the cluster tests (several nodes sharing limits, reactions and versions: test/runtime/cluster*.test.ts, test/cli/cluster*.test.ts)' },
+  { tool: 'chromium', debian: 'chromium', neededBy: 'test/simulate/report-browser.test.ts (the HTML report in headless Chromium, playwright-core)' },
 ];
 
 /** What the decision depends on: the search path, who we are, and whether installing is allowed. */
@@ -209,12 +211,13 @@ export function freePort(): Promise<number> {
 
 /**
  * Starts peer `tool` (found as provisioning finds it) with `args(port)` on a free loopback
- * port and resolves once that port accepts connections (within `readyMs`).
+ * port (or on `port`: a restart where the last one ran) and resolves once that port
+ * accepts connections (within `readyMs`).
  */
-export async function startService(tool: string, args: (port: number) => string[], readyMs = 10_000): Promise<Service> {
+export async function startService(tool: string, args: (port: number) => string[], readyMs = 10_000, port?: number): Promise<Service> {
   const file = findTool(tool, process.env.PATH ?? '');
   if (!file) throw new Error(`${tool} not found: the suite's globalSetup (test/global-setup.ts) provisions it`);
-  const port = await freePort();
+  port ??= await freePort();
   const child = spawn(file, args(port), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));

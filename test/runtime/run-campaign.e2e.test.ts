@@ -27,32 +27,12 @@ import { behaviourOf, readShippedModel, recipientFate, type ProviderBehaviour, t
 import { startProviderPeer, type ProviderPeer } from '../fixtures/provider-peer.ts';
 import { compileFiles, ROOT, writeArtifact } from '../helpers.ts';
 import { e2eCase, readAccounting, selfSignedCertificate, until } from './fixtures/e2e.ts';
+import { scalePolicyText } from '../simulate/scaled-policy.ts';
 
 /** Time on both sides runs this much faster than real time. */
 const SCALE = 0.01;
 /** The recovery ramp's first step: this share of the normal rate (docs/language.md, "Coming back gently"). */
 const RAMP_FIRST_STEP = 0.1;
-
-const SECONDS: Record<string, number> = { s: 1, m: 60, min: 60, h: 3600, d: 86400, day: 86400 };
-
-/**
- * A shipped policy file at time scale `scale`: durations (`1h`) and rates (`3600/h`) in its
- * statements scaled, comments and examples untouched, test blocks left out (their `wait`s
- * and expectations are in real time).
- */
-export function scalePolicyText(text: string, scale: number): string {
-  return text
-    .replace(/^test "[^"\n]*" \{\n[\s\S]*?^\}\n?/gm, '')
-    .split('\n')
-    .map((line) => {
-      const code = line.trimStart();
-      if (code.startsWith('#') || code.startsWith('example ')) return line;
-      return line
-        .replace(/(?<![\w./"])(\d+)\/(s|min|h|day)\b/g, (_, n: string, unit: string) => `${Math.max(1, Math.round((Number(n) * 60) / (SECONDS[unit]! * scale)))}/min`)
-        .replace(/(?<![\w./"])(\d+)(s|m|h|d)\b/g, (_, n: string, unit: string) => `${Math.max(1, Math.round(Number(n) * SECONDS[unit]! * scale))}s`);
-    })
-    .join('\n');
-}
 
 const CAMPAIGN_POLICY = `policy campaign version 1.0.0
 

@@ -1,0 +1,167 @@
+/**
+ * The simulator agrees with the live runtime (issue 15 part 5). One small campaign — 240
+ * recipients at yahoo.com and 120 at gmail.com, from three sources of one pool, under the
+ * shipped Yahoo and Google rules — runs twice under the same compiled artifact and the
+ * same provider models:
+ *
+ * - live: `startRuntime` (real spool, real clock, nodemailer submission), delivering over
+ *   real sockets to test/fixtures/provider-peer.ts peers (smtp-server, STARTTLS);
+ * - simulated: `runSimulation` (the same scheduler core on a virtual clock, the modelled
+ *   provider, the in-memory spool).
+ *
+ * Both sides run 100 times faster than real time (models at scale 0.01, policy durations
+ * and rates scaled alike: test/simulate/scaled-policy.ts), and the models tolerate fewer
+ * messages per IP than the policies allow, so both meet deferrals. The recipients are the
+ * addresses the campaign format makes (`s<stream>m<n>r0@domain`), so which are unknown or
+ * full is the same on both sides.
+ *
+ * Stated tolerance: delivered and bounced (per category) agree exactly — they depend on
+ * the recipients, not on timing; the number of deferred attempts agrees within a factor of
+ * two (it depends on how sends interleave in real time: socket latency, load on the
+ * machine); both see deferrals, neither earns a block from the provider.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { describe, expect, it } from 'vitest';
+import { startRuntime } from '../../runtime/runtime.ts';
+import { behaviourOf, readShippedModel, recipientFate, runSimulation, type Campaign, type ProviderBehaviour, type ProviderModel } from '../../simulate/index.ts';
+import { startProviderPeer, type ProviderPeer } from '../fixtures/provider-peer.ts';
+import { compileFiles, loadArtifact, ROOT } from '../helpers.ts';
+import { e2eCase, readAccounting, selfSignedCertificate, until } from '../runtime/fixtures/e2e.ts';
+import { scalePolicyText } from './scaled-policy.ts';
+
+const SCALE = 0.01;
+/** Deferred attempts may differ by this factor between the live and the simulated run. */
+const DEFERRAL_FACTOR = 2;
+
+const SENDERS = `policy senders version 1.0.0
+
+source s1 {
+  address 127.0.0.1
+  ehlo s1.petrel.test
+}
+
+source s2 {
+  address 127.0.0.2
+  ehlo s2.petrel.test
+}
+
+source s3 {
+  address 127.0.0.3
+  ehlo s3.petrel.test
+}
+
+pool campaign {
+  s1, s2, s3
+}
+
+tenant shop {
+  pool campaign
+}
+`;
+
+async function model(name: string, change: (m: ProviderModel) => void): Promise<ProviderBehaviour> {
+  const r = await readShippedModel(name);
+  if (!r.ok) throw new Error(r.errors.join('\n'));
+  const m = structuredClone(r.model);
+  change(m);
+  return behaviourOf(m, { scale: SCALE });
+}
+
+/** Outcome counts from either side: delivered, bounced per category, deferred attempts. */
+interface Outcomes {
+  delivered: number;
+  bounced: Record<string, number>;
+  deferred: number;
+}
+
+const t = e2eCase('agreement', 5_000);
+
+describe('petrel simulate agrees with the live runtime', () => {
+  it('on one campaign: the same delivered and bounced per category, deferrals within a factor of two', async () => {
+    const yahoo = await model('yahoo', (m) => {
+      m.limits.messagesPerIp = { ...m.limits.messagesPerIp!, count: 40 };
+      m.recipients.unknownFraction.fraction = 0.05;
+      m.recipients.fullMailboxFraction.fraction = 0.02;
+    });
+    const google = await model('google', (m) => {
+      m.limits.messagesPerIp = { ...m.limits.messagesPerIp!, count: 30 };
+      m.recipients.unknownFraction.fraction = 0.05;
+      m.recipients.fullMailboxFraction.fraction = 0;
+    });
+    const longTail = await model('long-tail', () => {});
+    const files: Record<string, string> = { 'senders.policy': SENDERS };
+    for (const f of ['policies/yahoo.policy', 'policies/google.policy', 'stdlib/retry.policy', 'stdlib/bounces.policy']) files[f] = scalePolicyText(readFileSync(path.join(ROOT, f), 'utf8'), SCALE);
+    const compiled = await compileFiles(files);
+    const artifact = await loadArtifact(compiled);
+    const manifest = compiled.artifact!.manifest;
+
+    // The campaign, and the very addresses it makes, for the live side.
+    const campaign: Campaign = { format: 1, name: 'agreement', streams: [{ count: 240, domains: { 'yahoo.com': 1 }, tenant: 'shop' }, { count: 120, domains: { 'gmail.com': 1 }, tenant: 'shop' }] };
+    const recipients = campaign.streams.flatMap((s, i) => Array.from({ length: s.count }, (_, n) => `s${i}m${n}r0@${Object.keys(s.domains!)[0]}`));
+    const fates = recipients.map((r) => recipientFate((r.endsWith('@yahoo.com') ? yahoo : google).recipients, r));
+    expect(fates.filter((f) => f !== 'deliverable').length).toBeGreaterThan(5);
+
+    // --- simulated
+    const sim = await runSimulation({ artifact, manifest, campaign, behaviours: new Map([['yahoo', yahoo], ['google', google], ['long-tail', longTail]]) });
+    expect(sim.finished).toBe(true);
+    const simulated: Outcomes = { delivered: 0, bounced: {}, deferred: 0 };
+    for (const c of sim.tally.cells.values()) {
+      simulated.delivered += c.delivered;
+      simulated.deferred += c.deferred;
+      for (const [k, v] of Object.entries(c.bouncedByCategory)) simulated.bounced[k] = (simulated.bounced[k] ?? 0) + v;
+    }
+    const simBlocks = [...sim.providerSide.values()].reduce((n, p) => n + p.blocks, 0);
+
+    // --- live
+    const peers: Record<string, ProviderPeer> = {};
+    let live: Outcomes;
+    try {
+      const { key, cert } = selfSignedCertificate(t.dir, 'mx.provider.test');
+      peers.yahoo = await startProviderPeer(yahoo, { tls: { key, cert } });
+      peers.google = await startProviderPeer(google, { tls: { key, cert } });
+      t.runtime = await startRuntime({
+        artifact,
+        manifest,
+        spoolDir: path.join(t.dir, 'spool'),
+        accountingDir: path.join(t.dir, 'acct'),
+        smtp: { host: '127.0.0.1', port: 0 },
+        http: { host: '127.0.0.1', port: 0 },
+        ehlo: 'petrel.test',
+        connectTimeoutMs: 1000,
+        random: () => 0.5,
+        mxOverride: { 'yahoo.com': `127.0.0.1:${peers.yahoo.port}`, 'gmail.com': `127.0.0.1:${peers.google.port}` },
+      });
+      const runtime = t.runtime;
+      const transport = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true, pool: true, maxConnections: 5, maxMessages: Infinity });
+      try {
+        await Promise.all(recipients.map((to, n) => transport.sendMail({ from: 'news@campaign.example', to, subject: `issue ${n}`, text: `hello ${to}`, headers: { 'X-Petrel-Tenant': 'shop' } })));
+      } finally {
+        transport.close();
+      }
+      await until('every recipient delivered or bounced', () => {
+        const s = runtime.status();
+        return s.delivered + s.bounced >= recipients.length && s.queued === 0;
+      }, 170_000);
+      await runtime.stop(5_000);
+      t.runtime = undefined;
+      const rows = readAccounting(path.join(t.dir, 'acct'));
+      live = { delivered: rows.filter((r) => r.type === 'd').length, bounced: {}, deferred: rows.filter((r) => r.type === 't' || r.type === 'tq').length };
+      for (const r of rows.filter((r) => r.type === 'b')) live.bounced[r.bounceCat] = (live.bounced[r.bounceCat] ?? 0) + 1;
+      expect(peers.yahoo.deferrals.length + peers.google.deferrals.length, 'the live providers deferred').toBeGreaterThan(0);
+      expect(peers.yahoo.blocks.length + peers.google.blocks.length, 'no live block').toBe(0);
+    } finally {
+      for (const p of Object.values(peers)) await p.close();
+    }
+
+    console.info(`agreement: live ${JSON.stringify(live)}, simulated ${JSON.stringify(simulated)} (${(sim.wallMs / 1000).toFixed(2)} s of wall time for the simulation)`);
+    expect(simulated.delivered).toBe(fates.filter((f) => f === 'deliverable').length);
+    expect(simulated.delivered).toBe(live.delivered);
+    expect(simulated.bounced).toEqual(live.bounced);
+    expect(simulated.deferred, 'the simulation met deferrals').toBeGreaterThan(0);
+    expect(simBlocks, 'no simulated block').toBe(0);
+    expect(simulated.deferred).toBeGreaterThanOrEqual(live.deferred / DEFERRAL_FACTOR);
+    expect(simulated.deferred).toBeLessThanOrEqual(live.deferred * DEFERRAL_FACTOR);
+  }, 240_000);
+});
