@@ -4,7 +4,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { packageRoot } from '../compiler/index.ts';
-import { readSigningKey, createPolicyControl, type PolicySource, openVersionStore } from '../runtime/policy/index.ts';
+import { readSigningKey, createPolicyControl, createPolicyCluster, type PolicySource, openVersionStore } from '../runtime/policy/index.ts';
+import { openRedisLink, type RedisConfig } from '../runtime/schedule/index.ts';
+import { hostname } from 'node:os';
 import { createPolicyCompiler } from './policy-compiler.ts';
 import { startRuntime } from '../runtime/runtime.ts';
 import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser, type DkimConfig } from '../runtime/intake/index.ts';
@@ -70,6 +72,11 @@ options:
                         smtp.auth.*: failed-AUTH throttling), in docs/runtime.md's table;
                         and DKIM signing keys (dkim.keys, dkim.fallbackDomain: read again,
                         with the key files, on SIGHUP and POST /api/v1/dkim/reload)
+  --redis <url>         share limits, reactions and the live policy version with the other
+                        nodes on this Redis (redis://[user:pass@]host:port[/db]); config
+                        \`redis\` also takes Sentinel and Redis Cluster, the node's name
+                        (redis.node, unique per node) and the command timeout. Without it,
+                        limits are this process's own. docs/runtime.md, "Several nodes"
   -h, --help            show this help
 
 docs/runtime.md describes all of it, and what is not built yet.
@@ -105,6 +112,7 @@ interface RunConfig {
   deploy?: { publicKeys?: string[] };
   mxOverride?: Record<string, string>;
   dkim?: DkimConfig;
+  redis?: RedisConfig & { node?: string };
 }
 
 /** Reads and validates `--config`; a problem is a UsageError that names the key. */
@@ -198,6 +206,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     'policy-path': { type: 'string' },
     poll: { type: 'string' },
     keep: { type: 'string' },
+    redis: { type: 'string' },
   });
   if (values.help) {
     io.out(RUN_HELP);
@@ -262,13 +271,15 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
       }
     : { kind: 'paths', paths: policyPaths, cwd: io.cwd, listInputs: () => findPolicyFiles(policyPaths, io.cwd), watch: !values['no-watch'] && (config.watch ?? true), name: defaultSetName(policyPaths, io.cwd) };
   const store = await openVersionStore(at(values.artifact ?? config.artifact ?? 'var/artifact'), { keep: number(values.keep ?? config.keepVersions?.toString(), '--keep', 10, 2) });
-  const control = createPolicyControl({ source, store, compiler: createPolicyCompiler(), deployKeys, log: (line) => io.err(`${line}\n`) });
+  const sharing = await joinCluster(values.redis, config.redis, { deployKeys, artifactDir: at(values.artifact ?? config.artifact ?? 'var/artifact'), log: (line) => io.err(`${line}\n`) });
+  const control = createPolicyControl({ source, store, compiler: createPolicyCompiler(), deployKeys, log: (line) => io.err(`${line}\n`), ...(sharing ? { onLive: sharing.cluster.onLive } : {}) });
   let first;
   try {
     first = await control.initial();
   } catch (e) {
     io.err(`${(e as Error).message.trimEnd()}\npetrel: no policy version to run\n`);
     await control.close();
+    await sharing?.link.close();
     return EXIT.policy;
   }
   const { artifact, manifest } = first.loaded;
@@ -289,8 +300,10 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
     ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),
     ...(mxOverride ? { mxOverride } : {}),
+    ...(sharing ? { shared: { link: sharing.link, nodeId: sharing.nodeId, liveNodes: sharing.cluster.liveNodes, status: sharing.cluster.status } } : {}),
   });
   control.attach(runtime);
+  await sharing?.cluster.start({ control, current: () => runtime.policy().manifest });
   io.err(`petrel: policy ${manifest.name} ${manifest.version} (${manifest.hash.slice(0, 12)}); SMTP on ${hostPort(smtpAt.host, runtime.smtpPort)}, HTTP on ${hostPort(httpAt.host, runtime.httpPort)}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
@@ -301,5 +314,28 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   dkim.close();
   await control.close();
   await runtime.stop(grace * 1000);
+  await sharing?.cluster.close();
+  await sharing?.link.close();
   return EXIT.ok;
+}
+
+/**
+ * With `--redis` or config `redis`: the link to Redis and this node's membership of the
+ * cluster (policy/cluster.ts). A bad setting is a usage error; Redis being down is not
+ * (the node starts on its share of every limit and joins when Redis answers).
+ */
+async function joinCluster(url: string | undefined, config: (RedisConfig & { node?: string }) | undefined, options: { deployKeys: KeyObject[]; artifactDir: string; log: (line: string) => void }) {
+  if (url === undefined && config === undefined) return undefined;
+  const settings: RedisConfig = { ...config, ...(url !== undefined ? { url } : {}) };
+  if (settings.url !== undefined && !/^rediss?:\/\//.test(settings.url)) throw new UsageError(`\`--redis\` takes a redis:// or rediss:// URL, not \`${settings.url.slice(0, 80)}\``);
+  const nodeId = config?.node ?? `${hostname()}-${process.pid}`;
+  if (!/^[\w.:-]{1,128}$/.test(nodeId)) throw new UsageError('config: `redis.node` takes 1 to 128 letters, digits, `_`, `.`, `:` or `-`');
+  let link;
+  try {
+    link = await openRedisLink(settings, { warn: options.log });
+  } catch (e) {
+    throw new UsageError(`config: \`redis\`: ${(e as Error).message}`);
+  }
+  const cluster = createPolicyCluster({ link, nodeId, log: options.log, artifactDir: options.artifactDir, ...(options.deployKeys.length > 0 ? { deployKeys: options.deployKeys } : {}) });
+  return { link, nodeId, cluster };
 }

@@ -10,3 +10,4 @@ export * from './policy-control.ts';
 export * from './artifact-signature.ts';
 export * from './deploy-request.ts';
 export * from './policy-compiler.ts';
+export * from './cluster.ts';

@@ -91,7 +91,12 @@ export interface PolicyControl {
   /** Back to a kept version: `to` (a hash or its prefix), else the one before the current. */
   rollback(to: string | undefined, trigger?: string): Promise<ReloadOutcome>;
   /** A version built elsewhere (`petrel deploy`): loaded, its tests run, then live. */
-  deploy(texts: ArtifactTexts, tests: readonly unknown[], origin: VersionOrigin): Promise<ReloadOutcome>;
+  deploy(texts: ArtifactTexts, tests: readonly unknown[], origin: VersionOrigin, signature?: string): Promise<ReloadOutcome>;
+  /**
+   * A version another node made live (policy/cluster.ts): installed and loaded here (ABI
+   * check and self-test; `check` for more, e.g. the upload's signature), then live.
+   */
+  adopt(texts: ArtifactTexts, origin: VersionOrigin, check?: (loaded: LoadedVersion) => Promise<void>): Promise<ReloadOutcome>;
   describe(): PolicyDescription;
   /** For `startRuntime({ httpRoutes })`. */
   httpRoutes(req: IncomingMessage, res: ServerResponse, helpers: HttpHelpers): boolean;
@@ -108,6 +113,12 @@ export interface PolicyControlOptions {
   clock?: () => number;
   /** Quiet time after the last file change before a rebuild (default 300 ms). */
   debounceMs?: number;
+  /**
+   * A version went live here after start-up (policy/cluster.ts publishes it to the other
+   * nodes): with its texts when they are at hand (built or uploaded; not on a rollback),
+   * and an upload's tests and signature.
+   */
+  onLive?: (entry: VersionEntry, texts: ArtifactTexts | undefined, upload?: { tests: readonly unknown[]; signature: string }) => void;
 }
 
 /** A hash names a directory of the version store: hex only, so it cannot name another path. */
@@ -184,7 +195,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
    * Loads version `hash` (ABI check and self-test happen in the store's load) and, unless
    * it is the running version, records it in the history and makes it current.
    */
-  async function goLive(hash: string, load: () => Promise<LoadedVersion>, origin: VersionOrigin, started: number, extraCheck?: (loaded: LoadedVersion) => Promise<void>): Promise<ReloadOutcome> {
+  async function goLive(hash: string, load: () => Promise<LoadedVersion>, origin: VersionOrigin, started: number, extraCheck?: (loaded: LoadedVersion) => Promise<void>, texts?: ArtifactTexts, upload?: { tests: readonly unknown[]; signature: string }): Promise<ReloadOutcome> {
     // Before the runtime starts (start-up), the running version is the one live last time.
     const current = runtime ? runtime.policy().manifest.hash : store.history().find((e) => e.replacedAt === undefined)?.hash;
     if (hash === current) return { result: 'unchanged', hash: current, ...(origin.commit ? { commit: origin.commit } : {}), ms: clock() - started };
@@ -199,6 +210,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     const entry = await store.activate(loaded.manifest, origin, clock());
     runtime?.swapPolicy(loaded.artifact, loaded.manifest);
     log(`petrel: policy ${short(entry.hash)} live (${describeOrigin(entry)}; ${clock() - started} ms)`);
+    if (runtime) options.onLive?.(entry, texts, upload);
     return { result: 'live', entry, ms: clock() - started };
   }
 
@@ -232,7 +244,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
         }
         const built = await build(origin.commit);
         origin = { ...origin, ...built.origin };
-        return counted(await goLive(built.texts.manifest.hash, () => store.install(built.texts), origin, started));
+        return counted(await goLive(built.texts.manifest.hash, () => store.install(built.texts), origin, started, undefined, built.texts));
       } catch (e) {
         // A commit that could not be read (git, disk, a crashed worker) is tried again at the
         // next poll or push; one that was read and refused is not built again.
@@ -276,7 +288,18 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     });
   }
 
-  function deploy(texts: ArtifactTexts, tests: readonly unknown[], origin: VersionOrigin): Promise<ReloadOutcome> {
+  function adopt(texts: ArtifactTexts, origin: VersionOrigin, check?: (loaded: LoadedVersion) => Promise<void>): Promise<ReloadOutcome> {
+    return serial(async () => {
+      const started = clock();
+      try {
+        return counted(await goLive(texts.manifest.hash, () => store.install(texts), origin, started, check, texts));
+      } catch (e) {
+        return counted(refuse(e, origin, started));
+      }
+    });
+  }
+
+  function deploy(texts: ArtifactTexts, tests: readonly unknown[], origin: VersionOrigin, signature?: string): Promise<ReloadOutcome> {
     return serial(async () => {
       const started = clock();
       try {
@@ -285,7 +308,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
             // The uploaded tests run in the injected compiler's worker, against the same texts.
             const answer = await compiler.test({ artifact: texts, tests });
             if (!answer.ok) throw new Refused(answer.stage, answer.report, answer.problems);
-          }),
+          }, texts, signature !== undefined ? { tests, signature } : undefined),
         );
       } catch (e) {
         return counted(refuse(e, origin, started));
@@ -401,7 +424,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
         log(`petrel: artifact upload refused: not signed by a configured deploy key (hash ${escapeLogText(artifact.manifest.hash.slice(0, 12))})`);
         return send(res, 403, { error: 'the artifact is not signed by a configured deploy key (sign it with `petrel deploy --sign KEYFILE`)' });
       }
-      void deploy(artifact, tests, { trigger: 'deploy', ...(author ? { author } : {}), ...(subject ? { subject } : {}), ...(commit ? { commit } : {}) }).then(answer(res, send));
+      void deploy(artifact, tests, { trigger: 'deploy', ...(author ? { author } : {}), ...(subject ? { subject } : {}), ...(commit ? { commit } : {}) }, signature).then(answer(res, send));
     });
   }
 
@@ -411,6 +434,7 @@ export function createPolicyControl(options: PolicyControlOptions): PolicyContro
     reload,
     rollback,
     deploy,
+    adopt,
     describe,
     httpRoutes,
     async close() {

@@ -15,6 +15,7 @@
  * A command that times out may still have run in Redis: the budget it took is spent and
  * its slot, never renewed, expires with the lease TTL. That errs towards sending less.
  */
+import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { MemoryLimiterStore, type AcquireRequest, type AcquireResult, type ConcurrencyUsage, type Lease, type LimiterSnapshot, type LimiterStore, type RateUsage, defaultBurst } from './limiters.ts';
 import { ACQUIRE_SCRIPT, ADOPT_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT } from './limiters-redis-scripts.ts';
@@ -48,6 +49,12 @@ type ScriptClient = (Redis | Cluster) & {
   petrelAdopt(...args: (string | number)[]): Promise<number>;
 };
 
+/**
+ * How soon a node asks again for a full connection limiter (plus up to as much again at
+ * random, so nodes do not ask in step): slots are freed by other nodes too.
+ */
+const SLOT_POLL_MS = 100;
+
 /** The most limiter keys a snapshot reads from Redis. */
 const SNAPSHOT_KEYS = 1000;
 
@@ -61,6 +68,14 @@ export class RedisLimiterStore implements LimiterStore {
   private readonly held = new Set<SharedLease>();
   private readonly renewTimer: NodeJS.Timeout;
   private nextLease = 1;
+  /**
+   * Whether admissions go to Redis: false from the first failure until every slot held
+   * here is back in Redis (after it returns), so Redis never admits against a count that
+   * lacks this node's open connections.
+   */
+  private inSync: boolean;
+  /** Lease ids are `node:boot:n`: a restarted node never reuses an id its last run may still hold. */
+  private readonly leasePrefix = `${randomBytes(4).toString('hex')}:`;
 
   constructor(private readonly options: RedisLimiterStoreOptions) {
     this.link = options.link;
@@ -72,22 +87,24 @@ export class RedisLimiterStore implements LimiterStore {
     for (const [name, lua] of [['petrelAcquire', ACQUIRE_SCRIPT], ['petrelRelease', RELEASE_SCRIPT], ['petrelRenew', RENEW_SCRIPT], ['petrelAdopt', ADOPT_SCRIPT]] as const) this.redis.defineCommand(name, { lua });
     this.renewTimer = setInterval(() => void this.renewAll(), Math.max(100, Math.floor(this.ttlMs / 3)));
     this.renewTimer.unref();
+    this.inSync = this.link.usable();
     this.link.onRecovered(() => void this.adoptLocal());
   }
 
   async tryAcquire(request: AcquireRequest): Promise<AcquireResult> {
-    if (this.link.usable()) {
+    if (this.inSync && this.link.usable()) {
       try {
         return await this.acquireShared(request);
       } catch (e) {
         this.link.failed(e as Error);
       }
     }
+    this.inSync = false;
     return this.acquireLocal(request);
   }
 
   private async acquireShared(request: AcquireRequest): Promise<AcquireResult> {
-    const id = `${this.options.nodeId}:${this.nextLease++}`;
+    const id = `${this.options.nodeId}:${this.leasePrefix}${this.nextLease++}`;
     const keys: string[] = [];
     const args: (string | number)[] = [request.rates.length, id, this.ttlMs];
     for (const r of request.rates) {
@@ -102,26 +119,37 @@ export class RedisLimiterStore implements LimiterStore {
     const answer = await this.redis.petrelAcquire(keys.length, ...keys, ...args);
     if (answer[0] !== 1) {
       const blockedBy = String(answer[1]).slice(this.prefix.length);
-      return { ok: false, blockedBy, retryAfterMs: answer[2] === -1 ? null : Number(answer[2]) };
+      // A slot freed by another node is not announced here: look again shortly instead of waiting for a local release.
+      return { ok: false, blockedBy, retryAfterMs: answer[2] === -1 ? SLOT_POLL_MS + Math.floor(Math.random() * SLOT_POLL_MS) : Number(answer[2]) };
     }
     const lease: SharedLease = { id: request.concurrency.length > 0 ? id : '', keys: request.concurrency.map((c) => c.key), maxima: request.concurrency.map((c) => c.max), local: undefined };
     if (lease.keys.length > 0) this.held.add(lease);
     return { ok: true, lease };
   }
 
-  /** This node's share of every limit, from the local store. */
+  /**
+   * This node's share of every limit, from the local store. A connection share is at
+   * least one, less the slots this node still holds in Redis (their connections are open).
+   */
   private acquireLocal(request: AcquireRequest): AcquireResult {
     const n = Math.max(1, Math.floor(this.options.liveNodes()));
     const share: AcquireRequest = {
       rates: request.rates.map((r) => ({ ...r, count: r.count / n, burst: Math.max(1, (r.burst ?? defaultBurst(r.count, r.perSeconds)) / n) })),
-      concurrency: request.concurrency.map((c) => ({ key: c.key, max: Math.max(1, Math.floor(c.max / n)) })),
+      concurrency: request.concurrency.map((c) => ({ key: c.key, max: Math.max(0, Math.max(1, Math.floor(c.max / n)) - this.heldInRedis(c.key)) })),
     };
     const got = this.local.tryAcquireSync(share);
     if (!got.ok) return got;
     if (got.lease.keys.length === 0) return got;
-    const lease: SharedLease = { id: `${this.options.nodeId}:${this.nextLease++}`, keys: got.lease.keys, maxima: request.concurrency.map((c) => c.max), local: got.lease };
+    const lease: SharedLease = { id: `${this.options.nodeId}:${this.leasePrefix}${this.nextLease++}`, keys: got.lease.keys, maxima: request.concurrency.map((c) => c.max), local: got.lease };
     this.held.add(lease);
     return { ok: true, lease };
+  }
+
+  /** Slots of `key` this node holds in Redis (taken before Redis went away). */
+  private heldInRedis(key: string): number {
+    let held = 0;
+    for (const lease of this.held) if (!lease.local && lease.keys.includes(key)) held++;
+    return held;
   }
 
   async release(lease: Lease): Promise<boolean> {
@@ -146,28 +174,38 @@ export class RedisLimiterStore implements LimiterStore {
     for (const l of leases) (pipeline as unknown as ScriptClient).petrelRenew(l.keys.length, ...l.keys.map((k) => this.prefix + k), l.id, this.ttlMs);
     try {
       const answers = (await pipeline.exec()) ?? [];
-      answers.forEach(([error, held], i) => {
-        if (!error && Number(held) < leases[i]!.keys.length) this.options.warn?.(`petrel: limiter lease ${leases[i]!.id} expired in redis before it was renewed: its connection no longer counts there`);
-      });
+      // A lease Redis lost (it restarted empty, or the lease expired while Redis was slow)
+      // is still an open connection: it goes back in.
+      const lost = leases.filter((l, i) => !answers[i]![0] && Number(answers[i]![1]) < l.keys.length);
+      for (const lease of lost) await this.adopt(lease);
     } catch (e) {
       this.link.failed(e as Error);
     }
   }
 
-  /** Redis is back: the slots held locally go into Redis and are renewed there from now on. */
+  /**
+   * Redis is back: every slot this node holds goes (again) into Redis — those taken
+   * locally meanwhile, and those Redis may have lost (a restart without persistence) —
+   * and is renewed there from now on.
+   */
   private async adoptLocal(): Promise<void> {
-    for (const lease of [...this.held]) {
-      if (!lease.local || !this.link.usable()) continue;
-      try {
-        await this.redis.petrelAdopt(lease.keys.length + 1, ...lease.keys.map((k) => this.prefix + k), this.maximaKey, lease.id, this.ttlMs, ...lease.maxima);
-      } catch (e) {
-        this.link.failed(e as Error);
-        return;
-      }
-      if (!this.held.has(lease) || !lease.local) continue; // released meanwhile: its slot in Redis expires
-      this.local.releaseSync(lease.local);
-      lease.local = undefined;
+    for (const lease of [...this.held]) if (!(await this.adopt(lease))) return;
+    this.inSync = this.link.usable();
+  }
+
+  /** Puts one held lease's slots into Redis; false when Redis failed. */
+  private async adopt(lease: SharedLease): Promise<boolean> {
+    if (!this.link.usable()) return false;
+    try {
+      await this.redis.petrelAdopt(lease.keys.length + 1, ...lease.keys.map((k) => this.prefix + k), this.maximaKey, lease.id, this.ttlMs, ...lease.maxima);
+    } catch (e) {
+      this.link.failed(e as Error);
+      return false;
     }
+    if (!this.held.has(lease)) return true; // released meanwhile: its slot in Redis expires with the TTL
+    if (lease.local) this.local.releaseSync(lease.local);
+    lease.local = undefined;
+    return true;
   }
 
   /** What Redis holds (up to {@link SNAPSHOT_KEYS} keys), or the local store while Redis is down. */

@@ -77,7 +77,11 @@ describe('RedisLimiterStore', () => {
       expect(got.ok).toBe(true);
       if (got.ok) leases.push(got.lease);
     }
-    expect(await b.store.tryAcquire(slots(3))).toEqual({ ok: false, blockedBy: 'connections:destination/source:gmail|ip1', retryAfterMs: null });
+    // Full: refused with a short poll time (a slot another node frees is not announced here).
+    const full = await b.store.tryAcquire(slots(3));
+    expect(full).toMatchObject({ ok: false, blockedBy: 'connections:destination/source:gmail|ip1' });
+    expect(!full.ok && full.retryAfterMs).toBeGreaterThanOrEqual(100);
+    expect(!full.ok && full.retryAfterMs).toBeLessThan(200);
     expect(await a.store.release(leases[0]!)).toBe(true);
     expect(await a.store.release(leases[0]!)).toBe(false);
     expect((await b.store.tryAcquire(slots(3))).ok).toBe(true);
