@@ -235,7 +235,18 @@ describe('the dashboard in Chromium', () => {
     await page.click('#search-form button');
     await page.waitForSelector('#search-message pre', { timeout: 20_000 });
     await shot('7-search');
-  }, 60_000);
+    // A queue action from the page: retry now (a new attempt: the sink defers it again), then delete.
+    const attemptsOf = async () => ((await api(`/api/v1/queue/${encodeURIComponent(id)}`)).body as { recipients: { attempts: number }[] }).recipients[0]!.attempts;
+    const attempts = await attemptsOf();
+    await page.click('#search-message button:text("Retry now")');
+    await page.waitForFunction((i) => document.getElementById('notice')?.textContent === `retry ${i}: done`, id, { timeout: 20_000 });
+    await until('the retried attempt', async () => (await attemptsOf()) > attempts, 30_000);
+    page.once('dialog', (d) => void d.accept());
+    await page.click('#search-message button:text("Delete")');
+    await page.waitForFunction((i) => document.getElementById('notice')?.textContent === `delete ${i}: done`, id, { timeout: 20_000 });
+    expect((await api(`/api/v1/queue/${encodeURIComponent(id)}`)).status).toBe(404);
+    await page.waitForFunction(() => /no message `/.test(document.getElementById('search-message')?.textContent ?? ''), undefined, { timeout: 20_000 });
+  }, 90_000);
 
   it('policy: a kept version is rolled back to from the page', async () => {
     const first = (await status()).policy.hash;

@@ -215,10 +215,22 @@ async function showMessage(id) {
     box.append(el('h3', 'Message ' + m.id), el('p', 'from ' + m.from + ', tenant ' + (m.tenant || '(none)') + ', received ' + new Date(m.receivedAt).toISOString() + ', ' + m.size + ' bytes'));
     const table = el('table');
     fillTable(table, ['Recipient', 'Attempts', 'Next attempt', 'Queue'], m.recipients.map((r) => [r.rcpt, r.attempts, r.nextAttemptAt ? new Date(r.nextAttemptAt).toISOString() : '', r.queue || '']));
-    box.append(table, el('h3', 'Accounting trail'), el('pre', m.accounting.length ? m.accounting.join('\n') : 'no accounting record yet'));
+    box.append(table, queueActions(m.id), el('h3', 'Accounting trail'), el('pre', m.accounting.length ? m.accounting.join('\n') : 'no accounting record yet'));
   } catch (e) {
     box.append(el('p', e.message, 'state-disabled'));
   }
+}
+
+/** Retry now, delete or bounce (with a DSN) one queued message; the last two ask first. */
+function queueActions(id) {
+  const p = el('p', undefined, 'inline');
+  const op = (name, label, ask) => button(label, async () => {
+    if (ask && !confirm(label + ' message ' + id + '?')) return;
+    await act(name + ' ' + id, '/api/v1/queue/' + name, { ids: [id] });
+    showMessage(id);
+  });
+  p.append(op('retry', 'Retry now', false), op('delete', 'Delete', true), op('bounce', 'Bounce', true));
+  return p;
 }
 
 async function search(kind, text) {
