@@ -1,7 +1,7 @@
 /**
  * The runtime's HTTP API: status, metrics, operator pauses, source enable and disable and
- * message submission, plus the routes of the parts around the runtime (the policy control
- * API of hot reload).
+ * message submission, the operator's dashboard (dashboard/routes.ts), plus the routes of
+ * the parts around the runtime (the policy control API of hot reload).
  * It owns the HTTP server, its limits and its answer helpers; who may call what is
  * http-access.ts's decision, made before any body is read.
  *
