@@ -60,56 +60,64 @@ export function createTlsPolicy(options: TlsPolicyOptions): TlsPolicy {
     options.report?.({ at: clock(), domain, ...applied, mxHost: o.mxHost ?? o.host, ...(o.localAddress ? { sendingIp: o.localAddress } : {}), ...(remote ? { receivingIp: remote } : net.isIP(o.host) ? { receivingIp: o.host } : {}), ...(failure ? { failure } : {}) });
   }
 
-  async function open(transport: (o: SessionOptions) => Promise<SessionResult>, recipientDomain: string, given: SessionOptions): Promise<SessionResult> {
+  type Open = (o: SessionOptions) => Promise<SessionResult>;
+  const refuse = (reply: string): SessionResult => ({ ok: false, phase: 'connect', reply, synthesized: true });
+  const remoteOf = (result: SessionResult) => (result.ok ? result.session.remoteAddress : undefined);
+
+  async function open(transport: Open, recipientDomain: string, given: SessionOptions): Promise<SessionResult> {
     const domain = canonical(recipientDomain);
     const name = canonical(given.mxHost ?? given.host);
     const base: SessionOptions = { ...given, ...(ca ? { tlsOptions: { ...given.tlsOptions, ca } } : {}), ...(await addressOf(name, given)) };
-    const refuse = (reply: string): SessionResult => ({ ok: false, phase: 'connect', reply, synthesized: true });
+    const result = (options.dns && !net.isIP(name) ? await underDane(options.dns, transport, domain, name, base) : undefined) ?? (options.mtaSts ? await underMtaSts(options.mtaSts, transport, domain, name, base) : undefined) ?? (await transport(base));
+    if (result.ok) openedFor.set(result.session, domain);
+    return result;
+  }
 
-    if (options.dns && !net.isIP(name)) {
-      const dane = await lookupTlsa(options.dns, name, given.port);
-      const applied: Applied = { policyType: 'tlsa', policyStrings: dane.kind === 'dane' || dane.kind === 'unusable' ? dane.records.map((r) => `${r.usage} ${r.selector} ${r.matchingType} ${r.data}`) : [] };
-      if (dane.kind === 'failed') {
-        report(domain, applied, base, { type: 'tlsa-invalid', reason: dane.reason });
-        return refuse(LOCAL_REPLIES.tlsaLookupFailed(dane.reason));
-      }
-      if (dane.kind === 'dane') {
-        const result = await transport({ ...base, mxHost: name, dane: { records: dane.records, name } });
-        report(domain, applied, base, result.ok ? undefined : { type: failureType(result.reply, 'dane'), reason: result.reply }, result.ok ? result.session.remoteAddress : undefined);
-        return remember(result, domain);
-      }
+  /** The session under DANE, or undefined when DANE does not apply to `name` (no, insecure or only unusable TLSA records). */
+  async function underDane(dns: SecureDns, transport: Open, domain: string, name: string, base: SessionOptions): Promise<SessionResult | undefined> {
+    const dane = await lookupTlsa(dns, name, base.port);
+    const applied: Applied = { policyType: 'tlsa', policyStrings: dane.kind === 'dane' || dane.kind === 'unusable' ? dane.records.map((r) => `${r.usage} ${r.selector} ${r.matchingType} ${r.data}`) : [] };
+    if (dane.kind === 'failed') {
+      report(domain, applied, base, { type: 'tlsa-invalid', reason: dane.reason });
+      return refuse(LOCAL_REPLIES.tlsaLookupFailed(dane.reason));
     }
-    const sts = options.mtaSts ? await options.mtaSts.lookup(domain) : undefined;
-    if (sts?.kind === 'none' && sts.failure) report(domain, { policyType: 'no-policy-found', policyStrings: [] }, base, { type: sts.failure.type, reason: sts.failure.reason });
-    if (sts?.kind === 'policy' && sts.policy.mode !== 'none') {
-      const { policy } = sts;
-      const applied: Applied = { policyType: 'sts', policyStrings: policy.lines, mxPatterns: policy.mx };
-      const listed = mxAllowed(policy, name);
-      if (policy.mode === 'enforce') {
-        if (!listed) {
-          const reply = LOCAL_REPLIES.mtaStsMxNotListed(name, domain);
-          report(domain, applied, base, { type: 'validation-failure', reason: reply });
-          return refuse(reply);
-        }
-        const result = await transport({ ...base, mxHost: name, tls: 'verify', verifyReason: 'mta-sts' });
-        report(domain, applied, base, result.ok ? undefined : { type: failureType(result.reply, 'sts'), reason: result.reply }, result.ok ? result.session.remoteAddress : undefined);
-        return remember(result, domain);
+    if (dane.kind !== 'dane') return undefined;
+    const result = await transport({ ...base, mxHost: name, dane: { records: dane.records, name } });
+    report(domain, applied, base, result.ok ? undefined : { type: failureType(result.reply, 'dane'), reason: result.reply }, remoteOf(result));
+    return result;
+  }
+
+  /** The session under the domain's MTA-STS policy, or undefined when it has none (or `mode: none`). */
+  async function underMtaSts(mtaSts: MtaSts, transport: Open, domain: string, name: string, base: SessionOptions): Promise<SessionResult | undefined> {
+    const sts = await mtaSts.lookup(domain);
+    if (sts.kind === 'none' && sts.failure) report(domain, { policyType: 'no-policy-found', policyStrings: [] }, base, { type: sts.failure.type, reason: sts.failure.reason });
+    if (sts.kind !== 'policy' || sts.policy.mode === 'none') return undefined;
+    const { policy } = sts;
+    const applied: Applied = { policyType: 'sts', policyStrings: policy.lines, mxPatterns: policy.mx };
+    const listed = mxAllowed(policy, name);
+    if (policy.mode === 'enforce') {
+      if (!listed) {
+        const reply = LOCAL_REPLIES.mtaStsMxNotListed(name, domain);
+        report(domain, applied, base, { type: 'validation-failure', reason: reply });
+        return refuse(reply);
       }
-      // testing: deliver as the policy's tls says (in TLS when offered), and record what enforce would have refused.
-      const result = await transport({ ...base, mxHost: name, tls: base.tls === 'disabled' ? 'opportunistic' : base.tls });
-      const failure = !listed
-        ? { type: 'validation-failure' as const, reason: LOCAL_REPLIES.mtaStsMxNotListed(name, domain) }
-        : !result.ok
-          ? { type: failureType(result.reply, 'sts'), reason: result.reply }
-          : !result.session.tls
-            ? { type: 'starttls-not-supported' as const, reason: LOCAL_REPLIES.tlsNotOffered }
-            : !result.session.tls.authorized
-              ? { type: 'certificate-not-trusted' as const, reason: `${name} presented a certificate that does not verify for its name` }
-              : undefined;
-      report(domain, applied, base, failure, result.ok ? result.session.remoteAddress : undefined);
-      return remember(result, domain);
+      const result = await transport({ ...base, mxHost: name, tls: 'verify', verifyReason: 'mta-sts' });
+      report(domain, applied, base, result.ok ? undefined : { type: failureType(result.reply, 'sts'), reason: result.reply }, remoteOf(result));
+      return result;
     }
-    return remember(await transport(base), domain);
+    // testing: deliver as the policy's tls says (in TLS when offered), and record what enforce would have refused.
+    const result = await transport({ ...base, mxHost: name, tls: base.tls === 'disabled' ? 'opportunistic' : base.tls });
+    const failure = !listed
+      ? { type: 'validation-failure' as const, reason: LOCAL_REPLIES.mtaStsMxNotListed(name, domain) }
+      : !result.ok
+        ? { type: failureType(result.reply, 'sts'), reason: result.reply }
+        : !result.session.tls
+          ? { type: 'starttls-not-supported' as const, reason: LOCAL_REPLIES.tlsNotOffered }
+          : !result.session.tls.authorized
+            ? { type: 'certificate-not-trusted' as const, reason: `${name} presented a certificate that does not verify for its name` }
+            : undefined;
+    report(domain, applied, base, failure, remoteOf(result));
+    return result;
   }
 
   /** The MX host's address from the validating resolver (`host` becomes it, `mxHost` the name); nothing to change without one or without an answer. */
@@ -119,11 +127,6 @@ export function createTlsPolicy(options: TlsPolicyOptions): TlsPolicy {
     const answer = await options.dns.query(name, family === 6 ? 'AAAA' : 'A');
     const address = answer.ok ? answer.records.map(addressText)[0] : undefined;
     return address ? { host: address, mxHost: name } : {};
-  }
-
-  function remember(result: SessionResult, domain: string): SessionResult {
-    if (result.ok) openedFor.set(result.session, domain);
-    return result;
   }
 
   return {
