@@ -179,7 +179,7 @@ function renderPolicy(p) {
   }
   add('Source', p.source.kind === 'git' ? p.source.repo + ' ' + p.source.ref : p.source.paths.join(', '));
   const history = [c, ...p.previous].filter(Boolean);
-  fillTable($('policy-history'), ['Version', 'Hash', 'Went live', 'Replaced', 'Origin', ''], history.map((v, i) => [v.name + ' ' + v.version, v.hash.slice(0, 12), time(v.activatedAt), time(v.replacedAt), v.trigger || v.commit || '', i === 0 ? el('span', 'live', 'state-ok') : button('Roll back to this', () => confirm('Roll back to ' + v.version + ' (' + v.hash.slice(0, 12) + ')?') && act('rollback', '/api/v1/policy/rollback', { to: v.hash }))]));
+  fillTable($('policy-history'), ['Version', 'Hash', 'Went live', 'Replaced', 'Origin', ''], history.map((v, i) => [v.name + ' ' + v.version, v.hash.slice(0, 12), time(v.activatedAt), time(v.replacedAt), v.trigger || v.commit || '', i === 0 ? el('span', 'live', 'state-ok') : c && v.hash === c.hash ? el('span', 'same as live', 'muted') : button('Roll back to this', () => confirm('Roll back to ' + v.version + ' (' + v.hash.slice(0, 12) + ')?') && act('rollback', '/api/v1/policy/rollback', { to: v.hash }))]));
   fillTable($('policy-refusals'), ['When', 'Stage', 'Why'], (p.refusals || []).map((r) => [time(r.at), r.stage, (r.report || '').split('\n')[0]]));
 }
 
