@@ -12,6 +12,7 @@ import { startRuntime } from '../runtime/runtime.ts';
 import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser, type DkimConfig } from '../runtime/intake/index.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 import { loadConfiguredKeys, startDkimKeys } from './dkim-keys.ts';
+import { tlsPolicyFromConfig, type DnsConfig, type TlsConfig } from './tls-policy-config.ts';
 
 export const RUN_HELP = `usage: petrel run [options]
 
@@ -71,7 +72,10 @@ options:
                         idleTimeoutSeconds, maxSessionSeconds, minDataRateBytesPerSecond,
                         smtp.auth.*: failed-AUTH throttling), in docs/runtime.md's table;
                         and DKIM signing keys (dkim.keys, dkim.fallbackDomain: read again,
-                        with the key files, on SIGHUP and POST /api/v1/dkim/reload)
+                        with the key files, on SIGHUP and POST /api/v1/dkim/reload);
+                        and outbound TLS policy: dns.resolver (a loopback validating
+                        resolver: DANE), tls.mtaSts, tls.extraCaFiles, tls.reportDir
+                        (TLS-RPT files), in docs/runtime.md, "Outbound TLS"
   --redis <url>         share limits, reactions and the live policy version with the other
                         nodes on this Redis (redis://[user:pass@]host:port[/db]); config
                         \`redis\` also takes Sentinel and Redis Cluster, the node's name
@@ -112,6 +116,8 @@ interface RunConfig {
   deploy?: { publicKeys?: string[] };
   mxOverride?: Record<string, string>;
   dkim?: DkimConfig;
+  dns?: DnsConfig;
+  tls?: TlsConfig;
   redis?: RedisConfig & { node?: string };
 }
 
@@ -243,6 +249,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     throw new UsageError(`config: ${(e as Error).message}`);
   }
+  // Outbound TLS policy (MTA-STS, DANE, TLS-RPT): only with a dns or tls section.
+  const outboundTls = config.dns || config.tls ? tlsPolicyFromConfig(config.dns, config.tls, at, at(values.spool ?? config.spool ?? 'var/spool')) : undefined;
   const { apiKeys, deployKeys } = httpSecurity({ keys: values['api-key'], keyFiles: values['api-key-file'], deployKeys: values['deploy-public-key'] }, config, at);
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
     const n = Number(value ?? fallback);
@@ -300,6 +308,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
     ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),
     ...(mxOverride ? { mxOverride } : {}),
+    ...(outboundTls ? { tlsPolicy: outboundTls.tlsPolicy } : {}),
     ...(sharing ? { shared: { link: sharing.link, nodeId: sharing.nodeId, liveNodes: sharing.cluster.liveNodes, status: sharing.cluster.status } } : {}),
   });
   control.attach(runtime);
@@ -314,6 +323,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   dkim.close();
   await control.close();
   await runtime.stop(grace * 1000);
+  outboundTls?.tlsrpt.close();
   await sharing?.cluster.close();
   await sharing?.link.close();
   return EXIT.ok;

@@ -37,6 +37,9 @@ export const PEERS: readonly Peer[] = [
   { tool: 'smtp-source', debian: 'postfix', neededBy: 'test/cli/run-crash.test.ts', debconf: POSTFIX_UNCONFIGURED },
   { tool: 'smtp-sink', debian: 'postfix', neededBy: 'listening SMTP peers (startService; test/global-setup.test.ts)', debconf: POSTFIX_UNCONFIGURED },
   { tool: 'dkimverify', debian: 'python3-dkim', neededBy: 'the DKIM tests (dkimpy, the verifier independent of mailauth: test/runtime/fixtures/dkim.ts)' },
+  { tool: 'nsd', debian: 'nsd', neededBy: 'the DANE tests (the signed zones\' authoritative server: test/runtime/deliver/tls-policy-peers.ts)' },
+  { tool: 'unbound', debian: 'unbound', neededBy: 'the DANE tests (the validating resolver whose AD bit counts)' },
+  { tool: 'ldns-signzone', debian: 'ldnsutils', neededBy: 'the DANE tests (ldns-keygen and ldns-signzone sign the test zones)' },
   { tool: 'redis-server', debian: 'redis-server', neededBy: 'the cluster tests (several nodes sharing limits, reactions and versions: test/runtime/cluster*.test.ts, test/cli/cluster*.test.ts)' },
   { tool: 'chromium', debian: 'chromium', neededBy: 'test/simulate/report-browser.test.ts (the HTML report in headless Chromium, playwright-core)' },
 ];
