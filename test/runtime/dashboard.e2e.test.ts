@@ -55,7 +55,7 @@ interface Status {
   queued: number;
   paused: string[];
   disabled: { queue: string; source: string; reason: string; rule: string | null }[];
-  queues: { queue: string; queued: number }[];
+  queues: { queue: string; queued: number; limits: Record<string, string[]> }[];
 }
 
 let dir: string;
@@ -166,7 +166,11 @@ describe('the dashboard in Chromium', () => {
     const s = await status();
     const rows = await page.locator('#queues tr.queue').allInnerTexts();
     expect(rows.map((r) => r.split('\t')[0]).sort()).toEqual(s.queues.map((q) => q.queue).sort());
-    for (const q of s.queues) expect(rows.find((r) => r.startsWith(q.queue + '\t'))!.split('\t')[2]).toBe(String(q.queued));
+    for (const q of s.queues) {
+      const cells = rows.find((r) => r.startsWith(q.queue + '\t'))!.split('\t');
+      expect(cells[2]).toBe(String(q.queued));
+      expect(cells[5]).toBe(Object.values(q.limits).flat().join(', ') || 'no limit');
+    }
     await shot('2-destinations');
   }, 60_000);
 
