@@ -51,6 +51,12 @@ jobs:
         if: always() && github.event_name == 'pull_request'
         run: npx petrel diff --git . origin/\${{ github.base_ref }} HEAD --path policies --format markdown >> "$GITHUB_STEP_SUMMARY" || test $? -eq 1
 
+      # A sample campaign through the policies on a virtual clock, against the shipped
+      # provider models (docs/simulate.md): the report, one HTML page, is kept below.
+      - name: petrel simulate
+        if: always()
+        run: npx petrel simulate policies --campaign simulation/campaign.json --format html > petrel-simulation.html
+
       # Reports, kept whatever happened above (the steps above already failed the job).
       - name: reports
         if: always()
@@ -64,6 +70,11 @@ jobs:
           path: |
             petrel-tests.xml
             petrel.sarif
+      - uses: actions/upload-artifact@v4
+        if: always()
+        with:
+          name: petrel-simulation
+          path: petrel-simulation.html
       - uses: github/codeql-action/upload-sarif@v3
         if: always()
         # Code scanning needs GitHub Advanced Security on private repositories.
@@ -72,6 +83,23 @@ jobs:
           sarif_file: petrel.sarif
           category: petrel
 `;
+
+/**
+ * The sample campaign the workflow simulates (`simulation/campaign.json`): 20 000 messages
+ * over two hours to a mix of the large providers' domains and the long tail, from the
+ * policies' sources (the default one until the policies define some). Format in
+ * docs/simulate.md.
+ */
+export const SAMPLE_CAMPAIGN = `${JSON.stringify(
+  {
+    format: 1,
+    name: 'sample: 20 000 messages over two hours',
+    start: '2026-01-05T08:00:00Z',
+    streams: [{ name: 'newsletter', count: 20000, domains: { 'gmail.com': 40, 'yahoo.com': 20, 'outlook.com': 20, 'icloud.com': 10, 'example.org': 10 }, overSeconds: 7200 }],
+  },
+  null,
+  2,
+)}\n`;
 
 export const GITIGNORE = `# petrel run: spool, accounting, policy versions
 var/

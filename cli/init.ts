@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import path from 'node:path';
 import { load, packageRoot, stdlibDir } from '../compiler/index.ts';
 import { diskHost, EXIT, parseCommandArgs, UsageError, type Io } from './common.ts';
-import { GITIGNORE, packageJson, readme, SCRIPTS, WORKFLOW } from './init-templates.ts';
+import { GITIGNORE, packageJson, readme, SAMPLE_CAMPAIGN, SCRIPTS, WORKFLOW } from './init-templates.ts';
 
 export const INIT_HELP = `usage: petrel init [options] [DIR]
 
@@ -56,6 +56,7 @@ export async function initCommand(argv: string[], io: Io): Promise<number> {
   const pkg = packageJsonText(dir, name, version);
   const files = new Map<string, string>([...policyFiles(chosen)].map(([file, text]) => [`policies/${file}`, text]));
   files.set('.github/workflows/petrel.yml', WORKFLOW);
+  files.set('simulation/campaign.json', SAMPLE_CAMPAIGN);
   files.set('README.md', readme(name, chosen.map((f) => path.basename(f, '.policy'))));
   files.set('.gitignore', GITIGNORE);
   files.set('package.json', pkg);

@@ -13,7 +13,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../compiler/paths.ts';
 import type { Phase } from '../runtime/abi.ts';
 import schema from '../models/provider-model.schema.json' with { type: 'json' };
 
@@ -92,8 +92,8 @@ export type ModelResult = { ok: true; model: ProviderModel } | { ok: false; erro
 
 /** The largest model file read. */
 export const MAX_MODEL_BYTES = 1024 * 1024;
-/** The folder of the shipped models. */
-export const MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
+/** The folder of the shipped models: `models/` of the package (from source, or from the bundled CLI in dist/). */
+export const MODELS_DIR = path.join(packageRoot(), 'models') + path.sep;
 
 const validateShape = new Ajv({ allErrors: true, strict: true }).compile<ProviderModel>(schema);
 

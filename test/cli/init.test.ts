@@ -63,13 +63,13 @@ describe('petrel init', () => {
     const init = runPetrel(['init', repo, '--providers', 'google,yahoo,microsoft']);
     expect(init.code, init.stderr).toBe(0);
     const before = snapshot(repo);
-    expect(Object.keys(before).sort()).toEqual(['.github/workflows/petrel.yml', '.gitignore', 'README.md', 'package.json', 'policies/default.policy', 'policies/google.policy', 'policies/microsoft.policy', 'policies/yahoo.policy']);
+    expect(Object.keys(before).sort()).toEqual(['.github/workflows/petrel.yml', '.gitignore', 'README.md', 'package.json', 'policies/default.policy', 'policies/google.policy', 'policies/microsoft.policy', 'policies/yahoo.policy', 'simulation/campaign.json']);
     for (const f of ['default', 'google', 'yahoo', 'microsoft']) expect(readFileSync(path.join(repo, 'policies', `${f}.policy`), 'utf8')).toBe(readFileSync(path.join(ROOT, 'policies', `${f}.policy`), 'utf8'));
     expect(JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8'))).toMatchObject({ name: 'mail-policies', dependencies: { petrel: petrelVersion } });
     expect(readFileSync(path.join(repo, '.gitignore'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['var/', 'build/', 'node_modules/']));
 
     const commands = workflowCommands(repo);
-    expect(commands.map((c) => c.args.slice(0, 3).join(' '))).toEqual(['fmt --check policies', 'check --format github', 'test --format github', 'diff --git .', 'test --format junit', 'check --format sarif']);
+    expect(commands.map((c) => c.args.slice(0, 3).join(' '))).toEqual(['fmt --check policies', 'check --format github', 'test --format github', 'diff --git .', 'simulate policies --campaign', 'test --format junit', 'check --format sarif']);
     // The diff step needs a pull request's git history: the next test runs it.
     for (const c of commands.filter((c) => c.args[0] !== 'diff')) {
       const r = runPetrel(c.args, { cwd: repo });
@@ -77,6 +77,7 @@ describe('petrel init', () => {
       expect(r.stdout).not.toContain('::error');
       if (c.to === 'petrel-tests.xml') expect(r.stdout).toMatch(/<testsuites name="petrel" tests="\d+" failures="0">/);
       if (c.to === 'petrel.sarif') expect(JSON.parse(r.stdout).runs[0].results).toEqual([]);
+      if (c.to === 'petrel-simulation.html') expect(r.stdout).toMatch(/^<!doctype html>[\s\S]*20000 messages, 20000 recipients/);
     }
     expect(snapshot(repo)).toEqual(before);
   });
