@@ -147,8 +147,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const rec = outcomeRecord(m, outcome);
       metrics.outcomes.inc({ type: rec.type, route, category: rec.bounceCat });
       acct.write(rec);
-      if (options.bounceLoop) bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`));
     },
+    // The bounce loop's events, DSN and suppression are durable before the outcome is.
+    settling: options.bounceLoop ? (m, outcome) => bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`)) : undefined,
     changed: () => {
       stateDirty = true;
       sharedState?.localChange();

@@ -40,6 +40,8 @@ export interface JudgeDeps {
   counters: { delivered: number; deferred: number; bounced: number };
   /** Writes an outcome's accounting record and metrics. */
   record(message: SpooledMessage, outcome: AccountedOutcome, route: string): void;
+  /** Called before an outcome is written to the spool, and awaited (the bounce loop: events, DSN, suppression); never rejects. */
+  settling?: ((message: SpooledMessage, outcome: AccountedOutcome) => Promise<void>) | undefined;
   /** Puts deferred recipients back as work. */
   requeue(work: Work): void;
   /** The policy state changed (the state file is due). */
@@ -80,23 +82,27 @@ export function createJudge(deps: JudgeDeps): (v: Verdict) => Promise<void> {
       canSkipMx: avoid.length > 0 && avoid.length < (via.hostCount ?? 0),
     });
     const outcome = (type: AccountedOutcome['type'], r: Reaction | undefined): AccountedOutcome => ({ type, rcpt, queue: context.route, source: source.name, reply, reaction: r, mxHost: v.mxHost, policyVersion: v.policy.manifest.hash, at: time.now(), ...(v.tls !== undefined ? { tls: v.tls } : {}) });
+    // No reply from the host for this recipient (connection, greeting, EHLO, TLS): a deferral
+    // is the queue's, not the recipient's — PowerMTA's queue-level `tq` record.
+    const o = fate.kind === 'delivered' ? outcome('d', reaction) : fate.kind === 'bounced' ? outcome('b', { ...reaction, category: fate.category }) : outcome(phase === 'connect' || phase === 'ehlo' ? 'tq' : 't', reaction);
+    // INVARIANT: what must follow this outcome (its webhook event, a DSN) is durable before
+    // the outcome is: a crash between the two repeats the outcome, never loses what follows.
+    await deps.settling?.(m, o);
     if (fate.kind === 'delivered') {
       await spool.recordOutcome(m.id, rcpt, 'delivered');
       counters.delivered++;
-      deps.record(m, outcome('d', reaction), route);
+      deps.record(m, o, route);
       return;
     }
     if (fate.kind === 'bounced') {
       await spool.recordOutcome(m.id, rcpt, fate.why === 'expired' ? 'expired' : 'bounced');
       counters.bounced++;
-      deps.record(m, outcome('b', { ...reaction, category: fate.category }), route);
+      deps.record(m, o, route);
       return;
     }
     await spool.recordDeferral(m.id, rcpt, fate.at);
     counters.deferred++;
-    // No reply from the host for this recipient (connection, greeting, EHLO, TLS): the
-    // failure is the queue's, not the recipient's — PowerMTA's queue-level `tq` record.
-    deps.record(m, outcome(phase === 'connect' || phase === 'ehlo' ? 'tq' : 't', reaction), route);
+    deps.record(m, o, route);
     if (!spool.get(m.id)) return;
     const pool = fate.via && 'pool' in fate.via ? fate.via.pool : via.item?.pool;
     // Still in its queue until it is routed again when due (status counts it there).

@@ -118,9 +118,10 @@ export function createQueueOps(deps: QueueOpsDeps): QueueOps {
       const rcpts = m.recipients.map((r) => r.rcpt);
       // The headers for a DSN while the message is still in the spool.
       const headers = what === 'bounced' ? await deps.spool.read(m.id).then((raw) => splitHeader(raw).head, () => undefined) : undefined;
+      // The DSN is durable before the outcome: a crash between them sends it twice, never not at all.
+      if (what === 'bounced') await deps.loop.operatorBounce(m, rcpts, headers);
       await deps.spool.recordOutcome(m.id, rcpts, 'bounced');
       for (const r of rcpts) account(m, r, 'b', what);
-      if (what === 'bounced') await deps.loop.operatorBounce(m, rcpts, headers);
       done.push(m.id);
     }
     return done;

@@ -34,6 +34,8 @@ export interface SchedulerDeps {
   warmupSent: Map<string, number>;
   /** An outcome to account for (accounting record, metrics) on `route`. */
   record(message: SpooledMessage, outcome: AccountedOutcome, route: string): void;
+  /** Awaited before an outcome is written to the spool (decide/judge.ts `settling`). */
+  settling?: ((message: SpooledMessage, outcome: AccountedOutcome) => Promise<void>) | undefined;
   /** Policy state or warmup counts changed: the state file is due. */
   changed(): void;
   /** A failure that lost nothing but should be seen (process warning when live). */
@@ -91,7 +93,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     work.push(w);
     if (w.notBefore <= time.now()) schedule(0);
   };
-  const judge = createJudge({ time, state, spool, counters, record: deps.record, requeue, changed: deps.changed });
+  const judge = createJudge({ time, state, spool, counters, record: deps.record, settling: deps.settling, requeue, changed: deps.changed });
   const sessions = createSessionCache({ time, limiters, ...(deps.idleSessionMs !== undefined ? { idleMs: deps.idleSessionMs } : {}), released: () => schedule(0) });
   const send = createSender({ time, state, spool, transport: deps.transport, sessions, limiters, judge, requeue: (w) => work.push(w), stopping: () => stopping, ehlo: deps.ehlo, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}), ...(deps.tlsPolicy ? { tlsPolicy: deps.tlsPolicy } : {}) });
 

@@ -50,7 +50,8 @@ describe('petrel run: DSNs and suppression', () => {
     const report = readMime(Buffer.from(dsn.raw, 'latin1'));
     expect(report.type).toBe('multipart/report');
     expect(report.params['report-type']).toBe('delivery-status');
-    expect(report.parts.map((p) => p.type)).toEqual(['text/plain', 'message/delivery-status']);
+    expect(report.parts.map((p) => p.type)).toEqual(['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
+    expect(field(headerFields(report.parts[2]!.body.toString('latin1')), 'message-id')).toBe('<orig-1@shop.example>');
     const [perMessage, perRecipient] = report.parts[1]!.body.toString('latin1').split(/\r?\n\r?\n/).map(headerFields);
     expect(field(perMessage!, 'reporting-mta')).toBe('dns; petrel.test');
     expect(field(perRecipient!, 'final-recipient')).toBe('rfc822; gone@x.example');
