@@ -9,7 +9,7 @@ import { openRedisLink, type RedisConfig } from '../runtime/schedule/index.ts';
 import { hostname } from 'node:os';
 import { createPolicyCompiler } from './policy-compiler.ts';
 import { startRuntime } from '../runtime/runtime.ts';
-import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser, type DkimConfig } from '../runtime/intake/index.ts';
+import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser, type DkimConfig, nodeResolver, type InboundAuthOptions } from '../runtime/intake/index.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 import { loadConfiguredKeys, startDkimKeys } from './dkim-keys.ts';
 import { tlsPolicyFromConfig, type DnsConfig, type TlsConfig } from './tls-policy-config.ts';
@@ -75,7 +75,11 @@ options:
                         with the key files, on SIGHUP and POST /api/v1/dkim/reload);
                         and outbound TLS policy: dns.resolver (a loopback validating
                         resolver: DANE), tls.mtaSts, tls.extraCaFiles, tls.reportDir
-                        (TLS-RPT files), in docs/runtime.md, "Outbound TLS"
+                        (TLS-RPT files), in docs/runtime.md, "Outbound TLS";
+                        and checks on received mail (inbound.dmarcReject,
+                        dmarcQuarantine, spfFail: tag|reject; checkClientNetworks):
+                        SPF, DKIM, DMARC, ARC and an Authentication-Results header, in
+                        docs/runtime.md, "Checks on received mail"
   --redis <url>         share limits, reactions and the live policy version with the other
                         nodes on this Redis (redis://[user:pass@]host:port[/db]); config
                         \`redis\` also takes Sentinel and Redis Cluster, the node's name
@@ -98,6 +102,11 @@ function hostPort(host: string, port: number): string {
   return `${host === '' ? '*' : host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
+/** The `inbound` section with its DNS: `dns.resolver` (checked by tlsPolicyFromConfig) and `dns.timeoutMs` when given. */
+function inboundChecks(config: RunConfig): InboundAuthOptions {
+  return { ...config.inbound, ...(config.dns?.resolver ? { resolver: nodeResolver(config.dns.resolver) } : {}), ...(config.dns?.timeoutMs ? { timeoutMs: config.dns.timeoutMs } : {}) };
+}
+
 /** The configuration file, as runtime/config.schema.json describes it. */
 interface RunConfig {
   policies?: string[];
@@ -117,6 +126,7 @@ interface RunConfig {
   mxOverride?: Record<string, string>;
   dkim?: DkimConfig;
   dns?: DnsConfig;
+  inbound?: Omit<InboundAuthOptions, 'resolver' | 'timeoutMs'>;
   tls?: TlsConfig;
   redis?: RedisConfig & { node?: string };
 }
@@ -302,7 +312,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     dkim: dkim.signing,
     spoolDir: at(values.spool ?? config.spool ?? 'var/spool'),
     accountingDir: at(values.acct ?? config.acct ?? 'var/acct'),
-    smtp: { ...smtpAt, ...smtpLimits, ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission },
+    smtp: { ...smtpAt, ...smtpLimits, ...(config.smtp?.clientNetworks ? { clientNetworks: config.smtp.clientNetworks } : {}), ...submission, ...(config.inbound ? { inbound: inboundChecks(config) } : {}) },
     http: { ...httpAt, apiKeys, keylessLoopback: config.http?.keylessLoopback, publicMetrics: config.http?.publicMetrics },
     ...(config.ehlo ? { ehlo: config.ehlo } : {}),
     ...(config.maxInFlight ? { maxInFlight: config.maxInFlight } : {}),
