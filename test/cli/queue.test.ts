@@ -91,4 +91,18 @@ describe('petrel queue and petrel suppression', () => {
     expect(ls.out).not.toMatch(/^a@x\.example .* shop /m);
     expect((await petrel('suppression', 'ls', '--to', 'http://127.0.0.1:1')).code).toBe(1);
   }, 60_000);
+
+  it('needs the API key for every queue and suppression route, and refuses cross-origin calls', async () => {
+    const runtime = await t.start(POLICY, { http: { host: '127.0.0.1', port: 0, apiKeys: ['queue-test-key-1'] } });
+    const url = `http://127.0.0.1:${runtime.httpPort}`;
+    const post = (p: string, headers: Record<string, string> = {}) => fetch(`${url}${p}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ all: true }) });
+    expect((await post('/api/v1/queue/delete')).status).toBe(401);
+    expect((await fetch(`${url}/api/v1/queue`)).status).toBe(401);
+    expect((await fetch(`${url}/api/v1/suppression/export`)).status).toBe(401);
+    expect((await post('/api/v1/queue/delete', { authorization: 'Bearer queue-test-key-1', origin: 'http://evil.example' })).status).toBe(403);
+    expect((await fetch(`${url}/api/v1/queue/delete`, { method: 'POST', headers: { authorization: 'Bearer queue-test-key-1', 'content-type': 'text/plain' }, body: '{"all":true}' })).status).toBe(415);
+    expect(await (await post('/api/v1/queue/delete', { authorization: 'Bearer queue-test-key-1' })).json()).toEqual({ deleted: [] });
+    expect((await petrel('queue', 'ls', '--to', url)).code).toBe(2);
+    expect((await petrel('queue', 'ls', '--to', url, '--api-key', 'queue-test-key-1')).out).toMatch(/^0 of 0 queued/);
+  }, 60_000);
 });

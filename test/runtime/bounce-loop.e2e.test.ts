@@ -62,8 +62,8 @@ describe('petrel run: DSNs and suppression', () => {
 
     // The DSN went from the null sender; the bounce suppressed the address (bad-mailbox, hard).
     await until('the suppression', async () => (await api(runtime.httpPort, '/api/v1/suppression')).json.total === 1);
-    const rows = readAccounting(`${t.dir}/acct`);
-    expect(rows.filter((r) => r.type === 'r' && r.rcpt === 'news@shop.example').map((r) => r.orig)).toEqual(['']);
+    const dsnReceipt = await until('the DSN\'s receipt record', () => readAccounting(`${t.dir}/acct`).find((r) => r.type === 'r' && r.rcpt === 'news@shop.example'));
+    expect(dsnReceipt.orig).toBe('');
     const listed = await api(runtime.httpPort, '/api/v1/suppression?tenant=');
     expect(listed.json.entries).toMatchObject([{ tenant: '', address: 'gone@x.example', reason: 'bad-mailbox' }]);
 
@@ -109,5 +109,24 @@ describe('petrel run: DSNs and suppression', () => {
     await runtime.stop(2000);
     const again = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
     expect((await api(again.httpPort, '/api/v1/suppression?tenant=shop')).json).toMatchObject({ total: 1, entries: [{ address: 'b@x.example', reason: 'complaint' }] });
+  }, 60_000);
+
+  it('sends a delayed DSN at the first deferral when the tenant asks, none for a null sender, none for a tenant without DSNs', async () => {
+    const sink = await t.sink({ refuse: (rcpt) => (rcpt.startsWith('slow') ? { code: 451, text: '4.7.1 Greylisted, try again later' } : rcpt.startsWith('gone') ? { code: 550, text: USER_UNKNOWN } : undefined) });
+    const runtime = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` }, bounceLoop: { tenants: { '*': { delayDsn: true }, quiet: { dsn: false } } } });
+    const smtp = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true });
+    await smtp.sendMail({ from: 'news@shop.example', to: 'slow@x.example', subject: 's', text: 't' });
+    await smtp.sendMail({ envelope: { from: '', to: ['gone1@x.example'] }, from: 'mailer-daemon@elsewhere.example', to: 'gone1@x.example', subject: 'a bounce', text: 't' });
+    await smtp.sendMail({ from: 'quiet@shop.example', to: 'gone2@x.example', subject: 's', text: 't', headers: { 'X-Petrel-Tenant': 'quiet' } });
+    smtp.close();
+    const delayed = await until('the delayed DSN', () => sink.received.find((m) => m.to.includes('news@shop.example')));
+    const status = readMime(Buffer.from(delayed.raw, 'latin1')).parts[1]!.body.toString('latin1').split(/\r?\n\r?\n/).map(headerFields)[1]!;
+    expect([field(status, 'action'), field(status, 'status')]).toEqual(['delayed', '4.7.1']);
+    await until('both bounces', () => runtime.status().bounced === 2);
+    // Give a wrong DSN time to be spooled and delivered before saying there is none.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sink.received.filter((m) => m.to.includes('quiet@shop.example'))).toEqual([]);
+    // Null-sender messages accepted: the test's own bounce and the one delayed DSN — none for either bounce.
+    expect(readAccounting(`${t.dir}/acct`).filter((r) => r.type === 'r' && r.orig === '').map((r) => r.rcpt).sort()).toEqual(['gone1@x.example', 'news@shop.example']);
   }, 60_000);
 });
