@@ -12,6 +12,7 @@ import { startRuntime } from '../runtime/runtime.ts';
 import { smtpLimitsFromConfig, type SmtpLimitsConfig, isPasswordHash, networkMatcher, type SubmissionOptions, type SubmissionUser, type DkimConfig, nodeResolver, type InboundAuthOptions } from '../runtime/intake/index.ts';
 import { defaultSetName, EXIT, findPolicyFiles, parseCommandArgs, UsageError, type Io } from './common.ts';
 import { loadConfiguredKeys, startDkimKeys } from './dkim-keys.ts';
+import { bounceLoopConfig, type BounceLoopFileConfig } from './bounce-loop-config.ts';
 import { tlsPolicyFromConfig, type DnsConfig, type TlsConfig } from './tls-policy-config.ts';
 
 export const RUN_HELP = `usage: petrel run [options]
@@ -79,7 +80,14 @@ options:
                         and checks on received mail (inbound.dmarcReject,
                         dmarcQuarantine, spfFail: tag|reject; checkClientNetworks):
                         SPF, DKIM, DMARC, ARC and an Authentication-Results header, in
-                        docs/runtime.md, "Checks on received mail"
+                        docs/runtime.md, "Checks on received mail";
+                        and the bounce loop (tenants.*: dsn, delayDsn, suppressed,
+                        webhook; feedback: secret, addresses, domains; webhooks:
+                        allowPrivateTargets, maxPending): DSNs, suppression, feedback
+                        reports and event webhooks, off unless one of these keys is
+                        given; docs/runtime.md, "Bounces, suppression, feedback and
+                        webhooks" (also GET/POST /api/v1/queue…, /api/v1/suppression…:
+                        petrel queue, petrel suppression)
   --redis <url>         share limits, reactions and the live policy version with the other
                         nodes on this Redis (redis://[user:pass@]host:port[/db]); config
                         \`redis\` also takes Sentinel and Redis Cluster, the node's name
@@ -108,7 +116,7 @@ function inboundChecks(config: RunConfig): InboundAuthOptions {
 }
 
 /** The configuration file, as runtime/config.schema.json describes it. */
-interface RunConfig {
+interface RunConfig extends BounceLoopFileConfig {
   policies?: string[];
   watch?: boolean;
   policyGit?: { repo: string; ref?: string; path?: string; pollSeconds?: number };
@@ -260,6 +268,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`config: ${(e as Error).message}`);
   }
   // Outbound TLS policy (MTA-STS, DANE, TLS-RPT): only with a dns or tls section.
+  const bounceLoop = bounceLoopConfig(config, at);
   const outboundTls = config.dns || config.tls ? tlsPolicyFromConfig(config.dns, config.tls, at, at(values.spool ?? config.spool ?? 'var/spool')) : undefined;
   const { apiKeys, deployKeys } = httpSecurity({ keys: values['api-key'], keyFiles: values['api-key-file'], deployKeys: values['deploy-public-key'] }, config, at);
   const number = (value: string | undefined, flag: string, fallback: number, min: number) => {
@@ -319,6 +328,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),
     ...(mxOverride ? { mxOverride } : {}),
     ...(outboundTls ? { tlsPolicy: outboundTls.tlsPolicy } : {}),
+    ...(bounceLoop ? { bounceLoop } : {}),
     ...(sharing ? { shared: { link: sharing.link, nodeId: sharing.nodeId, liveNodes: sharing.cluster.liveNodes, status: sharing.cluster.status } } : {}),
   });
   control.attach(runtime);

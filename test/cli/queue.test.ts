@@ -92,6 +92,15 @@ describe('petrel queue and petrel suppression', () => {
     expect((await petrel('suppression', 'ls', '--to', 'http://127.0.0.1:1')).code).toBe(1);
   }, 60_000);
 
+  it('petrel run refuses a bounce loop config it cannot use, naming the key', async () => {
+    const config = (c: unknown) => (writeFileSync(path.join(t.dir, 'c.json'), JSON.stringify(c)), ['run', '--config', 'c.json', '--policies', 'none.policy']);
+    expect((await petrel(...config({ feedback: { addresses: ['fbl@x.example'] } }))).err).toMatch(/config: `feedback` needs `secret` or `secretFile`/);
+    expect((await petrel(...config({ feedback: { secret: 'short', addresses: ['fbl@x.example'] } }))).err).toMatch(/feedback\.secret.* must NOT have fewer than 16 characters/);
+    expect((await petrel(...config({ tenants: { acme: { webhook: { url: 'ftp://x.example/', secret: '0123456789abcdef' } } } }))).err).toMatch(/`tenants\.acme\.webhook\.url`: `ftp:\/\/x\.example\/` is not http or https/);
+    const unknown = await petrel(...config({ tenants: { acme: { dsns: true } } }));
+    expect([unknown.code, unknown.err]).toEqual([2, expect.stringMatching(/unknown key `tenants\.acme\.dsns`/)]);
+  });
+
   it('needs the API key for every queue and suppression route, and refuses cross-origin calls', async () => {
     const runtime = await t.start(POLICY, { http: { host: '127.0.0.1', port: 0, apiKeys: ['queue-test-key-1'] } });
     const url = `http://127.0.0.1:${runtime.httpPort}`;

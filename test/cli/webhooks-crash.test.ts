@@ -3,8 +3,8 @@
  * delivered and bounced while the tenant's receiver refuses every request, so the events
  * wait in the outbox; the process is killed with SIGKILL; after a restart the receiver
  * (now failing only some requests) gets every event — each id once after dedup, in order
- * per message. The kill comes after the outcomes (docs/runtime.md, "Bounces …",
- * Limitations: the few milliseconds between an outcome and its event are not covered).
+ * per message. (An outcome's event is durable before the outcome itself — the judge
+ * awaits the loop — so a kill between the two only repeats the outcome, same event id.)
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
