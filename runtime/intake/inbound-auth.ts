@@ -11,9 +11,11 @@
  *   fields of other authserv-ids are kept byte for byte.
  * - DNS goes through the injected resolver only; every lookup is bounded by `timeoutMs`
  *   (an answer not in time is a DNS error: mailauth reports `temperror`, which is tagged,
- *   never rejected), SPF by mailauth's RFC 7208 limits (10 lookups, 2 void).
- * - A check that throws (a message mailauth cannot parse) tags the message
- *   `none (checks failed)`; it never refuses or crashes a session.
+ *   never rejected), SPF by mailauth's RFC 7208 limits (10 lookups, 2 void), DKIM to the
+ *   topmost {@link MAX_DKIM_SIGNATURES} signatures, the whole check to 4 × `timeoutMs`.
+ * - A check that throws (a message mailauth cannot parse) or runs out of time tags the
+ *   message `none (checks failed)` / `none (checks timed out)`; it never refuses or
+ *   crashes a session.
  */
 import { Resolver } from 'node:dns/promises';
 import { createRequire } from 'node:module';
@@ -51,33 +53,43 @@ export interface InboundOrigin {
 }
 
 /** Checks one received message; see {@link createInboundAuth}. */
-export type InboundCheck = (received: readonly Buffer[], kept: readonly Buffer[], origin: InboundOrigin) => Promise<Buffer[]>;
+export type InboundCheck = (message: readonly Buffer[], origin: InboundOrigin) => Promise<Buffer[]>;
+
+/** DKIM signatures verified per message (the topmost ones): each costs a DNS lookup and a hash of the body. */
+export const MAX_DKIM_SIGNATURES = 8;
+/** The whole check, in lookups' time: past `timeoutMs` times this, the message is tagged `none (checks timed out)`. */
+const CHECK_TIMEOUT_LOOKUPS = 4;
 
 const require = createRequire(import.meta.url);
 const { authenticate } = require('mailauth') as { authenticate(input: Readable, opts: AuthenticateOptions): Promise<AuthenticateResult> };
 
 /**
- * The check for this server (`authservId`: its EHLO name). It verifies `received` (the
- * message as the client sent it) and returns `kept` (the message to spool, its first chunk
- * the header block) without our-authserv-id `Authentication-Results` fields and with the
- * new header on top; or throws {@link SubmissionRefused} when a `reject` disposition applies.
+ * The check for this server (`authservId`: its EHLO name). It verifies `message` (its
+ * first chunk the header block, as takeControlHeadersOfChunks leaves it; only its first
+ * {@link MAX_DKIM_SIGNATURES} DKIM signatures) and returns it without our-authserv-id
+ * `Authentication-Results` fields and with the new header on top; or throws
+ * {@link SubmissionRefused} when a `reject` disposition applies.
  */
 export function createInboundAuth(options: InboundAuthOptions, authservId: string): InboundCheck {
   const timeoutMs = options.timeoutMs ?? 5000;
   const resolve = options.resolver ?? nodeResolver();
   const resolver = (name: string, rrtype: string) => withTimeout(resolve(name, rrtype), timeoutMs, `${name} ${rrtype}`) as Promise<string[][]>;
-  return async (received, kept, origin) => {
+  return async (message, origin) => {
+    const [head = Buffer.alloc(0), ...body] = message;
     let headers: string;
     try {
-      const result = await authenticate(Readable.from(received), { ip: origin.ip.replace(/^::ffff:(?=\d+\.)/i, ''), helo: origin.helo, sender: origin.mailFrom, mta: authservId, resolver, disableBimi: true });
+      let signatures = 0;
+      const checked = [dropFields(head, (f) => /^dkim-signature[ \t]*:/i.test(f) && ++signatures > MAX_DKIM_SIGNATURES), ...body];
+      const opts: AuthenticateOptions = { ip: origin.ip.replace(/^::ffff:(?=\d+\.)/i, ''), helo: origin.helo, sender: origin.mailFrom, mta: authservId, resolver, disableBimi: true };
+      const result = await withTimeout(authenticate(Readable.from(checked), opts), CHECK_TIMEOUT_LOOKUPS * timeoutMs, 'the checks');
       const refusal = refusalOf(result, options);
       if (refusal) throw new SubmissionRefused(550, refusal);
       headers = result.headers;
     } catch (e) {
       if (e instanceof SubmissionRefused) throw e;
-      headers = `Authentication-Results: ${authservId}; none (checks failed)\r\n`;
+      const why = (e as { code?: string }).code === 'ETIMEOUT' ? 'timed out' : 'failed';
+      headers = `Authentication-Results: ${authservId}; none (checks ${why})\r\n`;
     }
-    const [head = Buffer.alloc(0), ...body] = kept;
     return [Buffer.from(headers, 'latin1'), withoutOurResults(head, authservId), ...body];
   };
 }
@@ -101,13 +113,20 @@ export function refusalOf(result: Pick<AuthenticateResult, 'spf' | 'dmarc'>, opt
  * when there is none. Fields are split at line breaks not followed by space or tab.
  */
 export function withoutOurResults(head: Buffer, authservId: string): Buffer {
-  const text = head.toString('latin1');
-  const fields = text.split(/(?<=\n)(?![ \t])/);
-  const ours = (field: string) => {
+  return dropFields(head, (field) => {
     const m = /^authentication-results[ \t]*:((?:[ \t\r\n]|\([^()]*\))*)([^;\s()]+)/i.exec(field);
     return m !== null && m[2]!.toLowerCase() === authservId.toLowerCase();
-  };
-  const kept = fields.filter((f) => !ours(f));
+  });
+}
+
+/**
+ * The header block `head` without the fields `drop` says (each given whole, folded lines
+ * and line break included, in order); `head` itself when none. A field ends at a line
+ * break not followed by space or tab (takeControlHeaders left no bare CR to disagree on).
+ */
+function dropFields(head: Buffer, drop: (field: string) => boolean): Buffer {
+  const fields = head.toString('latin1').split(/(?<=\n)(?![ \t])/);
+  const kept = fields.filter((f) => !drop(f));
   return kept.length === fields.length ? head : Buffer.from(kept.join(''), 'latin1');
 }
 

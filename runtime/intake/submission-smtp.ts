@@ -309,7 +309,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
     const { values, message } = takeControlHeadersOfChunks(chunks);
     const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
     const from: ReceivedFrom = { helo: session.hostNameAppearsAs || undefined, address: session.remoteAddress, hostname: session.clientHostname || undefined, protocol: protocolOf(session) };
-    const checked = checksInbound(session.remoteAddress) ? await inbound!(chunks, message, { ip: session.remoteAddress, helo: from.helo, mailFrom: envelope.from }) : message;
+    const checked = checksInbound(session.remoteAddress) ? await inbound!(message, { ip: session.remoteAddress, helo: from.helo, mailFrom: envelope.from }) : message;
     return hooks.acceptMessage(envelope, checked, values, from);
   }
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword, withoutOurResults, type InboundAuthOptions, type SubmissionOptions } from '../../../runtime/intake/index.ts';
+import { hashPassword, MAX_DKIM_SIGNATURES, withoutOurResults, type InboundAuthOptions, type SubmissionOptions } from '../../../runtime/intake/index.ts';
 import { e2eCase, until } from '../fixtures/e2e.ts';
 import { makeKey, type TestKey } from '../fixtures/dkim.ts';
 import type { Sink } from '../fixtures/sink.ts';
@@ -148,6 +148,34 @@ describe('inbound authentication', () => {
     const results = resultsOf(checked);
     expect(results).toHaveLength(1);
     expect(results[0]).toMatch(/dmarc=fail/);
+  }, 60_000);
+});
+
+describe('inbound authentication bounds', () => {
+  it(`verifies only the topmost ${MAX_DKIM_SIGNATURES} DKIM signatures, and delivers them all`, async () => {
+    const sink = await start({}, true);
+    const selectors = Array.from({ length: MAX_DKIM_SIGNATURES + 3 }, (_, i) => `many${i}`);
+    for (const sel of selectors) zone[`${sel}._domainkey.sender.test`] = key.record;
+    const raw = Buffer.from('From: <alice@sender.test>\r\nTo: <rcpt@receiver.test>\r\nSubject: many1\r\n\r\nHello.\r\n');
+    const { signatures } = await dkimSign(raw, { signatureData: selectors.map((selector) => ({ signingDomain: 'sender.test', selector, privateKey: readFileSync(key.file) })) });
+    asked.length = 0;
+    const got = await submit(sink, Buffer.concat([Buffer.from(signatures), raw]), 'alice@sender.test', 'many1', true);
+    const lookedUp = asked.filter((a) => a.includes('._domainkey.'));
+    expect(lookedUp).toHaveLength(MAX_DKIM_SIGNATURES);
+    expect(got.match(/^DKIM-Signature:/gm)).toHaveLength(selectors.length);
+    expect(resultsOf(got)[0]!.match(/dkim=pass/g)).toHaveLength(MAX_DKIM_SIGNATURES);
+  }, 60_000);
+
+  it('a DNS that never answers: the message is accepted within the bound, tagged temperror', async () => {
+    const hang = () => new Promise<never>(() => {});
+    const sink = await start({ resolver: hang, timeoutMs: 200 }, true);
+    const began = Date.now();
+    const got = await submit(sink, await message('alice@sender.test', 'hang1', true), 'alice@sender.test', 'hang1', true);
+    // 4 × timeoutMs bounds the check; the rest is submission and delivery on a loaded machine.
+    expect(Date.now() - began).toBeLessThan(15_000);
+    const [ours] = resultsOf(got);
+    expect(ours).toMatch(/^Authentication-Results: petrel\.test;/);
+    expect(ours).toMatch(/spf=temperror|none \(checks timed out\)/);
   }, 60_000);
 });
 
