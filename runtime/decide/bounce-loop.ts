@@ -11,7 +11,7 @@
  * false: a DSN at a recipient's first deferral), `suppressed` (`refuse`, the default, or
  * `drop`), and `webhook`.
  */
-import type { AccountedOutcome, AccountingRecord, Outbox, WebhookEvent, WebhookSender } from '../observe/index.ts';
+import type { AccountedOutcome, AccountingRecord, WebhookEvent, WebhookSender } from '../observe/index.ts';
 import { openOutbox, outcomeRecord, startWebhooks } from '../observe/index.ts';
 import type { Complaint, ScreenDeps, SuppressionList, SuppressionReason } from '../intake/index.ts';
 import { openSuppressionList, splitHeader, SUPPRESSING_CATEGORIES } from '../intake/index.ts';
@@ -30,7 +30,6 @@ export interface TenantSettings {
 export interface BounceLoopDeps {
   tenants: Record<string, TenantSettings>;
   suppression: SuppressionList;
-  outbox?: Outbox | undefined;
   webhooks?: WebhookSender | undefined;
   /** Spools a message from Petrel itself (a DSN) and resolves with its id once durable. */
   acceptMessage(envelope: { from: string; to: string[] }, raw: Buffer, values: { tenant?: string }): Promise<string>;
@@ -69,10 +68,9 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
 
   async function emit(events: WebhookEvent[]): Promise<void> {
     const wanted = events.filter((e) => deps.webhooks?.wants(e.tenant));
-    if (wanted.length === 0 || !deps.outbox) return;
+    if (wanted.length === 0) return;
     try {
-      await deps.outbox.add(wanted);
-      deps.webhooks!.kick();
+      await deps.webhooks!.add(wanted);
     } catch (e) {
       deps.warn(`petrel webhooks: ${wanted.length} event(s) dropped: ${(e as Error).message}`);
     }
@@ -157,13 +155,13 @@ export interface OpenBounceLoop {
 }
 
 /** Opens the suppression list and (with any webhook configured) the outbox in `dir`, and builds the loop. */
-export function openBounceLoop(dir: string, config: BounceLoopConfig, deps: Omit<BounceLoopDeps, 'tenants' | 'suppression' | 'outbox' | 'webhooks'>): OpenBounceLoop {
+export function openBounceLoop(dir: string, config: BounceLoopConfig, deps: Omit<BounceLoopDeps, 'tenants' | 'suppression' | 'webhooks'>): OpenBounceLoop {
   const tenants = config.tenants ?? {};
   const suppression = openSuppressionList(dir, config.maxSuppressed !== undefined ? { maxEntries: config.maxSuppressed } : {});
   const targets = Object.fromEntries(Object.entries(tenants).flatMap(([t, s]) => (s.webhook ? [[t, s.webhook]] : [])));
   const outbox = Object.keys(targets).length > 0 ? openOutbox(dir, config.webhooks?.maxPending !== undefined ? { maxPending: config.webhooks.maxPending } : {}) : undefined;
   const webhooks = outbox ? startWebhooks(outbox, { targets, warn: deps.warn, clock: deps.clock, ...config.webhooks }) : undefined;
-  const loop = createBounceLoop({ ...deps, tenants, suppression, outbox, webhooks });
+  const loop = createBounceLoop({ ...deps, tenants, suppression, webhooks });
   const lower = (l: string[] | undefined) => new Set((l ?? []).map((a) => a.toLowerCase()));
   const feedback = config.feedback ? { secret: config.feedback.secret, addresses: lower(config.feedback.addresses), domains: lower(config.feedback.domains) } : undefined;
   const screen: ScreenDeps = {

@@ -48,8 +48,8 @@ export interface WebhookOptions {
 export interface WebhookSender {
   /** Whether a tenant's events go anywhere (no target: no events are kept). */
   wants(tenant: string): boolean;
-  /** Looks at the outbox again (call after adding). */
-  kick(): void;
+  /** Makes events durable in the outbox (rejects when it is full), then sends them in turn. */
+  add(events: readonly WebhookEvent[]): Promise<void>;
   stats(): { pending: number; sent: number; failures: number; givenUp: number };
   close(): void;
 }
@@ -93,31 +93,42 @@ export function startWebhooks(outbox: Outbox, options: WebhookOptions): WebhookS
   const maxDelay = options.maxDelayMs ?? 600_000;
   const maxAge = options.maxAgeMs ?? 3 * 86_400_000;
   const targetOf = (tenant: string) => options.targets[tenant] ?? options.targets['*'];
-  /** Per message (tenant + queue id): failures so far and when its head may be tried again. */
+  const keyOf = (e: WebhookEvent) => `${e.tenant}\n${e.messageId || e.id}`;
+  /** Per message (tenant + queue id), its events in order; the head is the one to send. */
+  const queues = new Map<string, WebhookEvent[]>();
+  /** Messages whose head may be sent now, oldest first; the others are busy or waiting in `retry`. */
+  const ready = new Set<string>();
+  /** Messages whose head failed: failures so far and when to try again. */
   const retry = new Map<string, { failures: number; at: number }>();
   const busy = new Set<string>();
   const stats = { sent: 0, failures: 0, givenUp: 0 };
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
-  const keyOf = (e: WebhookEvent) => `${e.tenant}\n${e.messageId || e.id}`;
 
+  function enqueue(e: WebhookEvent): void {
+    const key = keyOf(e);
+    const q = queues.get(key);
+    if (q) return void q.push(e);
+    queues.set(key, [e]);
+    ready.add(key);
+  }
+
+  /** Starts heads of ready messages up to `concurrency`; moves due retries to ready. Work per call: the messages it starts or moves. */
   function kick(): void {
     if (closed) return;
     clearTimeout(timer);
     timer = undefined;
     const now = clock();
     let next = Infinity;
-    const heads = new Map<string, WebhookEvent>();
-    for (const e of outbox.pending()) if (!heads.has(keyOf(e))) heads.set(keyOf(e), e);
-    for (const [key, e] of heads) {
-      if (busy.has(key)) continue;
-      const r = retry.get(key);
-      if (r && r.at > now) {
-        next = Math.min(next, r.at);
-        continue;
-      }
+    for (const [key, r] of retry) {
+      if (r.at <= now) ready.add(key);
+      else next = Math.min(next, r.at);
+    }
+    for (const key of ready) {
       if (busy.size >= concurrency) break;
+      ready.delete(key);
       busy.add(key);
+      const e = queues.get(key)![0]!;
       void send(e).then((ok) => finished(key, e, ok));
     }
     if (next !== Infinity) timer = setTimeout(kick, Math.max(10, next - now));
@@ -125,15 +136,21 @@ export function startWebhooks(outbox: Outbox, options: WebhookOptions): WebhookS
 
   function finished(key: string, e: WebhookEvent, ok: boolean): void {
     busy.delete(key);
-    if (ok) {
-      stats.sent++;
+    const done = () => {
       retry.delete(key);
       outbox.ack(e.id);
+      const q = queues.get(key)!;
+      q.shift();
+      if (q.length === 0) queues.delete(key);
+      else ready.add(key);
+    };
+    if (ok) {
+      stats.sent++;
+      done();
     } else if (clock() - e.at > maxAge) {
       stats.givenUp++;
       options.warn(`petrel webhooks: gave up event ${e.id} (${e.type}) after ${Math.round(maxAge / 3_600_000)} h of failures`);
-      retry.delete(key);
-      outbox.ack(e.id);
+      done();
     } else {
       stats.failures++;
       const failures = (retry.get(key)?.failures ?? 0) + 1;
@@ -174,10 +191,15 @@ export function startWebhooks(outbox: Outbox, options: WebhookOptions): WebhookS
     });
   }
 
+  for (const e of outbox.pending()) enqueue(e);
   kick();
   return {
     wants: (tenant) => targetOf(tenant) !== undefined,
-    kick,
+    async add(events) {
+      await outbox.add(events);
+      for (const e of events) if (!queues.get(keyOf(e))?.some((q) => q.id === e.id)) enqueue(e);
+      kick();
+    },
     stats: () => ({ pending: outbox.size, ...stats }),
     close() {
       closed = true;

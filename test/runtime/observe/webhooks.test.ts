@@ -64,8 +64,7 @@ describe('webhook sender', () => {
     });
     const box = openOutbox(dir);
     const sender = startWebhooks(box, { targets: { '*': { url: receiver.url, secret: 's' } }, allowPrivateTargets: true, baseDelayMs: 20, maxDelayMs: 100, warn: () => undefined });
-    await box.add([event('a1', 'm1', 'deferred'), event('b1', 'm2'), event('a2', 'm1', 'bounced'), event('b2', 'm2', 'complained')]);
-    sender.kick();
+    await sender.add([event('a1', 'm1', 'deferred'), event('b1', 'm2'), event('a2', 'm1', 'bounced'), event('b2', 'm2', 'complained')]);
     await until('all four', () => got.length === 4, 20_000);
     expect(got.filter((id) => id.startsWith('b'))).toEqual(['b1', 'b2']);
     expect(got.filter((id) => id.startsWith('a'))).toEqual(['a1', 'a2']);
@@ -75,14 +74,27 @@ describe('webhook sender', () => {
     box.close();
   });
 
+  it('sends what the outbox held when it was opened (a restart), in order per message', async () => {
+    const receiver = await flakyReceiver('s', (n) => (n % 2 === 0 ? '500' : 'ok'));
+    receivers.push(receiver);
+    const box = openOutbox(dir);
+    await box.add([event('p1', 'm1'), event('q1', 'm2'), event('p2', 'm1', 'bounced')]);
+    box.close();
+    const reopened = openOutbox(dir);
+    const sender = startWebhooks(reopened, { targets: { '*': { url: receiver.url, secret: 's' } }, allowPrivateTargets: true, baseDelayMs: 20, warn: () => undefined });
+    await until('three events', () => reopened.size === 0, 10_000);
+    expect(receiver.events.map((e) => e.id).filter((id) => id.startsWith('p'))).toEqual(['p1', 'p2']);
+    sender.close();
+    reopened.close();
+  });
+
   it('refuses a target that resolves to loopback unless private targets are allowed', async () => {
     const receiver = await flakyReceiver('s');
     receivers.push(receiver);
     const warnings: string[] = [];
     const box = openOutbox(dir);
     const sender = startWebhooks(box, { targets: { '*': { url: receiver.url.replace('127.0.0.1', 'localhost'), secret: 's' } }, baseDelayMs: 20, warn: (l) => warnings.push(l) });
-    await box.add([event('x1', 'm')]);
-    sender.kick();
+    await sender.add([event('x1', 'm')]);
     await until('the refusal', () => warnings.find((w) => /resolves to (127\.0\.0\.1|::1), a private or loopback address/.test(w)), 10_000);
     expect(receiver.requests).toBe(0);
     sender.close();
