@@ -4,8 +4,9 @@
  * test peer makes — on the given (virtual) clock, with the model's latency as timers. No
  * socket, no SMTP text: each step asks the provider state and answers with its reply.
  *
- * A session's timeline: the banner after `latency.banner` (the connect gate and connection
- * limits decided then); a transaction takes `latency.command` for MAIL and each RCPT plus
+ * A session's timeline: the connect gate and connection limits are decided when it opens,
+ * and its banner's latency is added to its first transaction (one timer fewer per session:
+ * sessions idle out between the messages of a slow queue); a transaction takes `latency.command` for MAIL and each RCPT plus
  * `latency.data`, and MAIL, the recipients and the end of DATA are decided, in that order,
  * at its end (one timer per transaction: a million messages are a million timers, not
  * four). A 421 closes the session, as smtp-server does.
@@ -27,11 +28,10 @@ export function modelledTransport(providers: ReadonlyMap<string, ProviderState>,
     const provider = providers.get(options.host);
     if (!provider) return { ok: false, phase: 'connect', reply: '421 4.4.1 no answer from host (connection refused)', synthesized: true };
     const ip = clientAddress(options);
-    await wait(provider.behaviour.latency.bannerMs);
     const refusal = provider.gate(ip, 'connect') ?? provider.admitConnection(ip);
     if (refusal) return { ok: false, phase: 'connect', reply: refusal.text, synthesized: false };
     provider.opened(ip, 1);
-    return { ok: true, session: new ModelledSession(provider, ip, options.host, wait) };
+    return { ok: true, session: new ModelledSession(provider, ip, options.host, wait, provider.behaviour.latency.bannerMs) };
   };
 }
 
@@ -51,6 +51,8 @@ class ModelledSession implements SmtpSession {
     readonly localAddress: string,
     readonly remoteAddress: string,
     private readonly wait: (ms: number) => Promise<void>,
+    /** The banner's latency, not waited yet: the first transaction waits it too. */
+    private bannerMs: number,
   ) {
     this.ended = new Promise((resolve) => (this.markEnded = resolve));
   }
@@ -63,7 +65,8 @@ class ModelledSession implements SmtpSession {
     this.transactions++;
     // One wait for the whole transaction (MAIL, every RCPT, DATA and its end): each
     // recipient is decided at the end of it, where a sender's next step could first be.
-    await this.wait(latency.commandMs * (1 + message.to.length) + latency.dataMs);
+    await this.wait(this.bannerMs + latency.commandMs * (1 + message.to.length) + latency.dataMs);
+    this.bannerMs = 0;
     const atMail = provider.gate(ip, 'mail');
     if (atMail) return this.refuseAll(message.to, atMail, 'mail');
     // Each recipient's refusal at RCPT, or undefined when it was taken; after a 421 the rest get it too.
