@@ -20,7 +20,7 @@ import { compileFiles, runPetrel } from '../helpers.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
 import { git, policyRepo, ratePolicy } from './policy-repo.ts';
-import { until } from '../runtime/fixtures/e2e.ts';
+import { readAccounting, until } from '../runtime/fixtures/e2e.ts';
 
 interface PolicyView {
   current: { hash: string; commit?: string; trigger: string; activatedAt: string; replacedAt?: string; author?: string; subject?: string };
@@ -244,7 +244,9 @@ describe('petrel run --policy-git with the post-receive hook', () => {
     const acct = readdirSync(path.join(dir, 'acct'))
       .map((f) => readFileSync(path.join(dir, 'acct', f), 'utf8'))
       .join('');
-    const versionOf = (prefix: string) => new Set([...acct.matchAll(new RegExp(`^d,.*,${prefix}\\d+@example\\.com,.*,([0-9a-f]{64}),[^,\\n]*$`, 'gm'))].map((m) => m[1]));
+    // Read by column name, as CSV tools do (more columns may follow policyVersion).
+    const rows = readAccounting(path.join(dir, 'acct'));
+    const versionOf = (prefix: string) => new Set(rows.filter((r) => r.type === 'd' && new RegExp(`^${prefix}\\d+@example\\.com$`).test(r.rcpt)).map((r) => r.policyVersion));
     expect([...versionOf('v1-')]).toEqual([v1]);
     expect([...versionOf('v2-')]).toEqual([v2]);
     expect([...versionOf('after-broken-')]).toEqual([v2]);
