@@ -71,12 +71,31 @@ export interface QueueOps {
   bounce(filter: QueueFilter): Promise<string[]>;
 }
 
-/** A glob as an anchored, case-insensitive regex (every other character literal). */
-const globRegex = (glob: string) => new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+/**
+ * Whether `text` matches `glob` (`*` any run, `?` one character, the rest literal;
+ * case-insensitive). Not a regex: a pattern of many `*` would backtrack exponentially
+ * there; this walks both strings once, going back only to the last `*` (O(text × glob)).
+ */
+export function globMatch(glob: string, text: string): boolean {
+  const g = glob.toLowerCase();
+  const t = text.toLowerCase();
+  let gi = 0;
+  let ti = 0;
+  let star = -1;
+  let resume = 0;
+  while (ti < t.length) {
+    if (gi < g.length && (g[gi] === '?' || (g[gi] !== '*' && g[gi] === t[ti]))) (gi++, ti++);
+    else if (gi < g.length && g[gi] === '*') (star = gi++, (resume = ti));
+    else if (star !== -1) (gi = star + 1, (ti = ++resume));
+    else return false;
+  }
+  while (gi < g.length && g[gi] === '*') gi++;
+  return gi === g.length;
+}
 
 export function createQueueOps(deps: QueueOpsDeps): QueueOps {
   function matcher(f: QueueFilter): (m: SpooledMessage) => boolean {
-    const rcpt = f.rcpt !== undefined ? globRegex(f.rcpt) : undefined;
+    const rcpt = f.rcpt;
     const ids = f.ids ? new Set(f.ids) : undefined;
     const p = deps.policy();
     const now = deps.clock();
@@ -86,7 +105,7 @@ export function createQueueOps(deps: QueueOpsDeps): QueueOps {
       (f.olderThanSeconds === undefined || now - m.receivedAt >= f.olderThanSeconds * 1000) &&
       (f.domain === undefined || m.recipients.some((r) => domainOf(r.rcpt) === f.domain!.toLowerCase())) &&
       (f.route === undefined || m.recipients.some((r) => p.artifact.route(domainOf(r.rcpt)) === f.route)) &&
-      (rcpt === undefined || m.recipients.some((r) => rcpt.test(r.rcpt))) &&
+      (rcpt === undefined || m.recipients.some((r) => globMatch(rcpt, r.rcpt))) &&
       (f.source === undefined || candidates(p, m).some((s) => s.name === f.source));
   }
   const matching = (f: QueueFilter) => {
