@@ -59,13 +59,21 @@ const SIZES = (optionValue('--sizes') ?? '4096,102400').split(',').map(Number);
 const ROUNDS = Number(optionValue('--rounds') ?? 3);
 const MODES = (optionValue('--modes') ?? 'rsa,dual').split(',') as Mode[];
 type Mode = 'rsa' | 'dual';
+const USAGE = 'usage: npx tsx bench/delivery-dkim.ts [--messages N (1..1000000)] [--sizes BYTES,... (1..10000000)] [--rounds N (1..20)] [--modes rsa,dual] [--json]\n';
+if (argv.includes('--help')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+/** Every argument is a known flag or the value after one that takes a value. */
+const unknown = argv.filter((a, i) => !['--json', '--messages', '--sizes', '--rounds', '--modes'].includes(a) && !['--messages', '--sizes', '--rounds', '--modes'].includes(argv[i - 1] ?? ''));
 if (
+  unknown.length > 0 ||
   (messagesOption !== undefined && !(Number.isInteger(Number(messagesOption)) && Number(messagesOption) > 0 && Number(messagesOption) <= 1_000_000)) ||
   !SIZES.every((s) => Number.isInteger(s) && s > 0 && s <= 10_000_000) ||
   !(Number.isInteger(ROUNDS) && ROUNDS >= 1 && ROUNDS <= 20) ||
   !MODES.every((m) => m === 'rsa' || m === 'dual')
 ) {
-  process.stderr.write('usage: npx tsx bench/delivery-dkim.ts [--messages N (1..1000000)] [--sizes BYTES,... (1..10000000)] [--rounds N (1..20)] [--modes rsa,dual] [--json]\n');
+  process.stderr.write(`${unknown.length ? `delivery-dkim-bench: unknown argument ${unknown[0]}\n` : ''}${USAGE}`);
   process.exit(2);
 }
 const messagesFor = (size: number) => (messagesOption !== undefined ? Number(messagesOption) : (DEFAULT_MESSAGES[size] ?? Math.max(500, Math.round(100_000_000 / size))));
