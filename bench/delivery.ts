@@ -42,6 +42,9 @@
  *   npx tsx bench/delivery.ts --cpu-prof       also profile Petrel (node --cpu-prof, worker
  *                                              threads included); the profiles are kept
  *                                              and their top functions printed
+ *   npx tsx bench/delivery.ts --per-byte       no MTA: the per-byte steps Petrel changed, old
+ *                                              and new side by side, CPU µs per message
+ *                                              (process.cpuUsage over 2,000 messages)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -55,6 +58,7 @@ const argv = process.argv.slice(2);
 const asJson = argv.includes('--json');
 const noPostfix = argv.includes('--no-postfix');
 const cpuProf = argv.includes('--cpu-prof');
+const perByte = argv.includes('--per-byte');
 const optionValue = (name: string) => {
   const i = argv.indexOf(name);
   return i >= 0 ? (argv[i + 1] ?? '') : undefined;
@@ -167,9 +171,10 @@ interface ProcStat {
   children: number;
 }
 
-function procStat(pid: number): ProcStat | undefined {
+/** A process's figures, or with `thread` one thread's (`/proc/PID/task/TID/stat`). */
+function procStat(pid: number, thread?: number): ProcStat | undefined {
   try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const s = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     return { ppid: Number(f[1]), self: (Number(f[11]) + Number(f[12])) / CLK_TCK, children: (Number(f[13]) + Number(f[14])) / CLK_TCK };
   } catch {
@@ -407,13 +412,16 @@ async function runPetrel(work: string, load: Load, sinkTool: { kind: string }): 
   });
   const pid = child.pid!;
   const cpu0 = treeCpu(pid);
+  // The main thread (its TID is the PID) runs intake, spool and scheduling alone: the one a busy machine starves first.
+  const main0 = procStat(pid, pid)?.self ?? 0;
   log(`Petrel (pid ${pid}) listening on ${ports.smtp}; submitting ${load.messages} messages of ${load.size} bytes`);
   const sub = await submit(ports.smtp, load.messages, load.size);
   log(`Petrel: submitted in ${((sub.endedAt - sub.startedAt) / 1000).toFixed(1)} s; ${sink.count()} delivered so far`);
   const doneAt = await waitDelivered(sink, load.messages, 'Petrel', sub.startedAt);
   const cpu1 = treeCpu(pid);
+  const main1 = procStat(pid, pid)?.self ?? 0;
   const hwm = procStatusKb(pid, 'VmHWM') ?? 0;
-  const notes: string[] = [`delivery threads: ${threads ?? 'the default'}`];
+  const notes: string[] = [`delivery threads: ${threads ?? 'the default'}`, `main thread CPU ms per message: ${(((main1 - main0) * 1000) / load.messages).toFixed(3)} (of ${(((cpu1 - cpu0) * 1000) / load.messages).toFixed(3)} in all threads)`];
   try {
     const st = (await (await fetch(`http://127.0.0.1:${ports.http}/api/v1/status`)).json()) as Record<string, unknown>;
     notes.push(`status: accepted ${st.accepted}, delivered ${st.delivered}, deferred ${st.deferred}, bounced ${st.bounced}`);
@@ -654,7 +662,65 @@ async function runSize(work: string, load: Load, sinkTool: { kind: string }): Pr
   return run;
 }
 
+// ---------- per-byte steps, old and new ----------
+
+/** CPU microseconds (user + system, all threads) per call of `step`, over `n` calls after a warm-up. */
+async function cpuMicros(step: () => unknown, n = 2_000): Promise<number> {
+  for (let i = 0; i < n / 10; i++) await step();
+  const before = process.cpuUsage();
+  for (let i = 0; i < n; i++) await step();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / n;
+}
+
+/** Parses one message in data mode with `feed` as smtp-server's DATA parser, fed as the socket gave it: 64 KB chunks. */
+async function parseData(SMTPStream: typeof import('smtp-server/lib/smtp-stream').SMTPStream, feed: unknown, wire: Buffer): Promise<void> {
+  const stream = new SMTPStream();
+  stream._feedDataStream = feed as typeof stream._feedDataStream;
+  stream.oncommand = (_c: Buffer, cb?: () => void) => cb?.();
+  const data = stream.startDataMode();
+  data.on('data', () => undefined);
+  const ended = new Promise((r) => data.once('end', r));
+  for (let at = 0; at < wire.length; at += 65_536) stream.write(wire.subarray(at, at + 65_536));
+  await ended;
+}
+
+/** The three per-byte steps the delivery path changed, old and new, per message of each size. */
+async function perByteTable(): Promise<string> {
+  const { default: DataStream } = await import('nodemailer/lib/smtp-connection/data-stream');
+  const { SMTPStream } = await import('smtp-server/lib/smtp-stream');
+  const { ORIGINAL_FEED, feedDataStream } = await import('../runtime/intake/data-parser.ts');
+  const { isWireForm } = await import('../runtime/deliver/wire-form.ts');
+  const rows: string[][] = [];
+  for (const size of SIZES) {
+    const line = 'x'.repeat(76) + '\r\n';
+    const body = Buffer.from(line.repeat(Math.ceil(size / line.length)).slice(0, size - (size % line.length)));
+    const wire = Buffer.concat([body, Buffer.from('.\r\n')]);
+    const encode = () => {
+      const ds = new DataStream() as unknown as { _transform(c: Buffer, e: string, d: () => void): void };
+      for (let at = 0; at < body.length; at += 65_536) ds._transform(body.subarray(at, at + 65_536), 'buffer', () => undefined);
+    };
+    const steps: [string, () => unknown, () => unknown][] = [
+      ['intake: smtp-server DATA parser → data-parser.ts', () => parseData(SMTPStream, ORIGINAL_FEED, wire), () => parseData(SMTPStream, feedDataStream, wire)],
+      ['send: nodemailer DataStream → isWireForm', encode, () => isWireForm(body)],
+      // Tried, and kept out: no saving measured (the copy is the cost, not the zero fill).
+      ['to the worker: zeroed copy → allocUnsafeSlow copy', () => new Uint8Array(body.length).set(body), () => body.copy(Buffer.allocUnsafeSlow(body.length))],
+    ];
+    for (const [name, before, after] of steps) {
+      const [b, a] = [await cpuMicros(before), await cpuMicros(after)];
+      rows.push([`${sizeName(size)} ${name}`, b.toFixed(1), a.toFixed(1), ratio(b, a)]);
+    }
+  }
+  const w = [Math.max(...rows.map((r) => r[0]!.length)), 10, 10, 12];
+  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  ');
+  return [fmt(['CPU µs per message', 'before', 'after', 'before/after']), ...rows.map(fmt)].join('\n') + '\n';
+}
+
 async function main(): Promise<number> {
+  if (perByte) {
+    process.stdout.write(await perByteTable());
+    return 0;
+  }
   const work = mkdtempSync(path.join(tmpdir(), 'petrel-delivery-bench-'));
   cleanups.unshift(() => rmSync(work, { recursive: true, force: true }));
   const sinkTool = { kind: '?' };
