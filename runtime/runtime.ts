@@ -234,6 +234,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     return { ...runtimeStatus({ policy, counters: { accepted, ...view.counters }, inFlight: view.inFlight, paused, state, work: view.work, queueStats: view.queueStats, warmup: warmupStanding(warmupSent, policy, now), now }), ...dkim, ...(shared ? { cluster: shared.status() } : {}) };
   };
   registerStatusMetrics(registry, status);
+  bounce.registerMetrics(registry);
   const log = options.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const http = await startHttpApi(options.http, {
     status,

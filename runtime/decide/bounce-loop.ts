@@ -17,6 +17,7 @@ import type { Complaint, ScreenDeps, SuppressionList, SuppressionReason } from '
 import { openSuppressionList, splitHeader, SUPPRESSING_CATEGORIES } from '../intake/index.ts';
 import type { SpooledMessage } from '../spool/index.ts';
 import { createHash } from 'node:crypto';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { dsnFor, type DsnRecipient } from './dsn.ts';
 
 /** What a tenant turned on or off (config `tenants`). */
@@ -151,6 +152,8 @@ export interface OpenBounceLoop {
   suppression: SuppressionList;
   screen: ScreenDeps;
   webhooks: WebhookSender | undefined;
+  /** `petrel_suppressed_addresses`, `petrel_webhook_events_pending`, `petrel_webhook_posts_total{result}`. */
+  registerMetrics(registry: Registry): void;
   close(): void;
 }
 
@@ -176,6 +179,24 @@ export function openBounceLoop(dir: string, config: BounceLoopConfig, deps: Omit
     suppression,
     screen,
     webhooks,
+    registerMetrics(registry) {
+      new Gauge({ name: 'petrel_suppressed_addresses', help: 'Addresses on the suppression lists, over all tenants', registers: [registry], collect() { this.set(suppression.size); } });
+      if (!webhooks) return;
+      new Gauge({ name: 'petrel_webhook_events_pending', help: 'Webhook events in the outbox, not yet taken by their receiver', registers: [registry], collect() { this.set(webhooks.stats().pending); } });
+      new Counter({
+        name: 'petrel_webhook_posts_total',
+        help: 'Webhook POSTs by result: sent (2xx), failed (retried), given-up',
+        labelNames: ['result'],
+        registers: [registry],
+        collect() {
+          const s = webhooks.stats();
+          this.reset();
+          this.inc({ result: 'sent' }, s.sent);
+          this.inc({ result: 'failed' }, s.failures);
+          this.inc({ result: 'given-up' }, s.givenUp);
+        },
+      });
+    },
     close() {
       webhooks?.close();
       outbox?.close();

@@ -121,12 +121,15 @@ export function startWebhooks(outbox: Outbox, options: WebhookOptions): WebhookS
     const now = clock();
     let next = Infinity;
     for (const [key, r] of retry) {
-      if (r.at <= now) ready.add(key);
-      else next = Math.min(next, r.at);
+      // Due: ready once (its `at` is set again when this try fails, the entry dropped when it succeeds).
+      if (r.at <= now) (ready.add(key), (r.at = Infinity));
+      else if (r.at !== Infinity) next = Math.min(next, r.at);
     }
+    // INVARIANT: a message is in at most one of ready and busy, so its head is never sent twice at once.
     for (const key of ready) {
       if (busy.size >= concurrency) break;
       ready.delete(key);
+      if (busy.has(key)) continue;
       busy.add(key);
       const e = queues.get(key)![0]!;
       void send(e).then((ok) => finished(key, e, ok));

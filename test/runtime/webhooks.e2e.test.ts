@@ -56,5 +56,10 @@ describe('petrel run: event webhooks', () => {
     expect(byType('deferred')).toEqual(['slow1@x.example']);
     // In order per message: its bounce arrived (first) before the suppression it caused.
     for (const rcpt of ['gone1@x.example', 'gone2@x.example']) expect(unique.filter((e) => e.rcpt === rcpt).map((e) => e.type)).toEqual(['bounced', 'suppressed']);
+    // The last answer is counted once the receiver's response is read: wait for it.
+    const metrics = await until('every post counted', async () => ((m) => /^petrel_webhook_posts_total\{result="sent"\} 9$/m.test(m) && m)(await runtime.registry.metrics()));
+    expect(metrics).toMatch(/^petrel_suppressed_addresses 2$/m);
+    expect(metrics).toMatch(/^petrel_webhook_events_pending 0$/m);
+    expect(Number(/^petrel_webhook_posts_total\{result="failed"\} (\d+)$/m.exec(metrics)?.[1])).toBe(receiver.failed);
   }, 90_000);
 });

@@ -52,24 +52,38 @@ describe('webhook sender', () => {
     receivers.push(receiver);
     receiver.server.removeAllListeners('request');
     const got: string[] = [];
+    // Requests open at once per message: in order per message means never more than one.
+    const open = new Map<string, number>();
+    let mostOpen = 0;
     receiver.server.on('request', (req, res) => {
       let body = '';
       req.on('data', (c) => (body += c));
       req.on('end', () => {
         const e = JSON.parse(body) as WebhookEvent;
-        if (e.messageId === 'm1' && m1Failures < 6) return void (m1Failures++, res.writeHead(503).end());
-        got.push(e.id);
-        res.writeHead(200).end();
+        open.set(e.messageId, (open.get(e.messageId) ?? 0) + 1);
+        mostOpen = Math.max(mostOpen, open.get(e.messageId)!);
+        setTimeout(() => {
+          open.set(e.messageId, open.get(e.messageId)! - 1);
+          if (e.messageId === 'm1' && m1Failures < 6) return void (m1Failures++, res.writeHead(503).end());
+          got.push(e.id);
+          res.writeHead(200).end();
+        }, 15);
       });
     });
     const box = openOutbox(dir);
     const sender = startWebhooks(box, { targets: { '*': { url: receiver.url, secret: 's' } }, allowPrivateTargets: true, baseDelayMs: 20, maxDelayMs: 100, warn: () => undefined });
     await sender.add([event('a1', 'm1', 'deferred'), event('b1', 'm2'), event('a2', 'm1', 'bounced'), event('b2', 'm2', 'complained')]);
-    await until('all four', () => got.length === 4, 20_000);
+    // Other messages answering while m1 retries: each answer looks at the queues again.
+    const others = Array.from({ length: 12 }, (_, n) => [event(`c${n}x`, `o${n}`), event(`c${n}y`, `o${n}`, 'bounced')]).flat();
+    await sender.add(others.slice(0, 12));
+    setTimeout(() => void sender.add(others.slice(12)), 40);
+    await until('all of them', () => got.length === 4 + others.length, 20_000);
     expect(got.filter((id) => id.startsWith('b'))).toEqual(['b1', 'b2']);
     expect(got.filter((id) => id.startsWith('a'))).toEqual(['a1', 'a2']);
     expect(got.indexOf('b2')).toBeLessThan(got.indexOf('a1'));
-    expect(sender.stats()).toMatchObject({ pending: 0, sent: 4, failures: 6 });
+    for (let n = 0; n < 12; n++) expect(got.filter((id) => id === `c${n}x` || id === `c${n}y`)).toEqual([`c${n}x`, `c${n}y`]);
+    expect(sender.stats()).toMatchObject({ pending: 0, sent: 4 + others.length, failures: 6 });
+    expect(mostOpen).toBe(1);
     sender.close();
     box.close();
   });
