@@ -18,6 +18,8 @@ export interface LivePolicy {
   /** The policy's sources, or the one unbound `default` source when it defines none. */
   allSources: Source[];
   sourceByName: Map<string, Source>;
+  /** Each pool's sources, in the pool's order. */
+  poolSources: ReadonlyMap<string, readonly Source[]>;
 }
 
 /** The one unbound source used when the policy defines none. */
@@ -27,13 +29,16 @@ export const DAY_MS = 86_400_000;
 export function livePolicy(artifact: PolicyArtifact, manifest: ArtifactManifest): LivePolicy {
   const topology: DeliveryTopology = manifest.delivery ?? { sources: [], pools: {}, tenants: {} };
   const allSources = topology.sources.length > 0 ? topology.sources : [DEFAULT_SOURCE];
-  return { artifact, manifest, topology, allSources, sourceByName: new Map(allSources.map((s) => [s.name, s])) };
+  const sourceByName = new Map(allSources.map((s) => [s.name, s]));
+  const pools = new Map(Object.entries(topology.pools).map(([pool, names]) => [pool, names.flatMap((n) => sourceByName.get(n) ?? [])]));
+  return { artifact, manifest, topology, allSources, sourceByName, poolSources: pools };
 }
 
-export const poolSources = (p: LivePolicy, pool: string): Source[] => (p.topology.pools[pool] ?? []).flatMap((n) => p.sourceByName.get(n) ?? []);
+/** The sources of `pool` in this version (made once per version: source choice asks at every delivery). */
+export const poolSources = (p: LivePolicy, pool: string): readonly Source[] => p.poolSources.get(pool) ?? [];
 
 /** The sources a message may go out from: the pool a reaction rerouted it to, else its `X-Petrel-Pool`, else its tenant's pool, else all. */
-export function candidates(p: LivePolicy, m: SpooledMessage, rerouted?: string): Source[] {
+export function candidates(p: LivePolicy, m: SpooledMessage, rerouted?: string): readonly Source[] {
   const pool = rerouted ?? m.pool ?? (m.tenant !== undefined ? p.topology.tenants[m.tenant] : undefined);
   const list = pool ? poolSources(p, pool) : [];
   return list.length > 0 ? list : p.allSources;
@@ -85,7 +90,7 @@ export function warmupStanding(warmupSent: ReadonlyMap<string, number>, p: LiveP
  * earliest suspension end or the next UTC day.
  */
 export function pickSource(s: SourceChoiceState, p: LivePolicy, m: SpooledMessage, rerouted: string | undefined, route: string, queue: string, now: number): { source: Source } | { waitUntil: number } {
-  let list = candidates(p, m, rerouted);
+  let list: readonly Source[] = candidates(p, m, rerouted);
   const tried = new Set<string>();
   let waitUntil = Math.floor(now / DAY_MS + 1) * DAY_MS;
   for (let hop = 0; hop < 4 && list.length > 0; hop++) {
