@@ -115,7 +115,7 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
       const attempts = m.recipients.find((r) => r.rcpt === o.rcpt)?.attempts ?? 0;
       await emit([{ id: eventId(type, m.id, o.rcpt, type === 'deferred' ? String(attempts) : ''), type, tenant, messageId: m.id, rcpt: o.rcpt, at: o.at, detail: { reply: o.reply.slice(0, 1000), category, source: o.source, queue: o.queue, campaign: m.campaign ?? '' } }]);
       const s = settings(tenant);
-      if (o.type === 'b' && o.reaction?.disposition === 'hard' && SUPPRESSING_CATEGORIES.has(category)) await suppress(tenant, o.rcpt, category as SuppressionReason, o.reply.slice(0, 500), m.id);
+      if (o.type === 'b' && o.reaction?.disposition === 'hard' && SUPPRESSING_CATEGORIES.has(category)) await suppress(tenant, o.rcpt, category as SuppressionReason, o.reply, m.id);
       const status = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(o.reply)?.[1];
       const bounce = o.type === 'b' && s.dsn !== false;
       const delay = (o.type === 't' || o.type === 'tq') && attempts === 0 && s.delayDsn === true;
