@@ -42,7 +42,7 @@ export type CampaignResult = { ok: true; campaign: Campaign } | { ok: false; err
 /** The largest campaign file read. */
 export const MAX_CAMPAIGN_BYTES = 1024 * 1024;
 /** The most messages one campaign may hold (all streams together). */
-export const MAX_CAMPAIGN_MESSAGES = 10_000_000;
+export const MAX_CAMPAIGN_MESSAGES = 5_000_000;
 /** When a campaign names no start. */
 export const DEFAULT_START = '2026-01-05T00:00:00Z';
 

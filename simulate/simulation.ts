@@ -26,6 +26,8 @@ const DAY_MS = 86_400_000;
 const INJECT_STEP_MS = 60_000;
 /** How often the run checks whether everything is settled. */
 const CHECK_STEP_MS = 10 * 60_000;
+/** More timers than this in one check step can only be a loop that never advances time: the run stops with an error. */
+const MAX_TIMERS_PER_STEP = 100_000_000;
 /** At most this many scheduler warnings are kept. */
 export const MAX_WARNINGS = 100;
 /** The timeline has at most about this many buckets. */
@@ -172,7 +174,7 @@ export async function runSimulation(input: SimulationInput): Promise<SimulationR
   let finished = false;
   for (let t = start; t < horizon; ) {
     t = Math.min(horizon, t + CHECK_STEP_MS);
-    timers += await time.runUntil(t, { maxTimers: Number.MAX_SAFE_INTEGER });
+    timers += await time.runUntil(t, { maxTimers: MAX_TIMERS_PER_STEP });
     if (injection.injectUntil() === Infinity && spool.size === 0) {
       finished = true;
       break;

@@ -74,7 +74,7 @@ describe('petrel simulate', () => {
       [{ format: 1, streams: [{ count: 1, provider: 'hotmale' }] }, /bad5\.json: `streams\.0\.provider` `hotmale` is no model; the models are .*`yahoo`/],
       [{ format: 1, streams: [{ count: 1, provider: 'yahoo', pool: 'warm' }] }, /bad6\.json: `streams\.0\.pool` `warm` is not a pool of the policy; its pools are `bulk`/],
       [{ format: 1, streams: [{ count: 1, provider: 'yahoo' }], warmup: { a: { ageDays: 3 } } }, /bad7\.json: `warmup\.a`: source `a` has no warmup in the policy/],
-      [{ format: 1, streams: [{ count: 6000000, provider: 'yahoo' }, { count: 6000000, provider: 'yahoo' }] }, /bad8\.json: `streams` hold 12000000 messages, more than the 10000000/],
+      [{ format: 1, streams: [{ count: 3000000, provider: 'yahoo' }, { count: 3000000, provider: 'yahoo' }] }, /bad8\.json: `streams` hold 6000000 messages, more than the 5000000/],
     ];
     for (const [i, [value, message]] of cases.entries()) {
       const r = await simulate(['--campaign', campaign(`bad${i + 1}.json`, value)]);
