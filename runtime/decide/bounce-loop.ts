@@ -116,7 +116,8 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
       await emit([{ id: eventId(type, m.id, o.rcpt, type === 'deferred' ? String(attempts) : ''), type, tenant, messageId: m.id, rcpt: o.rcpt, at: o.at, detail: { reply: o.reply.slice(0, 1000), category, source: o.source, queue: o.queue, campaign: m.campaign ?? '' } }]);
       const s = settings(tenant);
       if (o.type === 'b' && o.reaction?.disposition === 'hard' && SUPPRESSING_CATEGORIES.has(category)) await suppress(tenant, o.rcpt, category as SuppressionReason, o.reply, m.id);
-      const status = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(o.reply)?.[1];
+      // An expired recipient is 4.4.7 (delivery time expired, RFC 3463), whatever its last reply said.
+      const status = type === 'expired' ? '4.4.7' : /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(o.reply)?.[1];
       const bounce = o.type === 'b' && s.dsn !== false;
       const delay = (o.type === 't' || o.type === 'tq') && attempts === 0 && s.delayDsn === true;
       if (bounce || delay) await sendDsn(m, [{ rcpt: o.rcpt, action: bounce ? 'failed' : 'delayed', status: status ?? (bounce ? '5.0.0' : '4.0.0'), diagnostic: o.reply, remoteMta: o.mxHost }], await headersOf(m.id));

@@ -8,6 +8,7 @@ import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { readMime, headerFields, field } from '../../runtime/intake/index.ts';
 import { e2eCase, readAccounting, until } from './fixtures/e2e.ts';
+import { flakyReceiver } from './fixtures/webhook-receiver.ts';
 
 const POLICY = `policy loop version 1.0.0
 use stdlib/bounces
@@ -109,6 +110,26 @@ describe('petrel run: DSNs and suppression', () => {
     await runtime.stop(2000);
     const again = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
     expect((await api(again.httpPort, '/api/v1/suppression?tenant=shop')).json).toMatchObject({ total: 1, entries: [{ address: 'b@x.example', reason: 'complaint' }] });
+  }, 60_000);
+
+  it('an expired recipient gets a DSN with status 4.4.7 and an expired event', async () => {
+    const receiver = await flakyReceiver('expiry-webhook-secret', () => 'ok');
+    const sink = await t.sink({ refuse: () => ({ code: 451, text: '4.7.1 Try again later' }) });
+    const policy = `policy expiry version 1.0.0\nuse stdlib/bounces\n\nretry brisk {\n  after 1s\n  then every 1s\n  expire 3s\n}\n\ndefault {\n  rules bounces\n  retry brisk\n  expire 3s\n}\n`;
+    const runtime = await t.start(policy, { mxOverride: { 'x.example': `127.0.0.1:${sink.port}`, 'shop.example': `127.0.0.1:${(await t.sink()).port}` }, bounceLoop: { tenants: { '*': { webhook: { url: receiver.url, secret: 'expiry-webhook-secret' } } }, webhooks: { allowPrivateTargets: true } } });
+    try {
+      const smtp = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true });
+      await smtp.sendMail({ from: 'news@shop.example', to: 'late@x.example', subject: 's', text: 't' });
+      smtp.close();
+      const dsn = await until('the DSN', () => t.sinks[1]!.received.find((m) => m.to.includes('news@shop.example')), 30_000);
+      const perRecipient = readMime(Buffer.from(dsn.raw, 'latin1')).parts[1]!.body.toString('latin1').split(/\r?\n\r?\n/).map(headerFields)[1]!;
+      expect([field(perRecipient, 'action'), field(perRecipient, 'status')]).toEqual(['failed', '4.4.7']);
+      await until('the expired event', () => receiver.events.find((e) => e.type === 'expired' && e.rcpt === 'late@x.example'), 10_000);
+      expect(receiver.events.filter((e) => e.rcpt === 'late@x.example').map((e) => e.type).at(-1)).toBe('expired');
+      expect((await api(runtime.httpPort, '/api/v1/suppression')).json.total).toBe(0);
+    } finally {
+      await receiver.close();
+    }
   }, 60_000);
 
   it('sends a delayed DSN at the first deferral when the tenant asks, none for a null sender, none for a tenant without DSNs', async () => {
