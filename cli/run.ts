@@ -41,7 +41,9 @@ options:
                         GET /metrics (Prometheus), POST /api/v1/pause and /resume,
                         POST /api/v1/messages (JSON: from, to[], subject/text/html or raw,
                         headers, tenant, pool, campaign; 202 with the id once spooled),
-                        GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact
+                        GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact,
+                        POST /api/v1/sources/enable|disable, /api/v1/queue…, /api/v1/suppression…;
+                        the live dashboard at GET /dashboard (docs/runtime.md)
   --smtp-tls-key <file>  PEM private key for STARTTLS on SMTP submission (with --smtp-tls-cert)
   --smtp-tls-cert <file> PEM certificate chain for STARTTLS on SMTP submission
   --api-key-file <file> a file of HTTP API keys, one a line (repeat for several files);
