@@ -40,6 +40,7 @@ provider later {
   match domain later.test
   retry {
     after 1h
+    then every 1h
   }
 }
 `;
