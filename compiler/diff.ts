@@ -10,6 +10,7 @@
  * comment, a rule moved to another line) is no change.
  */
 import type { Phase, PolicyArtifact, Reaction } from '../vocabulary/index.ts';
+import { durationWords, per, sizeWords } from '../vocabulary/index.ts';
 import type { IR, IRAction, IRDomainPattern, IRMatcher, IRRetryCurve, IRRoute, IRRule, IRWarmupPlan, Loc } from './ir.ts';
 
 /** One compiled side: its IR, and its loaded artifact, whose `route` and `react` are asked. */
@@ -130,34 +131,12 @@ function diffFields(before: Fields, after: Fields): FieldChange[] {
   return out;
 }
 
-const UNIT_SECONDS: [string, number][] = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]];
-
-/** Seconds as a policy duration: `2d`, `1h30m`, `0s`. */
-export function durationWords(seconds: number): string {
-  let rest = Math.round(seconds);
-  let out = '';
-  for (const [unit, size] of UNIT_SECONDS) {
-    if (rest >= size) {
-      out += `${Math.floor(rest / size)}${unit}`;
-      rest %= size;
-    }
-  }
-  return out || '0s';
-}
-
-const RATE_UNITS: Record<number, string> = { 1: 's', 60: 'min', 3600: 'h', 86400: 'day' };
-const SIZES: [string, number][] = [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]];
 
 /**
  * How a limit's scope is written in the block that holds it: a destination's own scope,
  * a source's, a tenant's and `global`'s need no words (`global` stands only in `global`).
  */
 const SCOPE_WORDS: Record<string, string> = { destination: '', source: '', tenant: '', global: '', 'destination/source': ' per source', 'destination/tenant': ' per tenant' };
-
-function sizeWords(bytes: number): string {
-  const unit = SIZES.find(([, size]) => bytes % size === 0);
-  return unit ? `${bytes / unit[1]}${unit[0]}` : `${bytes}B`;
-}
 
 /** Limit lists as a block or a backoff states them (the IR's, or the ABI's without `loc`). */
 interface LimitLists {
@@ -176,7 +155,7 @@ function limitStatements(limits: LimitLists): { statement: string; field: string
   const out = (limits.connections ?? []).map((c) => ({ statement: 'connections', field: `connections${SCOPE_WORDS[c.scope]}`, value: same(`${c.max}${SCOPE_WORDS[c.scope]}`) }));
   const rates = (statement: string, list: LimitLists['messageRate'], count: (n: number) => string) => {
     for (const r of list ?? []) {
-      const text = `${count(r.count)}/${RATE_UNITS[r.perSeconds] ?? `${r.perSeconds}s`}${SCOPE_WORDS[r.scope]}`;
+      const text = `${count(r.count)}/${per(r.perSeconds)}${SCOPE_WORDS[r.scope]}`;
       out.push({ statement, field: `${statement}${SCOPE_WORDS[r.scope]}`, value: { text, key: `${r.count / r.perSeconds} ${r.scope}` } });
     }
   };

@@ -10,7 +10,7 @@
  * - `expect …` checks the last reaction, the queue's state now, retry delays, warmup
  *   limits or effective settings (under a backoff, its overrides apply).
  */
-import type { Action, EffectiveSettings, PolicyArtifact, Reaction } from '../vocabulary/index.ts';
+import { connectionWords, durationWords, rateWords, type Action, type EffectiveSettings, type LimitScope, type PolicyArtifact, type Reaction } from '../vocabulary/index.ts';
 import { activeBackoff, activeSuspensions, applyReaction, createPolicyState, effectiveSettings, isDisabled, type ReplyContext } from '../runtime/decide/policy-state.ts';
 import { fateOf, type Fate } from '../runtime/decide/reaction-fate.ts';
 import type { IRExpectation, IRTest, Loc } from './ir.ts';
@@ -92,19 +92,7 @@ interface Situation {
   failedAttempts: number;
 }
 
-const duration = (seconds: number | null): string => {
-  if (seconds === null) return 'none';
-  const units: [string, number][] = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]];
-  let rest = Math.round(seconds);
-  let out = '';
-  for (const [u, n] of units) {
-    if (rest >= n) {
-      out += `${Math.floor(rest / n)}${u}`;
-      rest %= n;
-    }
-  }
-  return out || '0s';
-};
+const duration = (seconds: number | null): string => (seconds === null ? 'none' : durationWords(seconds));
 
 function check(e: IRExpectation, s: Situation): { expected: string; actual: string } | undefined {
   const reaction = s.last?.reaction;
@@ -253,15 +241,12 @@ function describe(e: IRExpectation): string {
   }
 }
 
-const SCOPE_WORDS: Record<string, string> = { destination: '', 'destination/source': ' per source', 'destination/tenant': ' per tenant', global: ' global', source: ' (source)', tenant: ' (tenant)' };
-const UNITS: Record<number, string> = { 86400: 'day', 3600: 'h', 60: 'min', 1: 's' };
-
 /** A setting's value as a policy would write it: `600/h per source`, `10 per source`, `required`. */
 function showSetting(value: unknown): string {
   if (value === null || typeof value !== 'object') return String(value);
-  const v = value as { count?: number; perSeconds?: number; max?: number; scope?: string };
-  const scope = SCOPE_WORDS[v.scope ?? 'destination'] ?? ` ${v.scope}`;
-  if (v.max !== undefined) return `${v.max}${scope}`;
-  if (v.count !== undefined && v.perSeconds !== undefined) return `${v.count}/${UNITS[v.perSeconds] ?? `${v.perSeconds}s`}${scope}`;
+  const v = value as { count?: number; perSeconds?: number; max?: number; scope?: LimitScope };
+  const scope = v.scope ?? 'destination';
+  if (v.max !== undefined) return connectionWords({ max: v.max, scope });
+  if (v.count !== undefined && v.perSeconds !== undefined) return rateWords({ count: v.count, perSeconds: v.perSeconds, scope });
   return JSON.stringify(value);
 }

@@ -18,7 +18,29 @@ export const LIMIT_SCOPE_WORDS: Record<LimitScope, string> = { destination: '', 
 const RATE_UNITS: Readonly<Record<number, string>> = { 1: 's', 60: 'min', 3600: 'h', 86400: 'day' };
 const SIZES: readonly [string, number][] = [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]];
 
-const per = (perSeconds: number) => RATE_UNITS[perSeconds] ?? `${perSeconds}s`;
+/** A rate's time unit as the language writes it: `s`, `min`, `h`, `day` (else `Ns`). */
+export const per = (perSeconds: number): string => RATE_UNITS[perSeconds] ?? `${perSeconds}s`;
+
+/** A byte count in the largest unit that divides it: `10MB`, `1500B`. */
+export function sizeWords(bytes: number): string {
+  const unit = SIZES.find(([, size]) => bytes % size === 0);
+  return unit ? `${bytes / unit[1]}${unit[0]}` : `${bytes}B`;
+}
+
+const UNIT_SECONDS: readonly [string, number][] = [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]];
+
+/** Seconds as a policy duration: `2d`, `1h30m`, `0s`. */
+export function durationWords(seconds: number): string {
+  let rest = Math.round(seconds);
+  let out = '';
+  for (const [unit, size] of UNIT_SECONDS) {
+    if (rest >= size) {
+      out += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return out || '0s';
+}
 
 /** A message or connection rate: `600/h per source`, `20/s`. */
 export const rateWords = (r: RateLimit): string => `${r.count}/${per(r.perSeconds)}${LIMIT_SCOPE_WORDS[r.scope]}`;
@@ -28,6 +50,5 @@ export const connectionWords = (c: ConnectionLimit): string => `${c.max}${LIMIT_
 
 /** A data rate (bytes): `10MB/s per source`, in the largest unit that divides it. */
 export function dataRateWords(r: RateLimit): string {
-  const unit = SIZES.find(([, size]) => r.count % size === 0);
-  return `${unit ? `${r.count / unit[1]}${unit[0]}` : `${r.count}B`}/${per(r.perSeconds)}${LIMIT_SCOPE_WORDS[r.scope]}`;
+  return `${sizeWords(r.count)}/${per(r.perSeconds)}${LIMIT_SCOPE_WORDS[r.scope]}`;
 }

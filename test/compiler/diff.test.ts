@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { diffPolicies, durationWords, type DiffSide, type PolicyDiff } from '../../compiler/diff.ts';
+import { diffPolicies, type DiffSide, type PolicyDiff } from '../../compiler/diff.ts';
+import { durationWords } from '../../vocabulary/index.ts';
 import { compileFiles, loadArtifact, ROOT, shippedFiles } from '../helpers.ts';
 
 /** Compiles in-memory files into one side of a diff. */
