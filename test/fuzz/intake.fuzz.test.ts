@@ -187,7 +187,7 @@ async function stillServing(): Promise<void> {
 
 const methods = fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'HEAD', 'PATCH', 'BREW');
 const paths = fc.oneof(
-  fc.constantFrom('/api/v1/status', '/metrics', '/api/v1/messages', '/api/v1/pause', '/api/v1/resume', '/api/v1/policy', '/api/v1/policy/reload', '/api/v1/policy/rollback', '/api/v1/policy/artifact', '/api/v1/messages?x=1', '/', '//api/v1/status', '/api/v1/status/../status', '/%00', '*'),
+  fc.constantFrom('/api/v1/status', '/metrics', '/api/v1/messages', '/api/v1/pause', '/api/v1/resume', '/api/v1/policy', '/api/v1/policy/reload', '/api/v1/policy/rollback', '/api/v1/policy/artifact', '/api/v1/sources/enable', '/api/v1/sources/disable', '/api/v1/queue', '/api/v1/queue/x/retry', '/api/v1/suppression', '/api/v1/dkim/reload', '/dashboard', '/dashboard/static/app.js', '/dashboard/api/history', '/api/v1/messages?x=1', '/', '//api/v1/status', '/api/v1/status/../status', '/%00', '*'),
   junk.map((s) => `/${encodeURIComponent(s)}`),
 );
 const contentTypes = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '');
