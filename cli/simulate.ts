@@ -43,8 +43,7 @@ export async function simulateCommand(argv: string[], io: Io): Promise<number> {
   if (positionals.length === 0) throw new UsageError('name at least one policy file or directory');
   const format = (values.format ?? 'human') as Format;
   if (!FORMATS.includes(format)) throw new UsageError(`unknown format \`${values.format}\`; use one of ${FORMATS.join(', ')}`);
-  const seed = values.seed === undefined ? 1 : Number(values.seed);
-  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`--seed \`${values.seed}\` must be a whole number from 0 to 4294967295`);
+  const seed = parseSeed(values.seed);
 
   const campaignFile = path.resolve(io.cwd, values.campaign);
   const campaign = await readCampaign(campaignFile);
@@ -73,6 +72,13 @@ export async function simulateCommand(argv: string[], io: Io): Promise<number> {
   return EXIT.ok;
 }
 
+/** `--seed`'s value: 1 when absent; a usage error unless a whole number from 0 to 2³²−1. */
+export function parseSeed(text: string | undefined): number {
+  const seed = text === undefined ? 1 : Number(text);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UsageError(`--seed \`${text}\` must be a whole number from 0 to 4294967295`);
+  return seed;
+}
+
 function problems(io: Io, errors: string[]): number {
   io.err(`${errors.map((e) => `petrel simulate: ${e}`).join('\n')}\n`);
   return EXIT.usage;
@@ -82,7 +88,7 @@ function problems(io: Io, errors: string[]): number {
 const MAX_MODELS = 200;
 
 /** Every model in `dir` at time scale 1, by name; a domain-less mix needs `long-tail`. */
-async function readModels(dir: string): Promise<{ behaviours: Map<string, ProviderBehaviour> } | { errors: string[] }> {
+export async function readModels(dir: string): Promise<{ behaviours: Map<string, ProviderBehaviour> } | { errors: string[] }> {
   let files: string[];
   try {
     files = readdirSync(dir).filter((f) => f.endsWith('.json') && !f.endsWith('.schema.json')).sort();
