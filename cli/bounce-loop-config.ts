@@ -1,8 +1,8 @@
 /**
  * `petrel run`'s bounce loop settings from the config file (`tenants`, `feedback`,
  * `webhooks`; runtime/config.schema.json, docs/runtime.md "Bounces, suppression, feedback
- * and webhooks"): secret files read, webhook URLs checked. Any of the three keys turns
- * the loop on; none leaves it off.
+ * and webhooks"): secret files read, webhook URLs checked. The loop is on without any of
+ * them (every tenant with the defaults); a tenant turns its DSNs or suppression off.
  */
 import { readFileSync } from 'node:fs';
 import type { BounceLoopConfig, TenantSettings } from '../runtime/decide/index.ts';
@@ -21,9 +21,8 @@ export interface BounceLoopFileConfig {
   webhooks?: { allowPrivateTargets?: boolean; maxPending?: number };
 }
 
-/** The runtime's bounce loop config, or undefined when the file turns it off; a problem is a UsageError naming the key. */
-export function bounceLoopConfig(config: BounceLoopFileConfig, at: (p: string) => string): BounceLoopConfig | undefined {
-  if (!config.tenants && !config.feedback && !config.webhooks) return undefined;
+/** The runtime's bounce loop config (the defaults when the file has none of its keys); a problem is a UsageError naming the key. */
+export function bounceLoopConfig(config: BounceLoopFileConfig, at: (p: string) => string): BounceLoopConfig {
   const secretOf = (s: Secret, key: string): string => {
     if ((s.secret === undefined) === (s.secretFile === undefined)) throw new UsageError(`config: \`${key}\` needs \`secret\` or \`secretFile\` (one of them)`);
     let secret = s.secret;

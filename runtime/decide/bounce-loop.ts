@@ -8,8 +8,10 @@
  *
  * Per tenant (`tenants` in the config; `*` for every tenant without its own entry, `''`
  * is the tenant of messages without one): `dsn` (default true), `delayDsn` (default
- * false: a DSN at a recipient's first deferral), `suppressed` (`refuse`, the default, or
- * `drop`), and `webhook`.
+ * false: a DSN at a recipient's first deferral), `suppressed` (`refuse`, the default,
+ * `drop`, or `off`: the tenant's bounces and complaints feed nothing and its submissions
+ * are not checked), and `webhook`. With no settings at all every tenant has these
+ * defaults: the loop is on unless a tenant turns its parts off.
  */
 import type { AccountedOutcome, AccountingRecord, WebhookEvent, WebhookSender } from '../observe/index.ts';
 import { openOutbox, outcomeRecord, startWebhooks } from '../observe/index.ts';
@@ -24,7 +26,7 @@ import { dsnFor, type DsnRecipient } from './dsn.ts';
 export interface TenantSettings {
   dsn?: boolean;
   delayDsn?: boolean;
-  suppressed?: 'refuse' | 'drop';
+  suppressed?: 'refuse' | 'drop' | 'off';
   webhook?: { url: string; secret: string };
 }
 
@@ -115,7 +117,7 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
       const attempts = m.recipients.find((r) => r.rcpt === o.rcpt)?.attempts ?? 0;
       await emit([{ id: eventId(type, m.id, o.rcpt, type === 'deferred' ? String(attempts) : ''), type, tenant, messageId: m.id, rcpt: o.rcpt, at: o.at, detail: { reply: o.reply.slice(0, 1000), category, source: o.source, queue: o.queue, campaign: m.campaign ?? '' } }]);
       const s = settings(tenant);
-      if (o.type === 'b' && o.reaction?.disposition === 'hard' && SUPPRESSING_CATEGORIES.has(category)) await suppress(tenant, o.rcpt, category as SuppressionReason, o.reply, m.id);
+      if (o.type === 'b' && o.reaction?.disposition === 'hard' && SUPPRESSING_CATEGORIES.has(category) && s.suppressed !== 'off') await suppress(tenant, o.rcpt, category as SuppressionReason, o.reply, m.id);
       // An expired recipient is 4.4.7 (delivery time expired, RFC 3463), whatever its last reply said.
       const status = type === 'expired' ? '4.4.7' : /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})/.exec(o.reply)?.[1];
       const bounce = o.type === 'b' && s.dsn !== false;
@@ -127,7 +129,7 @@ export function createBounceLoop(deps: BounceLoopDeps): BounceLoop {
       // PowerMTA's `f` record: the complaint, with the feedback type where the status goes.
       deps.account(addressRecord(deps.clock(), c.rcpt, origin, { type: 'f', dsnAction: '', dsnStatus: c.feedbackType, dsnDiag: `arf;${c.reporter} ${c.messageId} ${c.sourceIp}`.trim(), queue: origin.id, bounceCat: 'spam-related' }));
       await emit([{ id: eventId('complained', origin.id, c.rcpt), type: 'complained', tenant: origin.tenant, messageId: origin.id, rcpt: c.rcpt, at: deps.clock(), detail: { feedbackType: c.feedbackType, reporter: c.reporter, messageIdHeader: c.messageId, campaign: origin.campaign, sourceIp: c.sourceIp } }]);
-      await suppress(origin.tenant, c.rcpt, 'complaint', `${c.feedbackType} report from ${c.reporter || 'unknown'} about ${origin.id}`, origin.id);
+      if (settings(origin.tenant).suppressed !== 'off') await suppress(origin.tenant, c.rcpt, 'complaint', `${c.feedbackType} report from ${c.reporter || 'unknown'} about ${origin.id}`, origin.id);
     },
     async operatorBounce(m, rcpts, headers) {
       if (settings(m.tenant ?? '').dsn === false) return;

@@ -34,8 +34,8 @@ export interface FeedbackIntake {
 export interface ScreenDeps {
   suppression: SuppressionList;
   feedback?: FeedbackIntake | undefined;
-  /** The tenant's `suppressed` setting. */
-  mode(tenant: string): 'refuse' | 'drop';
+  /** The tenant's `suppressed` setting (`off`: its submissions are not checked against the list). */
+  mode(tenant: string): 'refuse' | 'drop' | 'off';
   complaint(c: Complaint): Promise<void>;
   /** A suppressed recipient was dropped: its accounting record. */
   dropped(rcpt: string, entry: SuppressionEntry): void;
@@ -57,6 +57,7 @@ export async function screenSubmission(deps: ScreenDeps, to: readonly string[], 
     await deps.complaint(read.complaint);
   }
   const rest = to.filter((r) => !reports.includes(r));
+  if (deps.mode(tenant) === 'off') return rest;
   const suppressed = rest.map((r) => [r, deps.suppression.has(tenant, r)] as const).filter((x): x is readonly [string, SuppressionEntry] => x[1] !== undefined);
   if (suppressed.length === 0) return rest;
   if (suppressed.length === rest.length && deps.mode(tenant) === 'refuse') {
