@@ -5,12 +5,19 @@
  * renews every TTL/3, so the slots of a node that dies come back within the TTL. One
  * admission is one EVALSHA: one round trip.
  *
- * When Redis is down (the link is not usable, or a command fails or times out) each
- * admission goes to a local `MemoryLimiterStore` on this node's *share* of every limit:
- * the limit divided by the last known number of live nodes (`liveNodes`), so the nodes
- * together stay within it. A concurrency share is at least one connection. When Redis
- * comes back, the slots still held locally are put into Redis (ADOPT_SCRIPT) and count
- * against the shared maximum again; new admissions go to Redis.
+ * Connections: a node holds at most its *share* of every connection limit — the limit
+ * divided by the last known number of live nodes (`liveNodes`), rounded down, at least
+ * one — whether Redis is up or down. Redis keeps the nodes' sum within the limit while it
+ * answers; the share is what keeps it there when Redis goes away at any moment: no node
+ * can then hold another node's slots, so each may open up to its share on its own and
+ * the sum stays within the limit (before, a node holding 5 of 6 slots when Redis died
+ * kept them while the other two each opened their share of 2: 9 at the receiver).
+ *
+ * When Redis is down (the link is not usable, or a command fails or times out) the rates
+ * go to a local `MemoryLimiterStore` on this node's share of each (the limit and its
+ * burst divided by the live nodes), and connections are counted here against the share
+ * as always. When Redis comes back, every slot this node holds is put into Redis
+ * (ADOPT_SCRIPT) before any new admission goes there.
  *
  * A command that times out may still have run in Redis: the budget it took is spent and
  * its slot, never renewed, expires with the lease TTL. That errs towards sending less.
@@ -34,13 +41,15 @@ export interface RedisLimiterStoreOptions {
   warn?: (line: string) => void;
 }
 
-/** A lease of this store: in Redis, or (taken while Redis was down) in the local store. */
+/** A lease of this store: its slots are in Redis, or (taken while Redis was down) only counted here. */
 interface SharedLease extends Lease {
-  /** The local lease while the slots are held only here. */
-  local: Lease | undefined;
+  /** False while its slots are not in Redis (taken while Redis was down, not adopted yet). */
+  inRedis: boolean;
   /** The max of each key, for adoption. */
   readonly maxima: readonly number[];
 }
+
+const NO_SLOTS: SharedLease = Object.freeze({ id: '', keys: Object.freeze([]) as readonly string[], maxima: Object.freeze([]) as readonly number[], inRedis: true });
 
 type ScriptClient = (Redis | Cluster) & {
   petrelAcquire(...args: (string | number)[]): Promise<[number, string?, number?]>;
@@ -66,6 +75,12 @@ export class RedisLimiterStore implements LimiterStore {
   private readonly ttlMs: number;
   private readonly local: MemoryLimiterStore;
   private readonly held = new Set<SharedLease>();
+  /**
+   * Slots this node holds or is taking, per connection key.
+   * INVARIANT: at most this node's share of the key's limit (see {@link slotShare}), counted
+   * before the store is asked, so admissions in flight at once cannot pass it together.
+   */
+  private readonly holding = new Map<string, number>();
   private readonly renewTimer: NodeJS.Timeout;
   private nextLease = 1;
   /**
@@ -88,19 +103,60 @@ export class RedisLimiterStore implements LimiterStore {
     this.renewTimer = setInterval(() => void this.renewAll(), Math.max(100, Math.floor(this.ttlMs / 3)));
     this.renewTimer.unref();
     this.inSync = this.link.usable();
-    this.link.onRecovered(() => void this.adoptLocal());
+    this.link.onRecovered(() => {
+      // Even with no admission during the outage: Redis may have lost this node's slots.
+      this.inSync = false;
+      void this.adoptLocal();
+    });
   }
 
   async tryAcquire(request: AcquireRequest): Promise<AcquireResult> {
-    if (this.inSync && this.link.usable()) {
-      try {
-        return await this.acquireShared(request);
-      } catch (e) {
-        this.link.failed(e as Error);
+    const full = this.fullShare(request);
+    if (full !== undefined) return { ok: false, blockedBy: full, retryAfterMs: null };
+    this.count(request.concurrency, 1);
+    let got: AcquireResult | undefined;
+    try {
+      if (this.inSync && this.link.usable()) {
+        try {
+          got = await this.acquireShared(request);
+        } catch (e) {
+          this.link.failed(e as Error);
+        }
       }
+      if (got === undefined) {
+        this.inSync = false;
+        got = this.acquireLocal(request);
+      }
+      return got;
+    } finally {
+      if (!got?.ok) this.count(request.concurrency, -1);
     }
-    this.inSync = false;
-    return this.acquireLocal(request);
+  }
+
+  /** The live nodes last seen, at least one. */
+  private nodes(): number {
+    return Math.max(1, Math.floor(this.options.liveNodes()));
+  }
+
+  /** This node's share of a connection limit of `max`: rounded down, at least one. */
+  private slotShare(max: number): number {
+    return Math.max(1, Math.floor(max / this.nodes()));
+  }
+
+  /** The first connection key whose share this node holds already, if any. */
+  private fullShare(request: AcquireRequest): string | undefined {
+    for (const c of request.concurrency) if ((this.holding.get(c.key) ?? 0) >= this.slotShare(c.max)) return c.key;
+    return undefined;
+  }
+
+  private count(slots: readonly { key: string }[], delta: 1 | -1): void {
+    for (const { key } of slots) this.countKey(key, delta);
+  }
+
+  private countKey(key: string, delta: 1 | -1): void {
+    const n = (this.holding.get(key) ?? 0) + delta;
+    if (n > 0) this.holding.set(key, n);
+    else this.holding.delete(key);
   }
 
   private async acquireShared(request: AcquireRequest): Promise<AcquireResult> {
@@ -122,40 +178,33 @@ export class RedisLimiterStore implements LimiterStore {
       // A slot freed by another node is not announced here: look again shortly instead of waiting for a local release.
       return { ok: false, blockedBy, retryAfterMs: answer[2] === -1 ? SLOT_POLL_MS + Math.floor(Math.random() * SLOT_POLL_MS) : Number(answer[2]) };
     }
-    const lease: SharedLease = { id: request.concurrency.length > 0 ? id : '', keys: request.concurrency.map((c) => c.key), maxima: request.concurrency.map((c) => c.max), local: undefined };
-    if (lease.keys.length > 0) this.held.add(lease);
-    return { ok: true, lease };
+    return { ok: true, lease: this.newLease(id, request, true) };
   }
 
   /**
-   * This node's share of every limit, from the local store. A connection share is at
-   * least one, less the slots this node still holds in Redis (their connections are open).
+   * This node's share of every rate, from the local store (the connection share is
+   * checked in {@link tryAcquire}, the same as with Redis).
    */
   private acquireLocal(request: AcquireRequest): AcquireResult {
-    const n = Math.max(1, Math.floor(this.options.liveNodes()));
-    const share: AcquireRequest = {
-      rates: request.rates.map((r) => ({ ...r, count: r.count / n, burst: Math.max(1, (r.burst ?? defaultBurst(r.count, r.perSeconds)) / n) })),
-      concurrency: request.concurrency.map((c) => ({ key: c.key, max: Math.max(0, Math.max(1, Math.floor(c.max / n)) - this.heldInRedis(c.key)) })),
-    };
-    const got = this.local.tryAcquireSync(share);
+    const n = this.nodes();
+    const rates = request.rates.map((r) => ({ ...r, count: r.count / n, burst: Math.max(1, (r.burst ?? defaultBurst(r.count, r.perSeconds)) / n) }));
+    const got = this.local.tryAcquireSync({ rates, concurrency: [] });
     if (!got.ok) return got;
-    if (got.lease.keys.length === 0) return got;
-    const lease: SharedLease = { id: `${this.options.nodeId}:${this.leasePrefix}${this.nextLease++}`, keys: got.lease.keys, maxima: request.concurrency.map((c) => c.max), local: got.lease };
-    this.held.add(lease);
-    return { ok: true, lease };
+    return { ok: true, lease: this.newLease(`${this.options.nodeId}:${this.leasePrefix}${this.nextLease++}`, request, false) };
   }
 
-  /** Slots of `key` this node holds in Redis (taken before Redis went away). */
-  private heldInRedis(key: string): number {
-    let held = 0;
-    for (const lease of this.held) if (!lease.local && lease.keys.includes(key)) held++;
-    return held;
+  private newLease(id: string, request: AcquireRequest, inRedis: boolean): SharedLease {
+    if (request.concurrency.length === 0) return NO_SLOTS;
+    const lease: SharedLease = { id, keys: request.concurrency.map((c) => c.key), maxima: request.concurrency.map((c) => c.max), inRedis };
+    this.held.add(lease);
+    return lease;
   }
 
   async release(lease: Lease): Promise<boolean> {
     const shared = lease as SharedLease;
     if (!this.held.delete(shared)) return false;
-    if (shared.local) return this.local.releaseSync(shared.local);
+    for (const key of shared.keys) this.countKey(key, -1);
+    if (!shared.inRedis) return true;
     if (!this.link.usable()) return true; // not renewed any more: its slots expire with the TTL
     try {
       await this.redis.petrelRelease(shared.keys.length + 1, ...shared.keys.map((k) => this.prefix + k), this.maximaKey, shared.id);
@@ -168,7 +217,7 @@ export class RedisLimiterStore implements LimiterStore {
   /** Keeps this node's Redis leases alive; says so when one was lost (expired while Redis was slow). */
   private async renewAll(): Promise<void> {
     if (!this.link.usable()) return;
-    const leases = [...this.held].filter((l) => !l.local);
+    const leases = [...this.held].filter((l) => l.inRedis);
     if (leases.length === 0) return;
     const pipeline = this.redis.pipeline();
     for (const l of leases) (pipeline as unknown as ScriptClient).petrelRenew(l.keys.length, ...l.keys.map((k) => this.prefix + k), l.id, this.ttlMs);
@@ -202,21 +251,29 @@ export class RedisLimiterStore implements LimiterStore {
       this.link.failed(e as Error);
       return false;
     }
-    if (!this.held.has(lease)) return true; // released meanwhile: its slot in Redis expires with the TTL
-    if (lease.local) this.local.releaseSync(lease.local);
-    lease.local = undefined;
+    // Released meanwhile: its slot in Redis expires with the TTL.
+    if (this.held.has(lease)) lease.inRedis = true;
     return true;
   }
 
-  /** What Redis holds (up to {@link SNAPSHOT_KEYS} keys), or the local store while Redis is down. */
+  /** What Redis holds (up to {@link SNAPSHOT_KEYS} keys), or this node's own while Redis is down. */
   async snapshot(): Promise<LimiterSnapshot> {
-    if (!this.link.usable()) return this.local.snapshotSync();
+    if (!this.link.usable()) return this.localSnapshot();
     try {
       return await this.sharedSnapshot();
     } catch (e) {
       this.link.failed(e as Error);
-      return this.local.snapshotSync();
+      return this.localSnapshot();
     }
+  }
+
+  /** The local store's rates and the slots this node holds (against the whole limit). */
+  private localSnapshot(): LimiterSnapshot {
+    const snap = this.local.snapshotSync();
+    const maxima = new Map<string, number>();
+    for (const lease of this.held) lease.keys.forEach((key, i) => maxima.set(key, lease.maxima[i]!));
+    const concurrency = [...this.holding].filter(([key]) => maxima.has(key)).map(([key, inFlight]) => ({ key, inFlight, max: maxima.get(key)! }));
+    return { ...snap, concurrency: concurrency.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) };
   }
 
   private async sharedSnapshot(): Promise<LimiterSnapshot> {

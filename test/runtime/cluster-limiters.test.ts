@@ -1,8 +1,10 @@
 /**
  * The Redis limiter store against a real redis-server: two stores (two nodes, each with its
- * own connection) share rates and connection slots; a dead node's slots come back with the
- * lease TTL; with Redis stopped or hung each node takes its share locally within the
- * command timeout, and its slots count in Redis again once it is back.
+ * own connection) share rates and connection slots; a node never holds more than its
+ * share of a connection limit, so Redis stopped at any moment leaves the nodes' sum within
+ * it; a dead node's slots come back with the lease TTL; with Redis stopped or hung each
+ * node takes its share locally within the command timeout, and its slots count in Redis
+ * again once it is back.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { openRedisLink, RedisLimiterStore, type AcquireRequest, type Lease, type RedisLink } from '../../runtime/schedule/index.ts';
@@ -67,17 +69,17 @@ describe('RedisLimiterStore', () => {
     expect(!refused.ok && refused.retryAfterMs).toBeGreaterThan(9000);
   });
 
-  it('connection slots are shared: never more than the max over both nodes, and a release frees one', async () => {
+  it('connection slots are shared: never more than the max over the nodes, and a release frees one', async () => {
     const r = await redis();
-    const a = await node(r.port, 'a');
-    const b = await node(r.port, 'b');
+    const a = await node(r.port, 'a', { liveNodes: 1 });
+    const b = await node(r.port, 'b', { liveNodes: 1 });
     const leases: Lease[] = [];
     for (const s of [a.store, b.store, a.store]) {
       const got = await s.tryAcquire(slots(3));
       expect(got.ok).toBe(true);
       if (got.ok) leases.push(got.lease);
     }
-    // Full: refused with a short poll time (a slot another node frees is not announced here).
+    // Full in Redis: refused with a short poll time (a slot another node frees is not announced here).
     const full = await b.store.tryAcquire(slots(3));
     expect(full).toMatchObject({ ok: false, blockedBy: 'connections:destination/source:gmail|ip1' });
     expect(!full.ok && full.retryAfterMs).toBeGreaterThanOrEqual(100);
@@ -89,10 +91,34 @@ describe('RedisLimiterStore', () => {
     expect(snap.concurrency).toEqual([{ key: 'connections:destination/source:gmail|ip1', inFlight: 3, max: 3 }]);
   });
 
+  it('a node holds at most its share of a connection limit, with Redis up: so Redis can go away at any moment', async () => {
+    const r = await redis();
+    const [a, b, c] = [await node(r.port, 'a', { liveNodes: 3 }), await node(r.port, 'b', { liveNodes: 3 }), await node(r.port, 'c', { liveNodes: 3 })];
+    // a alone has work: it takes its share (6 ÷ 3) and no more, though Redis has room.
+    const own: Lease[] = [];
+    for (let i = 0; i < 2; i++) {
+      const got = await a.store.tryAcquire(slots(6));
+      if (got.ok) own.push(got.lease);
+    }
+    expect(own).toHaveLength(2);
+    // Refused here, not by Redis: it frees when one of a's own closes (no time to wait for).
+    expect(await a.store.tryAcquire(slots(6))).toEqual({ ok: false, blockedBy: 'connections:destination/source:gmail|ip1', retryAfterMs: null });
+    // Several asked at once cannot pass the share together.
+    await a.store.release(own.pop()!);
+    const atOnce = await Promise.all([1, 2, 3].map(() => a.store.tryAcquire(slots(6))));
+    expect(atOnce.filter((g) => g.ok)).toHaveLength(1);
+    // Redis goes away: b and c take their shares on their own; a takes none more. Six in all.
+    await r.stop();
+    const taken = [];
+    for (const s of [b.store, b.store, b.store, c.store, c.store, c.store, a.store]) taken.push((await s.tryAcquire(slots(6))).ok);
+    expect(taken).toEqual([true, true, false, true, true, false, false]);
+    expect(a.store.leases + b.store.leases + c.store.leases).toBe(6);
+  });
+
   it('renewed leases outlive their TTL; a dead node’s slots come back within it', async () => {
     const r = await redis();
-    const a = await node(r.port, 'a', { leaseTtlMs: 600 });
-    const b = await node(r.port, 'b', { leaseTtlMs: 600 });
+    const a = await node(r.port, 'a', { leaseTtlMs: 600, liveNodes: 1 });
+    const b = await node(r.port, 'b', { leaseTtlMs: 600, liveNodes: 1 });
     expect((await a.store.tryAcquire(slots(2))).ok).toBe(true);
     expect((await a.store.tryAcquire(slots(2))).ok).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 1500)); // 2.5 TTLs: renewed meanwhile
@@ -135,9 +161,11 @@ describe('RedisLimiterStore', () => {
     const end = performance.now() + 5000;
     while (!a.link.usable() && performance.now() < end) await new Promise((resolve) => setTimeout(resolve, 50));
     await new Promise((resolve) => setTimeout(resolve, 300)); // the adoption runs on recovery
-    // a's two connections are in Redis now: b gets the other two of four, not more.
-    const fromB = [await b.store.tryAcquire(slots(4)), await b.store.tryAcquire(slots(4)), await b.store.tryAcquire(slots(4))];
-    expect(fromB.map((h) => h.ok)).toEqual([true, true, false]);
+    // a's two connections are in Redis now (it restarted empty): a node whose share is all
+    // four (it counts one live node) gets the other two, not more.
+    const c = await node(r.port, 'c', { liveNodes: 1 });
+    const fromC = [await c.store.tryAcquire(slots(4)), await c.store.tryAcquire(slots(4)), await c.store.tryAcquire(slots(4))];
+    expect(fromC.map((h) => h.ok)).toEqual([true, true, false]);
   });
 
   it('Redis hung (SIGSTOP): an admission waits no longer than the command timeout, then the node goes on locally', async () => {
