@@ -48,7 +48,11 @@ export interface RuntimeOptions {
    * the runtime's own routes do not answer; returns true when it answered.
    */
   httpRoutes?: HttpRoutes;
-  /** DKIM signing (intake/dkim.ts): every accepted message is signed once, before it is spooled; its keys show in the status. */
+  /**
+   * DKIM signing (intake/dkim-signing.ts): every accepted message is signed once, in the
+   * signing threads, before it is spooled; its keys show in the status. `startRuntime`
+   * waits for its threads; `stop` stops them.
+   */
   dkim?: DkimSigning;
   /** Where operator actions (a source enabled or disabled) are logged, one line each; default: stderr. */
   log?: (line: string) => void;
@@ -115,6 +119,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const deliveryThreads = options.deliveryThreads ?? 1;
   const deliveryPool = deliveryThreads > 0 ? createDeliveryPool({ threads: deliveryThreads }) : undefined;
   await deliveryPool?.ready();
+  await options.dkim?.ready();
   let accepted = 0;
   // One registry per runtime (not prom-client's global one): no module state.
   const registry = new Registry();
@@ -315,6 +320,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await saveState();
       acct.close();
       bounce.close();
+      await options.dkim?.close();
       await requeued;
       await spool.close();
     },

@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 
 await build({
   // Worker threads are entries of their own (runtime/deliver/worker-file.ts finds them in dist/).
-  entryPoints: { petrel: 'cli/main.ts', 'compile-worker': 'cli/compile-worker.ts', 'delivery-worker': 'runtime/deliver/delivery-worker.ts' },
+  entryPoints: { petrel: 'cli/main.ts', 'compile-worker': 'cli/compile-worker.ts', 'delivery-worker': 'runtime/deliver/delivery-worker.ts', 'dkim-worker': 'runtime/intake/dkim-worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   // Each command is its own chunk, loaded when it runs.

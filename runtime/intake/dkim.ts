@@ -14,9 +14,12 @@
  * KeyObject (it parses the PEM again for every signature) and over-sign (name a header
  * field in `h=` once more than it occurs, so a copy added later breaks the signature).
  *
- * INVARIANT: a private key leaves this module only into `crypto.sign`; nothing here puts
- * it, its file's content or anything derived from it but the public fingerprint into a
- * message, a log line or a status.
+ * INVARIANT: a private key leaves this module only into `crypto.sign` (in the signing
+ * threads, dkim-signing.ts, which get the keyring as KeyObjects and use it only here);
+ * nothing here puts it, its file's content or anything derived from it but the public
+ * fingerprint into a message, a log line or a status.
+ *
+ * The live keys, their reload and the threads that sign are in dkim-signing.ts.
  */
 import { createHash, createPublicKey, sign, type KeyObject, createPrivateKey } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -319,63 +322,4 @@ export async function signMessage(ring: DkimKeyring, message: readonly Buffer[],
   if (!signer.choice) return undefined;
   if (signer.signatureHeaders.length !== signer.choice.keys.length) throw new Error(`dkim: ${signer.signatureHeaders.length} of ${signer.choice.keys.length} signatures made for ${signer.choice.domain}`);
   return { fields: Buffer.from(signer.signatureHeaders.map((f) => `${f}\r\n`).join(''), 'latin1'), choice: signer.choice };
-}
-
-// ---------------------------------------------------------------------------------------
-// the runtime's signer: the live keyring, swapped on reload, and its counts
-
-/** What status shows of a key: never the key. */
-export interface DkimKeyStatus {
-  domain: string;
-  selector: string;
-  tenant: string | null;
-  algorithm: DkimAlgorithm;
-  bits: number | null;
-  fingerprint: string;
-}
-
-export interface DkimStatus {
-  keys: DkimKeyStatus[];
-  fallbackDomain: string | null;
-  /** When the keys in use were loaded (ISO 8601). */
-  loadedAt: string;
-  /** Messages signed with their From domain's (or a parent's) keys, with the fallback's, and not at all. */
-  signed: number;
-  signedFallback: number;
-  unsigned: number;
-}
-
-/** Signs accepted messages with the live keys; `replace` swaps them atomically. */
-export interface DkimSigning {
-  /** The fields to prepend to `message`, or undefined when no key signs it. */
-  sign(message: readonly Buffer[], tenant: string | undefined, at: number): Promise<Buffer | undefined>;
-  /** Makes `ring` the keys in use: a message being signed finishes with the keys it started with. */
-  replace(ring: DkimKeyring, at: number): void;
-  status(): DkimStatus;
-}
-
-export function createDkimSigning(initial: DkimKeyring, at: number): DkimSigning {
-  let ring = initial;
-  let loadedAt = at;
-  const counts = { signed: 0, signedFallback: 0, unsigned: 0 };
-  return {
-    async sign(message, tenant, signAt) {
-      // Without keys nothing is parsed: signing off costs nothing.
-      const signature = ring.keys.length === 0 ? undefined : await signMessage(ring, message, tenant, new Date(signAt));
-      if (!signature) counts.unsigned++;
-      else if (signature.choice.fallback) counts.signedFallback++;
-      else counts.signed++;
-      return signature?.fields;
-    },
-    replace(next, nextAt) {
-      ring = next;
-      loadedAt = nextAt;
-    },
-    status: () => ({
-      keys: ring.keys.map((k) => ({ domain: k.domain, selector: k.selector, tenant: k.tenant ?? null, algorithm: k.algorithm, bits: k.bits ?? null, fingerprint: k.fingerprint })),
-      fallbackDomain: ring.fallbackDomain ?? null,
-      loadedAt: new Date(loadedAt).toISOString(),
-      ...counts,
-    }),
-  };
 }

@@ -10,6 +10,7 @@ export * from './headers.ts';
 export * from './received.ts';
 export * from './http-submission.ts';
 export * from './dkim.ts';
+export * from './dkim-signing.ts';
 export * from './suppression.ts';
 export * from './mime-parts.ts';
 export * from './feedback.ts';

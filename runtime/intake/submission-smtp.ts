@@ -17,6 +17,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { createAuthThrottle, type AuthThrottle, type AuthThrottleOptions } from './auth-throttle.ts';
 import { installDataParser } from './data-parser.ts';
+import { DkimBusy } from './dkim-signing.ts';
 import { takeControlHeadersOfChunks, type ControlValues } from './headers.ts';
 import { createInboundAuth, type InboundAuthOptions } from './inbound-auth.ts';
 import type { ReceivedFrom } from './received.ts';
@@ -294,6 +295,11 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
           (id) => reply(null, `2.0.0 queued as ${id}`),
           (e: unknown) => {
             if (e instanceof SubmissionRefused) return reply(fail(e.responseCode, e.message));
+            // Backpressure, not a fault: the signing threads have a full queue.
+            if (e instanceof DkimBusy) {
+              metrics.refused.inc({ reason: 'signing-busy' });
+              return reply(fail(451, '4.3.0 Busy, try again later'));
+            }
             const full = e instanceof SpoolError && e.code === 'no-space';
             metrics.refused.inc({ reason: full ? 'spool-full' : 'spool-error' });
             // The spool's text names paths and internals: it stays here, not with the client.

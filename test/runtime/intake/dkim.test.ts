@@ -1,5 +1,5 @@
 /**
- * runtime/dkim.ts: which keys sign a message, and signatures that two independent
+ * runtime/intake/dkim.ts: which keys sign a message, and signatures that two independent
  * verifiers (mailauth with a resolver override, and Python's dkimpy with a DNS override)
  * accept against the TXT records this test publishes — and reject once the message is
  * changed where the signature covers it.
@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addressDomain, chooseKeys, createDkimSigning, DkimConfigError, dkimRecord, loadDkimKeyring, signMessage, type DkimConfig, type DkimKeyring } from '../../../runtime/intake/dkim.ts';
+import { addressDomain, chooseKeys, DkimConfigError, dkimRecord, loadDkimKeyring, signMessage, type DkimConfig, type DkimKeyring } from '../../../runtime/intake/dkim.ts';
+import { createDkimSigning } from '../../../runtime/intake/dkim-signing.ts';
 import { makeKey, signatureTags, signedNames, verifyWithDkimpy, verifyWithMailauth, zoneOf, type TestKey, type Zone } from '../fixtures/dkim.ts';
 
 let dir: string;
@@ -244,5 +245,6 @@ describe('keys', () => {
     signing.replace(loadDkimKeyring({ keys: [config.keys[1]!] }, read), Date.now());
     const next = await signing.sign([Buffer.from(MESSAGE)], undefined, Date.now());
     expect(signatureTags(next!).map((t) => t.s)).toEqual(['ed2026']);
+    await signing.close();
   });
 });
