@@ -37,16 +37,13 @@
  * Needs root and the postfix, opendkim and opendkim-tools packages (installed with
  * apt-get, saying so, when missing).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { findTool } from '../test/global-setup.ts';
 import { makeKey, verifyWithMailauth, zoneOf, type TestKey, type Zone } from '../test/runtime/fixtures/dkim.ts';
+import { BENCH_POLICY, benchProcesses, CAVEAT, CONNECTIONS, freePort, hostInfo, hostLine, SESSIONS, sizeName, smtpSource, startPetrelRun, startPostfix, startSmtpSink, stopChild, treeCpu, waitDelivered, waitListening, which, type SinkHandle } from './mta-bench.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const asJson = argv.includes('--json');
 const optionValue = (name: string) => {
@@ -77,174 +74,27 @@ if (
   process.exit(2);
 }
 const messagesFor = (size: number) => (messagesOption !== undefined ? Number(messagesOption) : (DEFAULT_MESSAGES[size] ?? Math.max(500, Math.round(100_000_000 / size))));
-const SESSIONS = 20;
-const CONNECTIONS = 20;
-const STALL_MS = 60_000;
-const RUN_LIMIT_MS = 15 * 60_000;
 /** Messages verified per run, spread over the sink's dump. */
 const SAMPLES = 5;
 const DOMAIN = 'shop.example';
-const POLICY = `policy bench version 1\ndefault {\n  connections ${CONNECTIONS} per source\n  messages-per-connection 1000\n}\n`;
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 const log = (s: string) => process.stderr.write(`delivery-dkim-bench: ${s}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const tool = (name: string) => findTool(name, process.env.PATH ?? '');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves when something listens on 127.0.0.1:port; throws after `ms`. */
-async function waitListening(port: number, what: string, ms: number, alive: () => boolean = () => true): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const taken = await new Promise<boolean>((r) => {
-      const s = createServer();
-      s.once('error', () => r(true));
-      s.listen(port, '127.0.0.1', () => s.close(() => r(false)));
-    });
-    if (taken) return;
-    if (!alive()) throw new Error(`${what} exited before listening`);
-    if (Date.now() > end) throw new Error(`${what} did not listen on ${port} in ${ms} ms`);
-    await sleep(50);
-  }
-}
-
-// ---------- processes: every one started is stopped by PID ----------
-
-const children = new Set<ChildProcess>();
-const cleanups: (() => Promise<void> | void)[] = [];
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-async function stopChild(child: ChildProcess, waitMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  try {
-    process.kill(child.pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  if ((await Promise.race([exited, sleep(waitMs).then(() => 'timeout' as const)])) === 'timeout') {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    await exited;
-  }
-}
-
-/** Runs the cleanups pushed since `mark` (last first), then stops any child left. */
-async function cleanupTo(mark: number): Promise<void> {
-  while (cleanups.length > mark) {
-    try {
-      await cleanups.pop()!();
-    } catch (e) {
-      log(`cleanup: ${(e as Error).message}`);
-    }
-  }
-  if (mark === 0) for (const c of children) await stopChild(c);
-}
-
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`${sig}: stopping everything`);
-    void cleanupTo(0).finally(() => process.exit(130));
-  });
-}
-
-// ---------- /proc: CPU of a process tree ----------
-
-function procStat(pid: number): { ppid: number; cpu: number } | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The PID and every live descendant. */
-function processTree(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of readdirSync('/proc')) if (/^\d+$/.test(e)) parent.set(Number(e), procStat(Number(e))?.ppid ?? 0);
-  const out = [root];
-  for (let i = 0; i < out.length; i++) for (const [pid, pp] of parent) if (pp === out[i]) out.push(pid);
-  return out;
-}
-
-/** CPU seconds of the trees under `roots`: each live process's own time plus what it reaped. */
-const treeCpu = (...roots: number[]) => roots.flatMap(processTree).reduce((a, p) => a + (procStat(p)?.cpu ?? 0), 0);
+const procs = benchProcesses(log);
+const tool = which;
 
 // ---------- sink and submitter (Postfix's smtp-sink / smtp-source) ----------
 
-interface Sink {
-  port: number;
-  dumpDir: string;
-  count(): number;
-}
+type Sink = SinkHandle & { dumpDir: string };
 
 /** smtp-sink on a free port, dumping each message to a file in `dumpDir` (so a sample can be verified). */
 async function startSink(dumpDir: string): Promise<Sink> {
-  mkdirSync(dumpDir, { recursive: true });
-  chmodSync(dumpDir, 0o777);
-  const port = await freePort();
-  const child = track(spawn(tool('smtp-sink')!, ['-u', 'nobody', '-d', `${dumpDir}/%H%M%S.`, '-c', `127.0.0.1:${port}`, '1024'], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  cleanups.push(() => stopChild(child));
-  let count = 0;
-  let tail = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    tail = (tail + d).slice(-200);
-    const all = [...tail.matchAll(/mesg=(\d+)/g)];
-    if (all.length) count = Number(all[all.length - 1]![1]);
-  });
-  child.stderr!.resume();
-  await waitListening(port, 'smtp-sink', 5_000, () => child.exitCode === null);
-  return { port, dumpDir, count: () => count };
+  const sink = await startSmtpSink(procs, tool('smtp-sink')!, dumpDir);
+  procs.onCleanup(() => sink.close());
+  return { ...sink, dumpDir };
 }
 
 /** smtp-source: N messages of `size` bytes over 20 sessions kept open; resolves with its wall time span. */
-async function submit(port: number, messages: number, size: number): Promise<{ startedAt: number; endedAt: number }> {
-  const startedAt = performance.now();
-  const child = track(spawn(tool('smtp-source')!, ['-d', '-s', String(SESSIONS), '-m', String(messages), '-l', String(size), '-N', '-f', `news@${DOMAIN}`, '-t', 'user@bench.example', '-M', 'bench.client', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
-  let errors = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-2000)));
-  const code = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
-  if (code !== 0) throw new Error(`smtp-source exited ${code}: ${errors.trim().split('\n').slice(-3).join(' | ')}`);
-  return { startedAt, endedAt: performance.now() };
-}
-
-/** When the sink counted `target`; throws after STALL_MS without progress or RUN_LIMIT_MS in all. */
-async function waitDelivered(sink: Sink, target: number, what: string, startedAt: number): Promise<number> {
-  let last = -1;
-  let lastChange = performance.now();
-  for (;;) {
-    const c = sink.count();
-    const now = performance.now();
-    if (c >= target) return now;
-    if (now - startedAt > RUN_LIMIT_MS) throw new Error(`${what}: ${c} of ${target} delivered after ${RUN_LIMIT_MS / 60_000} min`);
-    if (c !== last) [last, lastChange] = [c, now];
-    else if (now - lastChange > STALL_MS) throw new Error(`${what}: stalled at ${c} of ${target} for ${STALL_MS / 1000} s`);
-    await sleep(20);
-  }
-}
+const submit = (port: number, messages: number, size: number) => smtpSource(procs, tool('smtp-source')!, port, messages, size);
 
 /**
  * Verifies SAMPLES messages spread over the dump with mailauth against `zone`: each must
@@ -276,7 +126,7 @@ const keysFor = (keys: Record<Mode, TestKey[]>, mode: Mode) => keys[mode];
 async function runPetrel(dir: string, size: number, n: number, keys: TestKey[], zone: Zone): Promise<Run> {
   mkdirSync(dir, { recursive: true });
   const sink = await startSink(path.join(dir, 'dump'));
-  writeFileSync(path.join(dir, 'bench.policy'), POLICY);
+  writeFileSync(path.join(dir, 'bench.policy'), BENCH_POLICY);
   const config = {
     spool: path.join(dir, 'spool'),
     acct: path.join(dir, 'acct'),
@@ -286,19 +136,7 @@ async function runPetrel(dir: string, size: number, n: number, keys: TestKey[], 
     dkim: { keys: keys.map((k) => ({ domain: k.domain, selector: k.selector, keyFile: k.file })) },
   };
   writeFileSync(path.join(dir, 'petrel.config.json'), JSON.stringify(config));
-  const args = [path.join(ROOT, 'bin', 'petrel.js'), 'run', '--config', path.join(dir, 'petrel.config.json'), '--policies', path.join(dir, 'bench.policy'), '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0'];
-  const child = track(spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }));
-  cleanups.push(() => stopChild(child));
-  let stderr = '';
-  const smtp = await new Promise<number>((resolve, reject) => {
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr = (stderr + d).slice(-4000);
-      const m = /SMTP on 127\.0\.0\.1:(\d+)/.exec(stderr);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (c) => reject(new Error(`petrel run exited ${c}: ${stderr.trim()}`)));
-    setTimeout(() => reject(new Error(`petrel run did not start in 60 s: ${stderr.trim()}`)), 60_000);
-  });
+  const { child, smtp } = await startPetrelRun(procs, ['--config', path.join(dir, 'petrel.config.json'), '--policies', path.join(dir, 'bench.policy')]);
   const cpu0 = treeCpu(child.pid!);
   const sub = await submit(smtp, n, size);
   const doneAt = await waitDelivered(sink, n, 'Petrel', sub.startedAt);
@@ -333,103 +171,14 @@ async function startOpenDkim(dir: string, key: TestKey): Promise<{ port: number;
     '',
   ].join('\n');
   writeFileSync(path.join(dir, 'opendkim.conf'), conf);
-  const child = track(spawn(tool('opendkim')!, ['-f', '-x', path.join(dir, 'opendkim.conf')], { stdio: ['ignore', 'ignore', 'pipe'] }));
-  cleanups.push(() => stopChild(child));
+  const child = procs.track(spawn(tool('opendkim')!, ['-f', '-x', path.join(dir, 'opendkim.conf')], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  procs.onCleanup(() => stopChild(child));
   let errors = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-2000)));
   await waitListening(port, `opendkim (${errors.trim()})`, 10_000, () => child.exitCode === null).catch((e: Error) => {
     throw new Error(`${e.message}: ${errors.trim()}`);
   });
   return { port, pid: child.pid! };
-}
-
-/** main.cf and master.cf of a private Postfix instance relaying to the sink through the milter. */
-function writePostfixConfig(etc: string, dir: string, port: number, sinkPort: number, milterPorts: number[]): void {
-  const main = [
-    'compatibility_level = 3.6',
-    `queue_directory = ${dir}/queue`,
-    `data_directory = ${dir}/data`,
-    'mail_owner = postfix',
-    'setgid_group = postdrop',
-    'myhostname = bench.localdomain',
-    'mydestination =',
-    'inet_interfaces = 127.0.0.1',
-    'inet_protocols = ipv4',
-    'mynetworks = 127.0.0.0/8',
-    `relayhost = [127.0.0.1]:${sinkPort}`,
-    'smtp_tls_security_level = none',
-    'smtpd_tls_security_level = none',
-    'default_process_limit = 200',
-    `smtp_destination_concurrency_limit = ${CONNECTIONS}`,
-    'alias_maps =',
-    'alias_database =',
-    'smtpd_peername_lookup = no',
-    'biff = no',
-    `smtpd_milters = ${milterPorts.map((p) => `inet:127.0.0.1:${p}`).join(', ')}`,
-    'non_smtpd_milters =',
-    'milter_default_action = tempfail',
-    'milter_protocol = 6',
-    `maillog_file = ${dir}/maillog`,
-    `maillog_file_prefixes = ${dir}`,
-    '',
-  ];
-  const svc = (name: string, type: string, priv: string, wakeup: string, limit: string, cmd: string) => `${name} ${type} ${priv} - n ${wakeup} ${limit} ${cmd}`;
-  const master = [
-    svc(`127.0.0.1:${port}`, 'inet', 'n', '-', '-', 'smtpd'),
-    svc('pickup', 'unix', 'n', '60', '1', 'pickup'),
-    svc('cleanup', 'unix', 'n', '-', '0', 'cleanup'),
-    svc('qmgr', 'unix', 'n', '300', '1', 'qmgr'),
-    svc('rewrite', 'unix', '-', '-', '-', 'trivial-rewrite'),
-    ...['bounce', 'defer', 'trace'].map((s) => svc(s, 'unix', '-', '-', '0', 'bounce')),
-    svc('verify', 'unix', '-', '-', '1', 'verify'),
-    svc('flush', 'unix', 'n', '1000?', '0', 'flush'),
-    svc('proxymap', 'unix', '-', '-', '-', 'proxymap'),
-    svc('smtp', 'unix', '-', '-', '-', 'smtp'),
-    svc('relay', 'unix', '-', '-', '-', 'smtp'),
-    svc('showq', 'unix', 'n', '-', '-', 'showq'),
-    ...['error', 'retry'].map((s) => svc(s, 'unix', '-', '-', '-', 'error')),
-    svc('discard', 'unix', '-', '-', '-', 'discard'),
-    svc('anvil', 'unix', '-', '-', '1', 'anvil'),
-    svc('scache', 'unix', '-', '-', '1', 'scache'),
-    svc('postlog', 'unix-dgram', 'n', '-', '1', 'postlogd'),
-  ];
-  writeFileSync(path.join(etc, 'main.cf'), main.join('\n'));
-  writeFileSync(path.join(etc, 'master.cf'), master.join('\n') + '\n');
-}
-
-/** Starts the instance; resolves with the master's PID once smtpd listens. Stopping it is pushed to `cleanups`. */
-async function startPostfix(dir: string, port: number, sinkPort: number, milterPorts: number[]): Promise<number> {
-  const postfix = tool('postfix')!;
-  const etc = path.join(dir, 'etc');
-  for (const d of [etc, path.join(dir, 'queue'), path.join(dir, 'data')]) mkdirSync(d, { recursive: true });
-  chmodSync(dir, 0o755);
-  spawnSync('chown', ['postfix', path.join(dir, 'data')]);
-  writePostfixConfig(etc, dir, port, sinkPort, milterPorts);
-  let masterPid: number | undefined;
-  cleanups.push(async () => {
-    spawnSync(postfix, ['-c', etc, 'stop'], { stdio: 'ignore', timeout: 30_000 });
-    if (masterPid === undefined) return;
-    const end = Date.now() + 10_000;
-    while (procStat(masterPid) && Date.now() < end) await sleep(100);
-    for (const p of procStat(masterPid) ? processTree(masterPid).reverse() : []) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  });
-  const started = spawnSync(postfix, ['-c', etc, 'start'], { encoding: 'utf8', timeout: 60_000 });
-  if (started.status !== 0) throw new Error(`postfix -c DIR start failed: ${(started.stderr || '').trim() || `exit ${started.status}`}`);
-  const pidFile = path.join(dir, 'queue', 'pid', 'master.pid');
-  const end = Date.now() + 15_000;
-  while (!existsSync(pidFile)) {
-    if (Date.now() > end) throw new Error('postfix master wrote no pid file');
-    await sleep(100);
-  }
-  masterPid = Number(readFileSync(pidFile, 'utf8').trim());
-  await waitListening(port, 'postfix smtpd', 15_000);
-  return masterPid;
 }
 
 async function runPostfix(dir: string, size: number, n: number, keys: TestKey[], zone: Zone): Promise<Run> {
@@ -439,7 +188,7 @@ async function runPostfix(dir: string, size: number, n: number, keys: TestKey[],
   for (const k of keys) milters.push(await startOpenDkim(path.join(dir, `opendkim-${k.selector}`), k));
   const sink = await startSink(path.join(dir, 'dump'));
   const port = await freePort();
-  const masterPid = await startPostfix(path.join(dir, 'postfix'), port, sink.port, milters.map((m) => m.port));
+  const masterPid = await startPostfix(procs, tool('postfix')!, path.join(dir, 'postfix'), { port, sinkPort: sink.port, milterPorts: milters.map((m) => m.port) });
   const cpu0 = treeCpu(masterPid, ...milters.map((m) => m.pid));
   const sub = await submit(port, n, size);
   const doneAt = await waitDelivered(sink, n, 'Postfix+OpenDKIM', sub.startedAt);
@@ -463,7 +212,6 @@ const median = (xs: number[]) => {
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const spread = (xs: number[], digits: number) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
-const sizeName = (b: number) => (b % 1024 === 0 ? `${b / 1024} KB` : `${b} B`);
 const modeName = (m: Mode) => (m === 'rsa' ? 'RSA-2048' : 'RSA-2048 + Ed25519');
 
 /** Per-round ratios Petrel/Postfix of one figure (rounds where both ran). */
@@ -501,7 +249,7 @@ async function main(): Promise<number> {
   provision();
   const work = mkdtempSync(path.join(tmpdir(), 'petrel-dkim-bench-'));
   chmodSync(work, 0o755);
-  cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+  procs.onCleanup(() => rmSync(work, { recursive: true, force: true }));
   const rsa = makeKey(work, DOMAIN, 'rsa2026', 'rsa');
   const ed = makeKey(work, DOMAIN, 'ed2026', 'ed25519');
   const zone = zoneOf([rsa, ed]);
@@ -513,7 +261,7 @@ async function main(): Promise<number> {
       for (const c of cells) {
         for (const [who, run, into] of [['Petrel', runPetrel, c.petrel], ['Postfix+OpenDKIM', runPostfix, c.postfix]] as const) {
           const dir = path.join(work, `r${round}-${c.size}-${c.mode}-${who === 'Petrel' ? 'petrel' : 'postfix'}`);
-          const mark = cleanups.length;
+          const mark = procs.mark();
           log(`round ${round}/${ROUNDS}: ${who}, ${sizeName(c.size)} × ${c.messages}, ${modeName(c.mode)}`);
           try {
             const r = await run(dir, c.size, c.messages, keysFor(keys, c.mode), zone);
@@ -523,30 +271,29 @@ async function main(): Promise<number> {
             failed = true;
             log(`  ${who} failed: ${(e as Error).message}`);
           } finally {
-            await cleanupTo(mark);
+            await procs.cleanupTo(mark);
             rmSync(dir, { recursive: true, force: true });
           }
         }
       }
     }
   } finally {
-    await cleanupTo(0);
+    await procs.cleanupTo(0);
   }
-  const os = await import('node:os');
-  const host = { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', node: process.version, loadavg: os.loadavg().map((l) => Number(l.toFixed(2))) };
+  const host = hostInfo();
   if (asJson) {
     const summary = cells.map((c) => ({ ...c, ratioDeliveredPerSecond: ratios(c, (r) => r.deliveredPerSecond), ratioCpuPerMessage: ratios(c, (r) => r.cpuMsPerMessage) }));
     process.stdout.write(JSON.stringify({ sessions: SESSIONS, connections: CONNECTIONS, rounds: ROUNDS, host, cells: summary }, null, 2) + '\n');
   } else {
     process.stdout.write(report(cells));
-    process.stdout.write(`host: ${host.cpus} × ${host.model}, ${host.node}, load average after the run ${host.loadavg.join(' ')}\n`);
-    process.stdout.write("caveat: submitter, sink and MTA share this machine's CPUs; compare the ratio, not absolute figures.\n");
+    process.stdout.write(hostLine(host));
+    process.stdout.write(`${CAVEAT}\n`);
   }
   return failed ? 1 : 0;
 }
 
 process.exitCode = await main().catch(async (e) => {
   log(`error: ${(e as Error).stack ?? e}`);
-  await cleanupTo(0);
+  await procs.cleanupTo(0);
   return 1;
 });

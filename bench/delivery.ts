@@ -46,14 +46,38 @@
  *                                              and new side by side, CPU µs per message
  *                                              (process.cpuUsage over 2,000 messages)
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  BENCH_POLICY,
+  benchProcesses,
+  freePort,
+  CAVEAT,
+  CONNECTIONS,
+  hostInfo,
+  hostLine,
+  postfixVersion,
+  procStat,
+  procStatusKb,
+  processTree,
+  pssKb,
+  ratio,
+  ROOT,
+  SESSIONS,
+  sizeName,
+  smtpSource,
+  startPetrelRun,
+  startPostfix,
+  startSmtpSink,
+  stopChild,
+  treeCpu,
+  waitDelivered,
+  which,
+  type SinkHandle,
+  type Submitted,
+} from './mta-bench.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const asJson = argv.includes('--json');
 const noPostfix = argv.includes('--no-postfix');
@@ -78,190 +102,17 @@ if (
   process.exit(2);
 }
 const messagesFor = (size: number) => (messagesOption !== undefined ? Number(messagesOption) : (DEFAULT_MESSAGES[size] ?? Math.max(1_000, Math.round(400_000_000 / size))));
-const SESSIONS = 20;
-/** Connections to the destination, for both MTAs (Petrel's policy, Postfix's destination concurrency). */
-const CONNECTIONS = 20;
-const STALL_MS = 60_000;
-/** The longest one MTA's run at one size may take, from submission to the last delivery. */
-const RUN_LIMIT_MS = 15 * 60_000;
-const POLICY = `policy bench version 1\ndefault {\n  connections ${CONNECTIONS} per source\n  messages-per-connection 1000\n}\n`;
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 const isRoot = process.getuid?.() === 0;
 
 const log = (s: string) => process.stderr.write(`delivery-bench: ${s}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/lib/postfix/sbin'])) {
-    const p = path.join(dir, cmd);
-    if (dir && existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-// ---------- cleanup: everything started is tracked by PID and stopped on exit ----------
-
-const children = new Set<ChildProcess>();
-const cleanups: (() => Promise<void> | void)[] = [];
-
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', waitMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  try {
-    process.kill(child.pid, signal);
-  } catch {
-    return;
-  }
-  const timer = sleep(waitMs).then(() => 'timeout' as const);
-  if ((await Promise.race([exited, timer])) === 'timeout') {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-    await exited;
-  }
-}
-
-async function cleanupAll(): Promise<void> {
-  while (cleanups.length) {
-    try {
-      await cleanups.pop()!();
-    } catch (e) {
-      log(`cleanup: ${(e as Error).message}`);
-    }
-  }
-  for (const c of children) await stopChild(c);
-}
-
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`${sig}: stopping everything`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-// ---------- /proc ----------
-
-interface ProcStat {
-  ppid: number;
-  /** utime + stime, seconds. */
-  self: number;
-  /** cutime + cstime (reaped children), seconds. */
-  children: number;
-}
-
-/** A process's figures, or with `thread` one thread's (`/proc/PID/task/TID/stat`). */
-function procStat(pid: number, thread?: number): ProcStat | undefined {
-  try {
-    const s = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), self: (Number(f[11]) + Number(f[12])) / CLK_TCK, children: (Number(f[13]) + Number(f[14])) / CLK_TCK };
-  } catch {
-    return undefined;
-  }
-}
-
-function procStatusKb(pid: number, field: string): number | undefined {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function pssKb(pid: number): number {
-  try {
-    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** The PID and every descendant of it now alive. */
-function processTree(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const st = procStat(Number(e));
-    if (st) parent.set(Number(e), st.ppid);
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) for (const [pid, pp] of parent) if (pp === out[i]) out.push(pid);
-  return out;
-}
-
-/** CPU seconds of a process tree: every live process's own time plus what it reaped. */
-function treeCpu(root: number): number {
-  let total = 0;
-  for (const pid of processTree(root)) {
-    const st = procStat(pid);
-    if (st) total += st.self + st.children;
-  }
-  return total;
-}
+const procs = benchProcesses(log);
 
 // ---------- sink ----------
 
-interface SinkHandle {
-  kind: string;
-  port: number;
-  count(): number;
-  close(): Promise<void>;
-}
-
+/** Postfix's `smtp-sink` when installed (counts DATA completions), else the smtp-server test fixture in this process. */
 async function startSinkProcess(): Promise<SinkHandle> {
   const bin = which('smtp-sink');
-  if (bin) {
-    const port = await freePort();
-    const args = [...(isRoot ? ['-u', 'nobody'] : []), '-c', `127.0.0.1:${port}`, '1024'];
-    const child = track(spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-    let count = 0;
-    let tail = '';
-    let errors = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      tail = (tail + d).slice(-200);
-      const all = [...tail.matchAll(/mesg=(\d+)/g)];
-      if (all.length) count = Number(all[all.length - 1]![1]);
-    });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors += d));
-    // Wait until it listens.
-    const end = Date.now() + 5_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`smtp-sink exited: ${errors.trim()}`);
-      const ok = await new Promise<boolean>((r) => {
-        const s = createServer();
-        s.once('error', () => r(true));
-        s.listen(port, '127.0.0.1', () => s.close(() => r(false)));
-      });
-      if (ok) break;
-      if (Date.now() > end) throw new Error('smtp-sink did not listen');
-      await sleep(50);
-    }
-    return { kind: 'Postfix smtp-sink', port, count: () => count, close: () => stopChild(child) };
-  }
+  if (bin) return startSmtpSink(procs, bin);
   const { startSink } = await import('../test/runtime/fixtures/sink.ts');
   const sink = await startSink();
   return {
@@ -277,26 +128,10 @@ async function startSinkProcess(): Promise<SinkHandle> {
 
 // ---------- submitter ----------
 
-interface Submitted {
-  tool: string;
-  startedAt: number;
-  endedAt: number;
-  failures: number;
-}
-
+/** Postfix's `smtp-source` when installed, else a nodemailer pooled transport with 20 connections. */
 async function submit(port: number, messages: number, size: number): Promise<Submitted> {
   const bin = which('smtp-source');
-  if (bin) {
-    const startedAt = performance.now();
-    const child = track(spawn(bin, ['-d', '-s', String(SESSIONS), '-m', String(messages), '-l', String(size), '-N', '-f', 'news@shop.example', '-t', 'user@bench.example', '-M', 'bench.client', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let errors = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors += d));
-    const code = await new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
-    const endedAt = performance.now();
-    if (code !== 0) throw new Error(`smtp-source exited ${code}: ${errors.trim().split('\n').slice(-3).join(' | ')}`);
-    const failures = (errors.match(/error|fatal|warning/gi) ?? []).length;
-    return { tool: 'Postfix smtp-source (-d -s 20)', startedAt, endedAt, failures };
-  }
+  if (bin) return smtpSource(procs, bin, port, messages, size);
   const nodemailer = (await import('nodemailer')).default;
   const transport = nodemailer.createTransport({ pool: true, maxConnections: SESSIONS, maxMessages: Infinity, host: '127.0.0.1', port, secure: false, ignoreTLS: true });
   const body = 'x'.repeat(76) + '\r\n';
@@ -370,46 +205,20 @@ function figures(mta: string, load: Load, sub: Submitted, doneAt: number, cpuSec
   };
 }
 
-/** When the sink counted `target` messages; throws after STALL_MS without progress or RUN_LIMIT_MS after `startedAt`. */
-async function waitDelivered(sink: SinkHandle, target: number, what: string, startedAt: number): Promise<number> {
-  let last = -1;
-  let lastChange = performance.now();
-  for (;;) {
-    const c = sink.count();
-    const now = performance.now();
-    if (c >= target) return now;
-    if (now - startedAt > RUN_LIMIT_MS) throw new Error(`${what}: not done after ${RUN_LIMIT_MS / 60_000} min, ${c} of ${target} delivered`);
-    if (c !== last) {
-      last = c;
-      lastChange = now;
-    } else if (now - lastChange > STALL_MS) throw new Error(`${what}: no delivery for ${STALL_MS / 1000} s, ${c} of ${target} delivered`);
-    await sleep(20);
-  }
-}
-
 async function runPetrel(work: string, load: Load, sinkTool: { kind: string }): Promise<Result> {
   const dir = path.join(work, `petrel-${load.size}`);
   mkdirSync(dir);
-  writeFileSync(path.join(dir, 'bench.policy'), POLICY);
+  writeFileSync(path.join(dir, 'bench.policy'), BENCH_POLICY);
   const sink = await startSinkProcess();
   sinkTool.kind = sink.kind;
-  cleanups.push(() => sink.close());
+  procs.onCleanup(() => sink.close());
   writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
   const profDir = cpuProf ? mkdtempSync(path.join(tmpdir(), 'petrel-delivery-prof-')) : undefined;
-  const child = track(
-    spawn(process.execPath, [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), path.join(ROOT, 'bin', 'petrel.js'), 'run', '--policies', path.join(dir, 'bench.policy'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--smtp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--mx-override', path.join(dir, 'mx.json'), '--grace', '5', ...(threads !== undefined ? ['--delivery-threads', threads] : [])], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] }),
+  const { child, ...ports } = await startPetrelRun(
+    procs,
+    ['--policies', path.join(dir, 'bench.policy'), '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json'), '--grace', '5', ...(threads !== undefined ? ['--delivery-threads', threads] : [])],
+    profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [],
   );
-  cleanups.push(() => stopChild(child));
-  let stderr = '';
-  const ports = await new Promise<{ smtp: number; http: number }>((resolve, reject) => {
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      const m = /SMTP on 127\.0\.0\.1:(\d+), HTTP on 127\.0\.0\.1:(\d+)/.exec(stderr);
-      if (m) resolve({ smtp: Number(m[1]), http: Number(m[2]) });
-    });
-    child.once('exit', (c) => reject(new Error(`petrel run exited ${c}: ${stderr.trim()}`)));
-    setTimeout(() => reject(new Error(`petrel run did not start in 60 s: ${stderr.trim()}`)), 60_000);
-  });
   const pid = child.pid!;
   const cpu0 = treeCpu(pid);
   // The main thread (its TID is the PID) runs intake, spool and scheduling alone: the one a busy machine starves first.
@@ -457,124 +266,20 @@ async function runPostfix(work: string, load: Load): Promise<Result> {
   const postfix = which('postfix');
   if (!postfix || !existsSync('/usr/lib/postfix/sbin/master')) throw new Error('the postfix package is not installed (apt-get install postfix)');
   const dir = path.join(work, `postfix-${load.size}`);
-  const etc = path.join(dir, 'etc');
-  const queue = path.join(dir, 'queue');
-  const data = path.join(dir, 'data');
-  mkdirSync(etc, { recursive: true });
-  mkdirSync(queue);
-  mkdirSync(data);
   // Postfix daemons run as `postfix` and must reach the queue through the temp dir.
   chmodSync(work, 0o755);
-  chmodSync(dir, 0o755);
-  spawnSync('chown', ['postfix', data]);
   const sink = await startSinkProcess();
-  cleanups.push(() => sink.close());
+  procs.onCleanup(() => sink.close());
   const port = await freePort();
+  const masterPid = await startPostfix(procs, postfix, dir, { port, sinkPort: sink.port });
   const maillog = path.join(dir, 'maillog');
-  writeFileSync(
-    path.join(etc, 'main.cf'),
-    [
-      'compatibility_level = 3.6',
-      `queue_directory = ${queue}`,
-      `data_directory = ${data}`,
-      'mail_owner = postfix',
-      'setgid_group = postdrop',
-      'myhostname = bench.localdomain',
-      'mydestination =',
-      'inet_interfaces = 127.0.0.1',
-      'inet_protocols = ipv4',
-      'mynetworks = 127.0.0.0/8',
-      `relayhost = [127.0.0.1]:${sink.port}`,
-      'smtp_tls_security_level = none',
-      'smtpd_tls_security_level = none',
-      'default_process_limit = 200',
-      `smtp_destination_concurrency_limit = ${CONNECTIONS}`,
-      'alias_maps =',
-      'alias_database =',
-      'smtpd_peername_lookup = no',
-      'biff = no',
-      `maillog_file = ${maillog}`,
-      `maillog_file_prefixes = ${dir}`,
-      '',
-    ].join('\n'),
-  );
-  const svc = (name: string, type: string, priv: string, wakeup: string, limit: string, cmd: string) => `${name} ${type} ${priv} - n ${wakeup} ${limit} ${cmd}`;
-  writeFileSync(
-    path.join(etc, 'master.cf'),
-    [
-      svc(`127.0.0.1:${port}`, 'inet', 'n', '-', '-', 'smtpd'),
-      svc('pickup', 'unix', 'n', '60', '1', 'pickup'),
-      svc('cleanup', 'unix', 'n', '-', '0', 'cleanup'),
-      svc('qmgr', 'unix', 'n', '300', '1', 'qmgr'),
-      svc('tlsmgr', 'unix', '-', '1000?', '1', 'tlsmgr'),
-      svc('rewrite', 'unix', '-', '-', '-', 'trivial-rewrite'),
-      svc('bounce', 'unix', '-', '-', '0', 'bounce'),
-      svc('defer', 'unix', '-', '-', '0', 'bounce'),
-      svc('trace', 'unix', '-', '-', '0', 'bounce'),
-      svc('verify', 'unix', '-', '-', '1', 'verify'),
-      svc('flush', 'unix', 'n', '1000?', '0', 'flush'),
-      svc('proxymap', 'unix', '-', '-', '-', 'proxymap'),
-      svc('proxywrite', 'unix', '-', '-', '1', 'proxymap'),
-      svc('smtp', 'unix', '-', '-', '-', 'smtp'),
-      svc('relay', 'unix', '-', '-', '-', 'smtp'),
-      svc('showq', 'unix', 'n', '-', '-', 'showq'),
-      svc('error', 'unix', '-', '-', '-', 'error'),
-      svc('retry', 'unix', '-', '-', '-', 'error'),
-      svc('discard', 'unix', '-', '-', '-', 'discard'),
-      svc('anvil', 'unix', '-', '-', '1', 'anvil'),
-      svc('scache', 'unix', '-', '-', '1', 'scache'),
-      svc('postlog', 'unix-dgram', 'n', '-', '1', 'postlogd'),
-      '',
-    ].join('\n'),
-  );
-  const pidFile = path.join(queue, 'pid', 'master.pid');
-  let masterPid: number | undefined;
-  cleanups.push(async () => {
-    spawnSync(postfix, ['-c', etc, 'stop'], { stdio: 'ignore', timeout: 30_000 });
-    // `postfix stop` signals the master; make sure it and its children are gone.
-    if (masterPid !== undefined) {
-      const end = Date.now() + 10_000;
-      while (procStat(masterPid) && Date.now() < end) await sleep(100);
-      if (procStat(masterPid)) {
-        for (const p of processTree(masterPid).reverse()) {
-          try {
-            process.kill(p, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-      }
-    }
-  });
-  const started = spawnSync(postfix, ['-c', etc, 'start'], { encoding: 'utf8', timeout: 60_000 });
-  if (started.status !== 0) {
-    const why = existsSync(maillog) ? readFileSync(maillog, 'utf8').trim().split('\n').slice(-2).join(' | ') : (started.stderr || '').trim();
-    throw new Error(`postfix -c DIR start failed: ${why || `exit ${started.status}`}`);
-  }
-  const end = Date.now() + 15_000;
-  while (!existsSync(pidFile)) {
-    if (Date.now() > end) throw new Error('postfix master wrote no pid file');
-    await sleep(100);
-  }
-  masterPid = Number(readFileSync(pidFile, 'utf8').trim());
-  // Wait until smtpd's port accepts connections.
-  for (;;) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = createServer();
-      s.once('error', () => r(true));
-      s.listen(port, '127.0.0.1', () => s.close(() => r(false)));
-    });
-    if (ok) break;
-    if (Date.now() > end) throw new Error('postfix smtpd did not listen');
-    await sleep(100);
-  }
   const cpu0 = treeCpu(masterPid);
   let peakPss = 0;
   const sampler = setInterval(() => {
-    const s = processTree(masterPid!).reduce((a, p) => a + pssKb(p), 0);
+    const s = processTree(masterPid).reduce((a, p) => a + pssKb(p), 0);
     if (s > peakPss) peakPss = s;
   }, 500);
-  cleanups.push(() => clearInterval(sampler));
+  procs.onCleanup(() => clearInterval(sampler));
   log(`Postfix (master pid ${masterPid}) listening on ${port}; submitting ${load.messages} messages of ${load.size} bytes`);
   const sub = await submit(port, load.messages, load.size);
   log(`Postfix: submitted in ${((sub.endedAt - sub.startedAt) / 1000).toFixed(1)} s; ${sink.count()} delivered so far`);
@@ -583,11 +288,6 @@ async function runPostfix(work: string, load: Load): Promise<Result> {
   const cpu1 = treeCpu(masterPid);
   const sent = existsSync(maillog) ? (readFileSync(maillog, 'utf8').match(/status=sent/g) ?? []).length : 0;
   return figures('Postfix', load, sub, doneAt, cpu1 - cpu0, peakPss, 'peak of summed PSS over master + children, sampled every 500 ms', [`${postfixVersion(postfix)}; maillog status=sent lines: ${sent}`]);
-}
-
-function postfixVersion(bin: string): string {
-  const r = spawnSync(bin.replace(/postfix$/, 'postconf'), ['-d', 'mail_version'], { encoding: 'utf8' });
-  return `Postfix ${(r.stdout ?? '').split('=')[1]?.trim() ?? '?'}`;
 }
 
 // ---------- report ----------
@@ -601,8 +301,6 @@ interface SizeRun {
   postfixWhy?: string;
 }
 
-const sizeName = (bytes: number) => (bytes % 1024 === 0 ? `${bytes / 1024} KB` : `${bytes} B`);
-const ratio = (a: number, b: number) => (b > 0 ? `×${(a / b).toFixed(2)}` : '—');
 
 function table(run: SizeRun, sinkKind: string): string {
   const { petrel, postfix, load } = run;
@@ -634,7 +332,7 @@ function summary(runs: SizeRun[]): string {
   const parts = runs.filter((r) => r.petrel && r.postfix).map((r) => `${sizeName(r.load.size)} ${ratio(r.petrel!.deliveredPerSecond, r.postfix!.deliveredPerSecond)}`);
   return [
     ...(parts.length ? [`delivered/s Petrel/Postfix: ${parts.join(', ')}`] : []),
-    "caveat: submitter, sink and MTA share this machine's CPUs; compare the ratio, not absolute figures.",
+    CAVEAT,
   ].join('\n') + '\n';
 }
 
@@ -648,7 +346,7 @@ async function runSize(work: string, load: Load, sinkTool: { kind: string }): Pr
     log(`Petrel run failed: ${run.petrelWhy}`);
   }
   // The first cleanup removes the work directory; the rest are this run's processes.
-  while (cleanups.length > 1) await cleanups.pop()!();
+  await procs.cleanupTo(1);
   if (noPostfix) run.postfixWhy = '--no-postfix';
   else {
     try {
@@ -657,7 +355,7 @@ async function runSize(work: string, load: Load, sinkTool: { kind: string }): Pr
       run.postfixWhy = (e as Error).message;
       log(`Postfix: ${run.postfixWhy}`);
     }
-    while (cleanups.length > 1) await cleanups.pop()!();
+    await procs.cleanupTo(1);
   }
   return run;
 }
@@ -722,25 +420,24 @@ async function main(): Promise<number> {
     return 0;
   }
   const work = mkdtempSync(path.join(tmpdir(), 'petrel-delivery-bench-'));
-  cleanups.unshift(() => rmSync(work, { recursive: true, force: true }));
+  procs.onCleanup(() => rmSync(work, { recursive: true, force: true }));
   const sinkTool = { kind: '?' };
   const runs: SizeRun[] = [];
   try {
     for (const size of SIZES) runs.push(await runSize(work, { size, messages: messagesFor(size) }, sinkTool));
   } finally {
-    await cleanupAll();
+    await procs.cleanupTo(0);
   }
-  const os = await import('node:os');
-  const host = { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', node: process.version, loadavg: os.loadavg().map((l) => Number(l.toFixed(2))) };
+  const host = hostInfo();
   if (asJson) {
     const sizes = runs.map((r) => ({ sizeBytes: r.load.size, messages: r.load.messages, petrel: r.petrel ?? null, petrelFailed: r.petrelWhy ?? null, postfix: r.postfix ?? null, postfixNotAvailable: r.postfixWhy ?? null, ratioDeliveredPerSecond: r.petrel && r.postfix ? r.petrel.deliveredPerSecond / r.postfix.deliveredPerSecond : null }));
     process.stdout.write(JSON.stringify({ sessions: SESSIONS, connections: CONNECTIONS, sink: sinkTool.kind, host, sizes }, null, 2) + '\n');
-  } else process.stdout.write(runs.map((r) => table(r, sinkTool.kind)).join('\n') + '\n' + summary(runs) + `host: ${host.cpus} × ${host.model}, ${host.node}, load average after the run ${host.loadavg.join(' ')}\n`);
+  } else process.stdout.write(runs.map((r) => table(r, sinkTool.kind)).join('\n') + '\n' + summary(runs) + hostLine(host));
   return runs.some((r) => !r.petrel) ? 1 : 0;
 }
 
 process.exitCode = await main().catch(async (e) => {
   log(`error: ${(e as Error).stack ?? e}`);
-  await cleanupAll();
+  await procs.cleanupTo(0);
   return 1;
 });
