@@ -44,6 +44,22 @@ export async function accountingTrail(dir: string, m: { envelope: { from: string
   return found;
 }
 
+/** A trail's finished recipients (as written) and how: `delivered` (a `d` record), `bounced`, or `expired` (a `b` record with status 4.4.7); the last such record wins. */
+export function finalOutcomes(lines: readonly string[]): Record<string, 'delivered' | 'bounced' | 'expired'> {
+  const [iType, iRcpt, iStatus] = (['type', 'rcpt', 'dsnStatus'] as const).map((f) => ACCOUNTING_FIELDS.indexOf(f));
+  const outcomes: Record<string, 'delivered' | 'bounced' | 'expired'> = {};
+  for (const line of lines) {
+    const cells = splitCsv(line).map(unquote);
+    const rcpt = cells[iRcpt!] ?? '';
+    if (cells[iType!] === 'd') outcomes[rcpt] = 'delivered';
+    else if (cells[iType!] === 'b') outcomes[rcpt] = cells[iStatus!] === '4.4.7' ? 'expired' : 'bounced';
+  }
+  return outcomes;
+}
+
+/** A field's value from its written form (RFC 4180 quotes undone). */
+const unquote = (cell: string) => (cell.startsWith('"') && cell.endsWith('"') ? cell.slice(1, -1).replace(/""/g, '"') : cell);
+
 /** One CSV line's fields as written (quotes kept), split on the commas outside quotes. */
 function splitCsv(line: string): string[] {
   const cells: string[] = [];

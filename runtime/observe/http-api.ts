@@ -15,7 +15,7 @@ import { takeControlHeaders, checkSubmission, composeSubmission, SubmissionRefus
 import { accessCheck, type Access, type AccessOptions } from './http-access.ts';
 import { SpoolError } from '../spool/index.ts';
 import type { SourceRequest } from '../decide/operator-sources.ts';
-import { dashboard } from './dashboard/routes.ts';
+import { dashboard, type DashboardDeps } from './dashboard/routes.ts';
 
 /** What an extra HTTP route gets besides the request: the runtime's answer helpers. */
 export interface HttpHelpers {
@@ -48,6 +48,8 @@ export interface HttpApiRuntime {
   maxBodyBytes: number;
   /** Called for every request the API's own routes do not answer; returns true when it answered. */
   routes?: HttpRoutes | undefined;
+  /** What the dashboard reads besides the status: kept policy versions, the message search, logins. */
+  dashboard?: Omit<DashboardDeps, 'status'> | undefined;
 }
 
 /** Bounds on what one client may make the server hold or wait for. */
@@ -129,13 +131,14 @@ function onClientError(err: Error & { code?: string }, socket: Socket): void {
 /** Starts the HTTP API server; resolves once it listens. */
 export async function startHttpApi(options: HttpApiOptions, runtime: HttpApiRuntime): Promise<HttpServer> {
   const check = accessCheck(options);
+  const board = dashboard({ ...runtime.dashboard, status: () => runtime.status() });
   const admit = (req: IncomingMessage, res: ServerResponse, access: Access) => {
     const verdict = check(req, access);
-    if (!verdict.ok) send(res, verdict.status, { error: verdict.error });
-    return verdict.ok;
+    // Refused for want of a key (a cross-origin request is 403 before that): a dashboard login's session may admit it.
+    if (!verdict.ok && !(verdict.status === 401 && board.admitsSession(req, access))) return send(res, verdict.status, { error: verdict.error }), false;
+    return true;
   };
   const helpers: HttpHelpers = { send, admit, readJson };
-  const board = dashboard(() => runtime.status());
   const routes = (req: IncomingMessage, res: ServerResponse) => {
     const url = (req.url ?? '').split('?')[0];
     if (url === '/api/v1/status') return get(req, res, 'read', () => send(res, 200, runtime.status()));

@@ -6,7 +6,11 @@
  * numbers shown equal the status API's, the disabled source shows its rule and is enabled
  * from the page (the held mail is then delivered), a queue is paused and resumed from the
  * page, a change without the key is refused, the policy page shows the live version and
- * its history, and the message search finds a deferred message with its accounting trail.
+ * its history and the line diff of two versions, and the message search finds a deferred
+ * message by recipient and a delivered (finished) one by Message-ID, each with its
+ * accounting trail. An SMTP user named in `dashboard.users` logs in with the password SMTP
+ * AUTH checks and enables a source; a wrong password is refused and then throttled; a
+ * cross-site POST carrying the session cookie is refused.
  * Screenshots of each page go to var/dashboard-screenshots/.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,11 +20,13 @@ import nodemailer from 'nodemailer';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers.ts';
+import { hashPassword } from '../../runtime/intake/submission-smtp.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from '../cli/petrel-process.ts';
 import { until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 const KEY = 'dashboard-test-key-0123456789';
+const PASSWORD = 'correct horse battery staple';
 const SHOTS = path.join(ROOT, 'var', 'dashboard-screenshots');
 const POLICY = `policy banning version 1
 
@@ -93,7 +99,8 @@ beforeAll(async () => {
   mkdirSync(path.join(dir, 'policies'));
   writeFileSync(path.join(dir, 'policies', 'banning.policy'), POLICY);
   writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ http: { apiKeys: [KEY] } }));
+  const smtp = { users: [{ user: 'ops', passwordHash: await hashPassword(PASSWORD) }], allowInsecureAuth: true, auth: { failureDelaySeconds: 0.1, maxFailuresPerIp: 3, lockoutSeconds: 600 } };
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ http: { apiKeys: [KEY] }, smtp, dashboard: { users: ['ops'] } }));
   petrel = await startPetrel(['--config', path.join(dir, 'config.json'), '--policies', path.join(dir, 'policies'), '--no-watch', '--spool', path.join(dir, 'spool'), '--acct', path.join(dir, 'acct'), '--artifact', path.join(dir, 'artifact'), '--mx-override', path.join(dir, 'mx.json')]);
   context = await chromium.launchPersistentContext(path.join(dir, 'chromium-profile'), {
     executablePath: '/usr/bin/chromium',
@@ -117,7 +124,7 @@ afterAll(async () => {
 describe('the dashboard in Chromium', () => {
   it('sends traffic: deliveries, a deferred message, and a source a rule disabled', async () => {
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: petrel.smtp, secure: false, ignoreTLS: true });
-    for (let i = 0; i < DELIVERED; i++) await transport.sendMail({ from: 'ops@sender.test', to: `r${i}@fine.test`, subject: 'hi', text: 'x' });
+    for (let i = 0; i < DELIVERED; i++) await transport.sendMail({ from: 'ops@sender.test', to: `r${i}@fine.test`, subject: 'hi', text: 'x', messageId: `<done-${i}@sender.test>` });
     await transport.sendMail({ from: 'ops@sender.test', to: 'stay@later.test', subject: 'later', text: 'x', messageId: '<stay-1@sender.test>' });
     await transport.sendMail({ from: 'ops@sender.test', to: 'held@banning.test', subject: 'held', text: 'x' });
     transport.close();
@@ -137,7 +144,7 @@ describe('the dashboard in Chromium', () => {
     expect((await api('/dashboard/api/history', undefined, {})).status).toBe(401);
     await page.goto(`${base()}/dashboard`);
     await page.waitForFunction(() => document.getElementById('updated')?.className === 'error', undefined, { timeout: 20_000 });
-    expect(await text('#updated')).toMatch(/401 missing or unknown API key — enter an API key above/);
+    expect(await text('#updated')).toMatch(/401 missing or unknown API key — enter an API key or log in above/);
     await shot('0-no-key');
   }, 60_000);
 
@@ -250,22 +257,96 @@ describe('the dashboard in Chromium', () => {
     await page.click('#search-message button:text("Delete")');
     await page.waitForFunction((i) => document.getElementById('notice')?.textContent === `delete ${i}: done`, id, { timeout: 20_000 });
     expect((await api(`/api/v1/queue/${encodeURIComponent(id)}`)).status).toBe(404);
-    await page.waitForFunction(() => /no message `/.test(document.getElementById('search-message')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    // Deleted, it has left the queue: the page shows it as finished, from the message index.
+    await page.waitForFunction((i) => document.getElementById('search-message')?.textContent?.includes(`Message ${i} (finished)`), id, { timeout: 20_000 });
   }, 90_000);
+
+  it('message search: a Message-ID (with its angle brackets) finds a delivered message, finished, with its trail', async () => {
+    await show('search');
+    await page.selectOption('#search-kind', 'messageId');
+    await page.fill('#search-text', '<done-3@sender.test>');
+    await page.click('#search-form button');
+    const row = page.locator('#search-results tr', { hasText: 'done-3@sender.test' });
+    await row.waitFor({ timeout: 20_000 });
+    expect(await row.innerText()).toContain('finished');
+    const id = (await row.innerText()).split('\t')[0]!;
+    await row.locator('button').click();
+    await page.waitForSelector('#search-message pre', { timeout: 20_000 });
+    const shown = (await api(`/dashboard/api/messages/${encodeURIComponent(id)}`)).body as { state: string; outcomes: Record<string, string>; accounting: string[] };
+    expect(shown).toMatchObject({ state: 'finished', outcomes: { 'r3@fine.test': 'delivered' } });
+    expect(shown.accounting.some((l) => l.startsWith('d,') && l.includes('r3@fine.test'))).toBe(true);
+    expect(await text('#search-message pre')).toBe(shown.accounting.join('\n'));
+    expect(await text('#search-message table')).toContain('delivered');
+    await shot('7b-search-finished');
+  }, 60_000);
 
   it('policy: a kept version is rolled back to from the page', async () => {
     const first = (await status()).policy.hash;
-    writeFileSync(path.join(dir, 'policies', 'banning.policy'), POLICY.replace('version 1', 'version 2'));
+    writeFileSync(path.join(dir, 'policies', 'banning.policy'), POLICY.replace('version 1', 'version 2').replace('after 1s', 'after 2s'));
     expect((await api('/api/v1/policy/reload', {})).body).toMatchObject({ result: 'live' });
     const second = (await status()).policy.hash;
     expect(second).not.toBe(first);
     await show('policy');
     await page.waitForFunction(() => document.querySelectorAll('#policy-history tr').length === 3, undefined, { timeout: 20_000 });
+    // The diff between the two: the changed lines of banning.policy, as the kept artifacts hold it.
+    expect(await page.inputValue('#diff-from')).toBe(first);
+    expect(await page.inputValue('#diff-to')).toBe(second);
+    await page.click('#diff-form button');
+    await page.waitForSelector('#policy-diff .file-diff pre', { timeout: 20_000 });
+    expect(await text('#policy-diff .file-diff h4')).toMatch(/banning\.policy — changed$/);
+    expect(await page.locator('#policy-diff .del').allInnerTexts()).toEqual(['-policy banning version 1', '-    after 1s']);
+    expect(await page.locator('#policy-diff .add').allInnerTexts()).toEqual(['+policy banning version 2', '+    after 2s']);
+    await shot('8-policy-diff');
     page.once('dialog', (d) => void d.accept());
     await page.locator('#policy-history button').click();
     await until('the rollback', async () => (await status()).policy.hash === first, 20_000);
     await page.waitForFunction((h) => document.getElementById('policy-current')?.textContent?.includes(h), first, { timeout: 20_000 });
-    await shot('8-policy-rolled-back');
-    expect(cspErrors).toEqual([]);
+    await shot('9-policy-rolled-back');
   }, 60_000);
+
+  it('login: an SMTP user of dashboard.users logs in with its password and enables a source; a cross-site POST with the cookie is refused', async () => {
+    const source = (await status()).queues.flatMap((q) => (q as unknown as { sources: { source: string }[] }).sources)[0]!.source;
+    expect((await api('/api/v1/sources/disable', { source })).status).toBe(200);
+    await page.click('#key-forget');
+    await page.fill('#login-user', 'ops');
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('login-state')?.textContent === 'logged in as ops', undefined, { timeout: 20_000 });
+    await show('sources');
+    const cookies = await context.cookies(base());
+    const session = cookies.find((c) => c.name === 'petrel_session')!;
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Strict', secure: false });
+    expect(session.value).toMatch(/^[0-9a-f]{64}$/);
+    // Without the key, through the cookie: the disabled source is shown and enabled from the page.
+    const enable = page.locator(`#source-list button[data-source="${source}"]`);
+    await enable.waitFor({ timeout: 20_000 });
+    await shot('10-login-sources');
+    await enable.click();
+    await page.waitForFunction(() => /enable .*: done/.test(document.getElementById('notice')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    await until('the source enabled', async () => (await status()).disabled.length === 0, 20_000);
+    // The same cookie from another site's page: refused, though it is valid from this origin.
+    const cookie = { cookie: `petrel_session=${session.value}` };
+    expect((await api('/api/v1/pause', { queue: 'csrf-probe' }, { ...cookie, origin: 'http://evil.test' })).status).toBe(403);
+    expect((await status()).paused).not.toContain('queue:csrf-probe');
+    expect((await api('/api/v1/status', undefined, cookie)).status).toBe(200);
+  }, 90_000);
+
+  it('login: a wrong password is refused, and after three the address is locked out (even the right password)', async () => {
+    await page.click('#logout');
+    await page.waitForFunction(() => document.getElementById('login-state')?.textContent === 'not logged in', undefined, { timeout: 20_000 });
+    for (let i = 0; i < 3; i++) {
+      await page.evaluate(() => (document.getElementById('notice')!.textContent = ''));
+      await page.fill('#login-user', 'ops');
+      await page.fill('#login-password', 'wrong password');
+      await page.click('#login-form button[type=submit]');
+      await page.waitForFunction(() => /login refused: .*401 unknown user or wrong password/.test(document.getElementById('notice')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    }
+    await page.fill('#login-user', 'ops');
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForFunction(() => /login refused: .*429 too many failed logins/.test(document.getElementById('notice')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    expect(await text('#login-state')).toBe('not logged in');
+    await shot('11-login-locked-out');
+    expect(cspErrors).toEqual([]);
+  }, 90_000);
 });

@@ -1,7 +1,8 @@
 // Petrel's dashboard: reads the runtime's HTTP API every few seconds and renders the five
 // pages; every change is a JSON POST to the same API with the operator's key (kept in this
-// tab's sessionStorage). No data is in the page itself; nothing is written as HTML — text
-// goes in through textContent only.
+// tab's sessionStorage) or the session cookie of a login with an SMTP user's password (the
+// browser sends it; the page never sees it: HttpOnly). No data is in the page itself;
+// nothing is written as HTML — text goes in through textContent only.
 'use strict';
 
 const POLL_MS = 3000;
@@ -181,6 +182,54 @@ function renderPolicy(p) {
   const history = [c, ...p.previous].filter(Boolean);
   fillTable($('policy-history'), ['Version', 'Hash', 'Went live', 'Replaced', 'Origin', ''], history.map((v, i) => [v.name + ' ' + v.version, v.hash.slice(0, 12), time(v.activatedAt), time(v.replacedAt), v.trigger || v.commit || '', i === 0 ? el('span', 'live', 'state-ok') : c && v.hash === c.hash ? el('span', 'same as live', 'muted') : button('Roll back to this', () => confirm('Roll back to ' + v.version + ' (' + v.hash.slice(0, 12) + ')?') && act('rollback', '/api/v1/policy/rollback', { to: v.hash }))]));
   fillTable($('policy-refusals'), ['When', 'Stage', 'Why'], (p.refusals || []).map((r) => [time(r.at), r.stage, (r.report || '').split('\n')[0]]));
+  diffChoices(history);
+}
+
+/** The two version lists of the diff form, from the history (live first): the previous version against the live one until the operator picks others; a new history starts over. */
+function diffChoices(history) {
+  const sig = history.map((v) => v.hash).join(',');
+  for (const [id, pick] of [['diff-from', 1], ['diff-to', 0]]) {
+    const select = $(id);
+    if (select.dataset.sig === sig) continue;
+    select.replaceChildren(...history.map((v, i) => {
+      const o = el('option', v.version + ' ' + v.hash.slice(0, 12) + (i === 0 ? ' (live)' : ''));
+      o.value = v.hash;
+      return o;
+    }));
+    select.dataset.sig = sig;
+    select.value = (history[Math.min(pick, history.length - 1)] || {}).hash || '';
+  }
+}
+
+/** Shows the line diff of each source file between two kept versions. */
+async function showDiff(from, to) {
+  const box = $('policy-diff');
+  box.replaceChildren();
+  try {
+    const d = await api('/dashboard/api/policy-diff?from=' + encodeURIComponent(from) + '&to=' + encodeURIComponent(to));
+    box.append(el('p', 'From ' + d.from.name + ' ' + d.from.version + ' (' + d.from.hash.slice(0, 12) + ') to ' + d.to.name + ' ' + d.to.version + ' (' + d.to.hash.slice(0, 12) + ')'));
+    const changed = d.files.filter((f) => f.change !== 'same');
+    if (changed.length === 0) box.append(el('p', 'no source file changed', 'muted'));
+    for (const f of changed) {
+      const section = el('div', undefined, 'file-diff');
+      section.dataset.path = f.path;
+      section.append(el('h4', f.path + ' — ' + f.change));
+      if (f.note) section.append(el('p', f.note, 'muted'));
+      if (f.hunks) {
+        const pre = el('pre', undefined, 'diff');
+        for (const h of f.hunks) {
+          pre.append(el('span', '@@ -' + h.oldStart + ',' + h.oldLines + ' +' + h.newStart + ',' + h.newLines + ' @@', 'hunk'));
+          for (const line of h.lines) pre.append(el('span', line, line[0] === '+' ? 'add' : line[0] === '-' ? 'del' : 'ctx'), line[0] === '+' || line[0] === '-' ? '' : '\n');
+        }
+        section.append(pre);
+      }
+      box.append(section);
+    }
+    const same = d.files.filter((f) => f.change === 'same').map((f) => f.path);
+    if (same.length) box.append(el('p', 'unchanged: ' + same.join(', '), 'muted'));
+  } catch (e) {
+    box.append(el('p', e.message, 'state-disabled'));
+  }
 }
 
 // ---- charts (uPlot) -----------------------------------------------------------------------
@@ -207,18 +256,28 @@ function renderCharts(points) {
 
 // ---- message search ---------------------------------------------------------------------
 
+/** Shows a message: from the queue API while queued (with its actions), else as finished from the message index. */
 async function showMessage(id) {
   const box = $('search-message');
   box.replaceChildren();
   try {
-    const m = await api('/api/v1/queue/' + encodeURIComponent(id));
-    box.append(el('h3', 'Message ' + m.id), el('p', 'from ' + m.from + ', tenant ' + (m.tenant || '(none)') + ', received ' + new Date(m.receivedAt).toISOString() + ', ' + m.size + ' bytes'));
+    const m = await api('/api/v1/queue/' + encodeURIComponent(id)).catch((e) => (/: 404 /.test(e.message) ? null : Promise.reject(e)));
+    if (!m) return showFinished(box, await api('/dashboard/api/messages/' + encodeURIComponent(id)));
+    box.append(el('h3', 'Message ' + m.id + ' (queued)'), el('p', 'from ' + m.from + ', tenant ' + (m.tenant || '(none)') + ', received ' + new Date(m.receivedAt).toISOString() + ', ' + m.size + ' bytes'));
     const table = el('table');
     fillTable(table, ['Recipient', 'Attempts', 'Next attempt', 'Queue'], m.recipients.map((r) => [r.rcpt, r.attempts, r.nextAttemptAt ? new Date(r.nextAttemptAt).toISOString() : '', r.queue || '']));
     box.append(table, queueActions(m.id), el('h3', 'Accounting trail'), el('pre', m.accounting.length ? m.accounting.join('\n') : 'no accounting record yet'));
   } catch (e) {
     box.append(el('p', e.message, 'state-disabled'));
   }
+}
+
+/** A message the spool no longer holds: each recipient's outcome and the accounting trail. */
+function showFinished(box, m) {
+  box.append(el('h3', 'Message ' + m.id + ' (' + m.state + ')'), el('p', 'Message-ID ' + (m.messageId ? '<' + m.messageId + '>' : '(none)') + ', from ' + m.from + ', tenant ' + (m.tenant || '(none)') + ', received ' + new Date(m.receivedAt).toISOString()));
+  const table = el('table');
+  fillTable(table, ['Recipient', 'Outcome'], m.to.map((r) => [r, m.outcomes[r] || 'no final record']));
+  box.append(table, el('h3', 'Accounting trail'), el('pre', m.accounting.length ? m.accounting.join('\n') : 'no accounting record'));
 }
 
 /** Retry now, delete or bounce (with a DSN) one queued message; the last two ask first. */
@@ -233,15 +292,31 @@ function queueActions(id) {
   return p;
 }
 
+/**
+ * By queue id: that message. By Message-ID: the message index (the last days' messages,
+ * queued or finished). By recipient: the queue (any age) and the index's finished ones.
+ */
 async function search(kind, text) {
   $('search-message').replaceChildren();
   if (kind === 'id') return $('search-results').replaceChildren(), showMessage(text);
   try {
-    const found = await api('/api/v1/queue?limit=100&rcpt=' + encodeURIComponent(text));
-    fillTable($('search-results'), ['Queue id', 'From', 'Recipients', 'Received', ''], found.messages.map((m) => [m.id, m.from, m.recipients.map((r) => r.rcpt).join(', '), new Date(m.receivedAt).toISOString(), button('Show', () => showMessage(m.id))]), 'no queued message matches');
+    const indexed = (await api('/dashboard/api/messages?limit=100&' + kind + '=' + encodeURIComponent(text))).messages;
+    const queued = kind === 'rcpt' ? (await api('/api/v1/queue?limit=100&rcpt=' + encodeURIComponent(text))).messages : [];
+    const rows = queued.map((m) => ({ id: m.id, messageId: '', from: m.from, to: m.recipients.map((r) => r.rcpt), receivedAt: m.receivedAt, state: 'queued' }));
+    for (const m of indexed) if (!rows.some((r) => r.id === m.id)) rows.push(m);
+    fillTable($('search-results'), ['Queue id', 'Message-ID', 'From', 'Recipients', 'Received', 'State', ''], rows.map((m) => [m.id, m.messageId, m.from, m.to.join(', '), new Date(m.receivedAt).toISOString(), m.state, button('Show', () => showMessage(m.id))]), 'no message matches');
   } catch (e) {
     notice(e.message, true);
   }
+}
+
+// ---- login ---------------------------------------------------------------------------------
+
+/** Says who is logged in (the session cookie is HttpOnly: the server says). */
+async function sessionState() {
+  const s = await api('/dashboard/api/session').catch(() => null);
+  $('login-state').textContent = s ? 'logged in as ' + s.user : 'not logged in';
+  $('login-state').className = s ? 'state-ok' : 'muted';
 }
 
 // ---- wiring --------------------------------------------------------------------------------
@@ -268,7 +343,7 @@ async function refresh() {
     document.body.dataset.updated = new Date().toISOString();
     polled('updated ' + new Date().toLocaleTimeString());
   } catch (e) {
-    polled(e.message + (sessionStorage.getItem(KEY) ? '' : ' — enter an API key above'), true);
+    polled(e.message + (sessionStorage.getItem(KEY) ? '' : ' — enter an API key or log in above'), true);
   } finally {
     busy = false;
   }
@@ -286,6 +361,29 @@ function wire() {
   $('key-forget').addEventListener('click', () => {
     sessionStorage.removeItem(KEY);
     notice('key forgotten');
+  });
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const user = $('login-user').value.trim();
+    const password = $('login-password').value;
+    $('login-password').value = '';
+    try {
+      await api('/dashboard/api/login', { user, password });
+      notice('logged in as ' + user);
+    } catch (err) {
+      notice('login refused: ' + err.message, true);
+    }
+    await sessionState();
+    refresh();
+  });
+  $('logout').addEventListener('click', async () => {
+    await api('/dashboard/api/logout', {}).catch(() => null);
+    notice('logged out');
+    await sessionState();
+  });
+  $('diff-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    showDiff($('diff-from').value, $('diff-to').value);
   });
   $('pause-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -307,6 +405,7 @@ function wire() {
     refresh();
   });
   showPage();
+  sessionState();
   refresh();
   setInterval(refresh, POLL_MS);
 }

@@ -1,0 +1,139 @@
+/**
+ * The message index: what the message search needs and the accounting records lack (they
+ * name no queue id and no Message-ID, as PowerMTA's columns do not). One JSON line per
+ * accepted message — queue id, Message-ID, sender, recipients, arrival time — in daily files
+ * `msgs-YYYY-MM-DD.ndjson` (UTC day of arrival) beside the accounting files, so a message
+ * that finished (delivered, bounced, expired) and left the spool is still found, and its
+ * accounting trail read (accounting-trail.ts matches on sender, recipient and arrival).
+ *
+ * Like accounting, it is a log, not the spool: lines are buffered and appended every
+ * `flushMs`; a crash can lose the last unflushed lines, never a message.
+ *
+ * Bounds: a line holds at most {@link MAX_INDEXED_RECIPIENTS} recipients (the trail reads
+ * those) and fields cut to their SMTP lengths; a search reads the files of the last
+ * {@link SEARCH_DAYS} days, line by line, newest day first, and returns at most `limit`.
+ */
+import { appendFileSync, createReadStream, existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { globMatch } from '../decide/index.ts';
+import { field, headerFields, splitHeader } from '../intake/index.ts';
+import { isoTime } from './text.ts';
+
+/** One accepted message as the index holds it. */
+export interface IndexedMessage {
+  id: string;
+  /** Normalised by {@link normaliseMessageId}; empty when the message had none. */
+  messageId: string;
+  from: string;
+  to: string[];
+  receivedAt: number;
+  tenant?: string;
+}
+
+/** What a search names: exactly one of a queue id, a Message-ID or a recipient glob. */
+export type MessageQuery = { id: string } | { messageId: string } | { rcpt: string };
+
+export interface MessageIndex {
+  /** Indexes an accepted message; `chunks` is the message as submitted (its header block first). */
+  write(m: Omit<IndexedMessage, 'messageId'>, chunks: readonly Buffer[]): void;
+  /** Appends what is buffered. */
+  flush(): void;
+  close(): void;
+  /** The messages that match, newest first, at most `limit`. */
+  find(query: MessageQuery, now: number, limit: number): Promise<IndexedMessage[]>;
+}
+
+/** Days of index a search reads, today included. */
+export const SEARCH_DAYS = 7;
+export const MAX_INDEXED_RECIPIENTS = 1000;
+/** The header block is looked for in the first this many bytes of the message. */
+const MAX_HEAD_BYTES = 64 * 1024;
+const DAY_MS = 86_400_000;
+
+/** A Message-ID as searched: without surrounding space and angle brackets, lower-cased, at most 998 characters. */
+export function normaliseMessageId(text: string): string {
+  return text.trim().replace(/^<\s*/, '').replace(/\s*>$/, '').toLowerCase().slice(0, 998);
+}
+
+/** The normalised Message-ID of a message (its first header chunk), or empty. */
+export function messageIdOf(chunks: readonly Buffer[]): string {
+  const first = chunks[0];
+  if (!first) return '';
+  const { head } = splitHeader(first.subarray(0, MAX_HEAD_BYTES));
+  return normaliseMessageId(field(headerFields(head), 'message-id') ?? '');
+}
+
+export function openMessageIndex(dir: string, options: { flushMs?: number } = {}): MessageIndex {
+  const flushMs = options.flushMs ?? 200;
+  mkdirSync(dir, { recursive: true });
+  const fileOf = (ms: number) => path.join(dir, `msgs-${isoTime(ms).slice(0, 10)}.ndjson`);
+  const buffers = new Map<string, string[]>();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    for (const [file, lines] of buffers) appendFileSync(file, lines.join(''));
+    buffers.clear();
+  };
+  /** A failed timed append is retried at the next write or flush; it never throws from the timer. */
+  const flushQuietly = () => {
+    try {
+      flush();
+    } catch (e) {
+      process.emitWarning(`petrel: cannot append to the message index in ${dir}: ${(e as Error).message}`);
+    }
+  };
+  return {
+    write(m, chunks) {
+      const entry: IndexedMessage = { ...m, messageId: messageIdOf(chunks), to: m.to.slice(0, MAX_INDEXED_RECIPIENTS) };
+      const file = fileOf(m.receivedAt);
+      const lines = buffers.get(file) ?? buffers.set(file, []).get(file)!;
+      lines.push(JSON.stringify(entry) + '\n');
+      if (!timer) timer = setTimeout(flushQuietly, flushMs);
+    },
+    flush,
+    close: flushQuietly,
+    async find(query, now, limit) {
+      flushQuietly();
+      const found: IndexedMessage[] = [];
+      const today = Math.floor(now / DAY_MS);
+      for (let day = today; day > today - SEARCH_DAYS && found.length < limit; day--) {
+        const file = fileOf(day * DAY_MS);
+        if (existsSync(file)) found.push(...(await matchesIn(file, query, limit - found.length)));
+      }
+      return found;
+    },
+  };
+}
+
+/** The last `limit` lines of `file` that match, newest first. */
+async function matchesIn(file: string, query: MessageQuery, limit: number): Promise<IndexedMessage[]> {
+  const matches = matcher(query);
+  const found: IndexedMessage[] = [];
+  const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+  for await (const line of lines) {
+    if (!matches.quick(line)) continue;
+    let m: IndexedMessage;
+    try {
+      m = JSON.parse(line) as IndexedMessage;
+    } catch {
+      continue; // a line torn by a crash
+    }
+    if (!matches.exactly(m)) continue;
+    found.push(m);
+    if (found.length > limit) found.shift();
+  }
+  return found.reverse();
+}
+
+/** A cheap test on the line's text (no false negatives), then the exact one on the entry. */
+function matcher(query: MessageQuery): { quick(line: string): boolean; exactly(m: IndexedMessage): boolean } {
+  if ('id' in query) return { quick: (l) => l.includes(JSON.stringify(query.id)), exactly: (m) => m.id === query.id };
+  if ('messageId' in query) {
+    const wanted = normaliseMessageId(query.messageId);
+    const literal = JSON.stringify(wanted).slice(1, -1);
+    return { quick: (l) => l.toLowerCase().includes(literal), exactly: (m) => m.messageId === wanted };
+  }
+  return { quick: () => true, exactly: (m) => m.to.some((r) => globMatch(query.rcpt, r)) };
+}
