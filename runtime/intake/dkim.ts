@@ -23,8 +23,7 @@
  */
 import { createHash, createPublicKey, sign, type KeyObject, createPrivateKey } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { Readable, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
 import { domainToASCII } from 'node:url';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -302,6 +301,8 @@ class MessageSigner extends DkimSigner {
   }
 }
 
+const CRLF = Buffer.from('\r\n');
+
 /** The fields to put on top of a message, and what signed it. */
 export interface DkimSignature {
   /** The `DKIM-Signature` fields, each ending in CRLF. */
@@ -318,7 +319,14 @@ export async function signMessage(ring: DkimKeyring, message: readonly Buffer[],
   // A CRLF more never changes a relaxed body hash (empty lines at the end are ignored, a
   // missing final CRLF is added), and it ends the header block of a message that has no
   // body, so that one is signed too (mailauth signs nothing without an end of headers).
-  await pipeline(Readable.from([...message, Buffer.from('\r\n')]), signer);
+  // Written straight in (the message is in memory already), not through stream.pipeline:
+  // its AbortController made a DOMException per message, about 6% of signing's time at 4 KB (cpu profile).
+  await new Promise<void>((resolve, reject) => {
+    signer.once('error', reject);
+    signer.once('finish', resolve);
+    for (const chunk of message) signer.write(chunk);
+    signer.end(CRLF);
+  });
   if (!signer.choice) return undefined;
   if (signer.signatureHeaders.length !== signer.choice.keys.length) throw new Error(`dkim: ${signer.signatureHeaders.length} of ${signer.choice.keys.length} signatures made for ${signer.choice.domain}`);
   return { fields: Buffer.from(signer.signatureHeaders.map((f) => `${f}\r\n`).join(''), 'latin1'), choice: signer.choice };
