@@ -9,6 +9,8 @@ import { COMPILER_VERSION, compile, listPolicyFiles, renderDiagnostics } from '.
 import { diffPolicies, type DefinitionDiff, type FieldChange, type PolicyDiff, type RouteDiff } from '../compiler/diff.ts';
 import { exportCommit, importArtifactText, resolveRef } from '../runtime/policy/index.ts';
 import { diskHost, EXIT, findPolicyFiles, parseCommandArgs, plural, UsageError, type Io } from './common.ts';
+import { checkPlan, outcomesHuman, outcomesMarkdown, readSimulationPlan, simulateSides } from './diff-simulate.ts';
+import { capped, code, table } from './tables.ts';
 
 export const DIFF_HELP = `usage: petrel diff [options] <base> <head>
        petrel diff --git [REPO] <base-ref> <head-ref> [options]
@@ -31,10 +33,22 @@ options:
                                 (relative to the side; repeat for several; default: all)
   --format <human|markdown|json> output format (default: human); markdown is for a
                                 pull-request comment or a GitHub job summary
+  --simulate <campaign>         also run the campaign (JSON, read from the current
+                                directory; docs/simulate.md) through the simulator on each
+                                side, with the same seed and models, and append
+                                "Outcomes": per provider and in total, delivered,
+                                deferred, blocked, bounced by category, open, time to
+                                complete, peak rate, backoffs and suspensions — base,
+                                head and the change — flagging a provider that no longer
+                                finishes, is slower, or gets more blocks or bounces
+  --model <dir>                 with --simulate: provider models instead of the shipped ones
+  --seed <n>                    with --simulate: seed of the retry jitter (default 1)
   -h, --help                    show this help
 
-exit codes: 0 no effective change, 1 changes (as diff(1)), 2 usage error, 3 policy
-errors on either side (printed, naming the side)
+exit codes: 0 no effective change, 1 changes: in the policies, or with --simulate in the
+outcomes (as diff(1)), 2 usage error, 3 errors in the inputs: policy errors on either
+side (printed, naming the side), or a campaign or models that cannot be run (printed,
+naming the file)
 `;
 
 const FORMATS = ['human', 'markdown', 'json'] as const;
@@ -43,8 +57,7 @@ type Format = (typeof FORMATS)[number];
 /** Exit code when the sides differ (diff(1)'s; the CLI's 1 otherwise means an internal error). */
 export const EXIT_CHANGED = 1;
 
-/** At most this many rows per table in human and markdown output (JSON has all). */
-export const MAX_ROWS = 50;
+export { MAX_ROWS } from './tables.ts';
 
 /** One side to compile: where its files are, and what to call it. */
 interface Side {
@@ -55,7 +68,7 @@ interface Side {
 }
 
 export async function diffCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { git: { type: 'boolean' }, path: { type: 'string', multiple: true }, format: { type: 'string' } });
+  const { values, positionals } = parseCommandArgs(argv, { git: { type: 'boolean' }, path: { type: 'string', multiple: true }, format: { type: 'string' }, simulate: { type: 'string' }, model: { type: 'string' }, seed: { type: 'string' } });
   if (values.help) {
     io.out(DIFF_HELP);
     return EXIT.ok;
@@ -66,6 +79,8 @@ export async function diffCommand(argv: string[], io: Io): Promise<number> {
   for (const p of paths) {
     if (path.isAbsolute(p) || path.normalize(p).split(path.sep)[0] === '..') throw new UsageError(`--path \`${p}\` must be relative to each side, and inside it`);
   }
+  const plan = await readSimulationPlan(values, io.cwd);
+  if (plan && 'errors' in plan) return inputErrors(io, plan.errors);
   const disposers: (() => Promise<void>)[] = [];
   try {
     const [base, head] = values.git ? await gitSides(positionals, paths, io.cwd, disposers) : directorySides(positionals, paths, io.cwd);
@@ -75,12 +90,26 @@ export async function diffCommand(argv: string[], io: Io): Promise<number> {
       if (!built) return EXIT.policy;
       compiled.push(built);
     }
-    const diff = diffPolicies(compiled[0]!, compiled[1]!);
-    io.out({ human, markdown, json: (d: PolicyDiff) => `${JSON.stringify(d, null, 2)}\n` }[format](diff));
-    return diff.changed ? EXIT_CHANGED : EXIT.ok;
+    const [b, h] = [compiled[0]!, compiled[1]!];
+    const diff = diffPolicies(b, h);
+    if (!plan) {
+      io.out({ human, markdown, json: (d: PolicyDiff) => `${JSON.stringify(d, null, 2)}\n` }[format](diff));
+      return diff.changed ? EXIT_CHANGED : EXIT.ok;
+    }
+    const errors = checkPlan(plan, [b, h]);
+    if (errors.length > 0) return inputErrors(io, errors);
+    const simulation = await simulateSides(plan, b, h);
+    io.out({ human: () => `${human(diff)}\n${outcomesHuman(simulation)}`, markdown: () => `${markdown(diff)}${outcomesMarkdown(simulation)}`, json: () => `${JSON.stringify({ ...diff, simulation }, null, 2)}\n` }[format]());
+    return diff.changed || simulation.delta.changed ? EXIT_CHANGED : EXIT.ok;
   } finally {
     for (const dispose of disposers) await dispose();
   }
+}
+
+/** A campaign or models that cannot be run: every problem, one line each; exit 3 like policy errors (2 is the command line's). */
+function inputErrors(io: Io, errors: string[]): number {
+  io.err(`${errors.map((e) => `petrel diff: ${e}`).join('\n')}\n`);
+  return EXIT.policy;
 }
 
 // --- Sides -----------------------------------------------------------------------------------
@@ -150,7 +179,7 @@ async function build(side: Side, io: Io) {
     io.err(`petrel diff: the ${side.role} (\`${side.label}\`) has policy errors; nothing compared\n${rendered}`);
     return undefined;
   }
-  return { ir: result.ir!, artifact: await importArtifactText(result.artifact) };
+  return { role: side.role, ir: result.ir!, artifact: await importArtifactText(result.artifact), manifest: result.artifact.manifest };
 }
 
 // --- Output ----------------------------------------------------------------------------------
@@ -163,11 +192,6 @@ function summary(d: PolicyDiff): string {
     d.definitions.length ? `${plural(d.definitions.length, 'definition')} changed` : '',
   ];
   return parts.filter(Boolean).join(', ');
-}
-
-/** The first MAX_ROWS of a list, and a line saying how many were left out. */
-function capped<T>(list: readonly T[]): { shown: readonly T[]; more: string | undefined } {
-  return { shown: list.slice(0, MAX_ROWS), more: list.length > MAX_ROWS ? `… and ${list.length - MAX_ROWS} more (all of them with --format json)` : undefined };
 }
 
 const arrow = (f: FieldChange) => `${f.before ?? '—'} → ${f.after ?? '—'}`;
@@ -215,19 +239,6 @@ function human(d: PolicyDiff): string {
   }
   lines.push(summary(d));
   return `${lines.join('\n')}\n`;
-}
-
-/** Inline code for a markdown table cell: a fence longer than any backtick run inside, pipes escaped. */
-function code(text: string | null): string {
-  if (text === null) return '—';
-  const flat = text.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
-  const fence = '`'.repeat(Math.max(0, ...(flat.match(/`+/g) ?? []).map((run) => run.length)) + 1);
-  const pad = flat.startsWith('`') || flat.endsWith('`') ? ' ' : '';
-  return `${fence}${pad}${flat}${pad}${fence}`;
-}
-
-function table(head: string[], rows: string[][], more: string | undefined): string[] {
-  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`), ...(more ? ['', `_${more}_`] : []), ''];
 }
 
 function fieldTable(list: FieldChange[], first: string): string[] {

@@ -10,6 +10,7 @@ export { ACCEPTED_REPLY, modelledTransport, type ClientAddress } from './provide
 export { checkCampaign, DEFAULT_START, MAX_CAMPAIGN_BYTES, MAX_CAMPAIGN_MESSAGES, parseCampaign, readCampaign } from './campaign.ts';
 export type { Campaign, CampaignResult, CampaignStream } from './campaign.ts';
 export { LONG_TAIL_MODEL, MAX_IN_FLIGHT, runSimulation, type ProviderSide, type SimulationInput, type SimulationResult } from './simulation.ts';
-export { buildReport, humanReport, type CountsRow, type ProviderRow, type SimulationReport } from './report.ts';
+export { buildReport, formatDuration, formatRate, humanReport, type CountsRow, type ProviderRow, type SimulationReport } from './report.ts';
 export { htmlReport } from './html.ts';
+export { compareOutcomes, outcomeSide, type FigureChange, type OutcomeDelta, type OutcomeFigures, type OutcomeFlag, type OutcomeSide, type ProviderDelta } from './compare.ts';
 export { Tally, type Counts, type PolicyEvent } from './tally.ts';

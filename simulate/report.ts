@@ -135,6 +135,8 @@ export const MAX_HUMAN_EVENTS = 30;
 
 const duration = (s: number | null) => (s === null ? 'not finished' : s < 3600 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`);
 const rate = (n: number) => `${Math.round(n)}/h`;
+/** How the report writes a time to complete (null: not finished) and a rate per hour; `petrel diff --simulate` writes them the same way. */
+export { duration as formatDuration, rate as formatRate };
 const categories = (byCategory: Record<string, number>) =>
   Object.entries(byCategory)
     .sort(([a], [b]) => a.localeCompare(b))
