@@ -43,7 +43,8 @@ options:
                         headers, tenant, pool, campaign; 202 with the id once spooled),
                         GET /api/v1/policy, POST /api/v1/policy/reload, /rollback, /artifact,
                         POST /api/v1/sources/enable|disable, /api/v1/queue…, /api/v1/suppression…;
-                        the live dashboard at GET /dashboard (docs/runtime.md)
+                        the live dashboard at GET /dashboard (docs/runtime.md; login with
+                        an SMTP user's password: config dashboard.users, default none)
   --smtp-tls-key <file>  PEM private key for STARTTLS on SMTP submission (with --smtp-tls-cert)
   --smtp-tls-cert <file> PEM certificate chain for STARTTLS on SMTP submission
   --api-key-file <file> a file of HTTP API keys, one a line (repeat for several files);
@@ -132,6 +133,7 @@ interface RunConfig extends BounceLoopFileConfig {
   graceSeconds?: number;
   smtp?: { listen?: string; clientNetworks?: string[]; tls?: { key: string; cert: string }; users?: SubmissionUser[]; allowInsecureAuth?: boolean } & SmtpLimitsConfig;
   http?: { listen?: string; apiKeys?: string[]; apiKeyFiles?: string[]; keylessLoopback?: boolean; publicMetrics?: boolean };
+  dashboard?: { users?: string[]; sessionMinutes?: number };
   deploy?: { publicKeys?: string[] };
   mxOverride?: Record<string, string>;
   dkim?: DkimConfig;
@@ -257,6 +259,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`config: \`smtp.clientNetworks\`: ${(e as Error).message}`);
   }
   const submission = submissionSecurity(values['smtp-tls-key'], values['smtp-tls-cert'], config, at);
+  const stranger = (config.dashboard?.users ?? []).find((u) => !(submission.users ?? []).some((s) => s.user === u));
+  if (stranger !== undefined) throw new UsageError(`config: \`dashboard.users\` names \`${stranger}\`, who is not one of \`smtp.users\``);
   let smtpLimits: Partial<SubmissionOptions>;
   try {
     smtpLimits = smtpLimitsFromConfig(config.smtp ?? {});
@@ -332,6 +336,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     ...(outboundTls ? { tlsPolicy: outboundTls.tlsPolicy } : {}),
     ...(bounceLoop ? { bounceLoop } : {}),
     ...(sharing ? { shared: { link: sharing.link, nodeId: sharing.nodeId, liveNodes: sharing.cluster.liveNodes, status: sharing.cluster.status } } : {}),
+    dashboard: { ...config.dashboard, policyDir: at(values.artifact ?? config.artifact ?? 'var/artifact') },
   });
   control.attach(runtime);
   await sharing?.cluster.start({ control, current: () => runtime.policy().manifest });

@@ -24,6 +24,7 @@ import { registerStatusMetrics } from './observe/status-metrics.ts';
 import { changeSource } from './decide/operator-sources.ts';
 import { EVERY_ROUTE } from './decide/index.ts';
 import { openSpoolRecovering, type Spool } from './spool/index.ts';
+import { openMessageIndex } from './observe/message-index.ts';
 
 export interface RuntimeOptions {
   artifact: PolicyArtifact;
@@ -62,6 +63,12 @@ export interface RuntimeOptions {
    * API still answers, but nothing feeds or consults the list).
    */
   bounceLoop?: BounceLoopConfig;
+  /**
+   * The dashboard (docs/runtime.md, "Dashboard"): which SMTP users (`smtp.users`) may log in
+   * with their password (none by default), a session's life, and the version store's
+   * directory (policy/policy-versions.ts) that the diff of two versions reads.
+   */
+  dashboard?: { users?: string[]; sessionMinutes?: number; policyDir?: string };
   /** Shorter connection timeouts for tests. */
   connectTimeoutMs?: number;
   greetingTimeoutMs?: number;
@@ -108,6 +115,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // every segment is read (spool.ts: none is handed out before its state is whole).
   const { spool, recovered } = await openSpoolRecovering(options.spoolDir);
   const acct: AccountingWriter = openAccounting(options.accountingDir);
+  // Queue id and Message-ID of every accepted message, for the dashboard's search (accounting records name neither).
+  const messageIndex = openMessageIndex(options.accountingDir);
   const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
   // What the policy and the operators decided survives a restart: backoffs, suspensions,
   // disabled sources, trigger counts, pauses and the day's warmup counts.
@@ -217,6 +226,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     accepted++;
     metrics.accepted.inc();
     for (const record of receiptRecords(spooled, policy.manifest.hash)) acct.write(record);
+    messageIndex.write({ id, from: envelope.from, to, receivedAt, ...(values.tenant ? { tenant: values.tenant } : {}) }, chunks);
     core.enqueue(spool.get(id)!, () => 0);
     core.wake();
     return id;
@@ -268,6 +278,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     stopping: () => stopping,
     maxBodyBytes: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
     routes: (req, res, helpers) => queueRoutes(req, res, helpers) || (options.httpRoutes?.(req, res, helpers) ?? false),
+    dashboard: {
+      policyDir: options.dashboard?.policyDir,
+      search: { index: messageIndex, queued: (id) => spool.get(id) !== undefined, trail: (m) => (acct.flush(), accountingTrail(options.accountingDir, { envelope: m, receivedAt: m.receivedAt }, clock())), clock },
+      login: { users: options.smtp.users ?? [], allowed: options.dashboard?.users ?? [], throttle: options.smtp.auth, sessionMinutes: options.dashboard?.sessionMinutes, clock },
+    },
   });
 
   /** Writes the state file when something changed: every 2 s at most, and on stop and pause. */
@@ -319,6 +334,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       if (limiters instanceof RedisLimiterStore) limiters.close();
       await saveState();
       acct.close();
+      messageIndex.close();
       bounce.close();
       await options.dkim?.close();
       await requeued;
