@@ -6,9 +6,10 @@
 /**
  * GitHub Actions: format, check and test on every pull request and push to main, with
  * problems and failing expectations as annotations on the pull request's lines, the
- * effective change of a pull request (`petrel diff`) in its job summary, and the JUnit
- * report and SARIF log kept. Every `npx petrel` line here is run by
- * test/cli/init.test.ts against a fresh scaffold, so a scaffold's CI passes on day one.
+ * effective change of a pull request and its effect on the sample campaign
+ * (`petrel diff --simulate`) in its job summary, and the JUnit report and SARIF log kept.
+ * Every `npx petrel` line here is run by test/cli/init.test.ts against a fresh scaffold,
+ * so a scaffold's CI passes on day one.
  */
 export const WORKFLOW = `name: petrel
 on:
@@ -45,11 +46,13 @@ jobs:
         if: always()
         run: npx petrel test --format github policies
 
-      # What the pull request changes, per destination, in the job summary. Exit 1 means
-      # "there are changes", not a failure; policy errors (3) fail the step.
+      # What the pull request changes, per destination, and what that does to the sample
+      # campaign (simulated on the base and on the pull request: the change in outcomes per
+      # provider), in the job summary. Exit 1 means "there are changes", not a failure;
+      # policy or campaign errors (3) fail the step.
       - name: petrel diff
         if: always() && github.event_name == 'pull_request'
-        run: npx petrel diff --git . origin/\${{ github.base_ref }} HEAD --path policies --format markdown >> "$GITHUB_STEP_SUMMARY" || test $? -eq 1
+        run: npx petrel diff --git . origin/\${{ github.base_ref }} HEAD --path policies --simulate simulation/campaign.json --format markdown >> "$GITHUB_STEP_SUMMARY" || test $? -eq 1
 
       # A sample campaign through the policies on a virtual clock, against the shipped
       # provider models (docs/simulate.md): the report, one HTML page, is kept below.
@@ -132,8 +135,10 @@ npx petrel run                       # accept mail on 127.0.0.1:2525 and deliver
 
 CI (\`.github/workflows/petrel.yml\`) runs fmt, check and test on every pull request and
 puts problems and failing tests on the pull request's lines as annotations. On a pull
-request it also writes what the change does, per destination, into the job summary
-(\`npx petrel diff --git . origin/main HEAD --path policies\` shows the same locally).
+request it also writes what the change does, per destination, and to the sample campaign
+in \`simulation/campaign.json\` (simulated before and after), into the job summary
+(\`npx petrel diff --git . origin/main HEAD --path policies --simulate simulation/campaign.json\`
+shows the same locally).
 `;
 }
 

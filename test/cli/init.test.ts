@@ -82,7 +82,8 @@ describe('petrel init', () => {
     expect(snapshot(repo)).toEqual(before);
   });
 
-  it('the workflow\'s diff step runs on a pull request\'s history: no change, then a change, both accepted by its line', () => {
+  // Each run of the diff step simulates the sample campaign twice (20 000 messages, about 10 s of wall time each on the loaded machine).
+  it('the workflow\'s diff step runs on a pull request\'s history: no change, then a change, both accepted by its line', { timeout: 240_000 }, () => {
     const repo = path.join(tempDir(), 'mail-policies');
     expect(runPetrel(['init', repo, '--providers', 'yahoo']).code).toBe(0);
     const step = workflowCommands(repo).find((c) => c.args[0] === 'diff')!;
@@ -94,17 +95,22 @@ describe('petrel init', () => {
     git(repo, 'update-ref', 'refs/remotes/origin/main', 'HEAD');
     const args = step.args;
     expect(args.slice(0, 5)).toEqual(['diff', '--git', '.', 'origin/main', 'HEAD']);
+    expect(args.slice(-4, -2)).toEqual(['--simulate', 'simulation/campaign.json']);
     const same = runPetrel(args, { cwd: repo });
     expect(same.code, same.stderr).toBe(0);
-    expect(same.stdout).toMatch(/^## petrel diff: no effective change\n\nbase `origin\/main \([0-9a-f]{12}\)` \(\S+\) → head `HEAD \([0-9a-f]{12}\)` \(\S+\)\n\n$/);
+    expect(same.stdout).toMatch(/^## petrel diff: no effective change\n\nbase `origin\/main \([0-9a-f]{12}\)` \(\S+\) → head `HEAD \([0-9a-f]{12}\)` \(\S+\)\n\n## Outcomes: no change in outcomes\n/);
+    expect(same.stdout).toContain('- base: 20000 recipients, ');
     const yahoo = path.join(repo, 'policies/yahoo.policy');
-    writeFileSync(yahoo, readFileSync(yahoo, 'utf8').replace(/^ {2}rate 3600\/h per source$/m, '  rate 2400/h per source'));
+    // Slower than the campaign's 2000 Yahoo messages an hour: Yahoo's share now takes longer.
+    writeFileSync(yahoo, readFileSync(yahoo, 'utf8').replace(/^ {2}rate 3600\/h per source$/m, '  rate 1200/h per source'));
     git(repo, 'commit', '--quiet', '-am', 'slower to yahoo');
     const changed = runPetrel(args, { cwd: repo });
     expect(step.accepts).toContain(changed.code);
     expect(changed.code, changed.stderr).toBe(1);
     expect(changed.stdout).toContain('### `provider:yahoo` changed');
-    expect(changed.stdout).toContain('| rate per source | `3600/h per source` | `2400/h per source` |');
+    expect(changed.stdout).toContain('| rate per source | `3600/h per source` | `1200/h per source` |');
+    expect(changed.stdout).toMatch(/\n## Outcomes: \d+ providers? changed; flagged: yahoo slower/);
+    expect(changed.stdout).toMatch(/\n\| `yahoo` ⚠️ slower \| time to complete \| /);
   });
 
   it('copies every shipped provider with --all, and the scaffold passes check and test', async () => {
