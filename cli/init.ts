@@ -19,7 +19,10 @@ Create a policy repository in DIR (default: the current directory):
   policies/<provider>.policy     the shipped providers asked for (and the files they use),
                                  copied: yours to edit
   .github/workflows/petrel.yml   CI: fmt --check, check and test as annotations, JUnit and
-                                 SARIF reports
+                                 SARIF reports; on a pull request, its diff and what it
+                                 does to the sample campaign (diff --simulate) in the job
+                                 summary
+  simulation/campaign.json       the sample campaign CI simulates (docs/simulate.md)
   README.md, .gitignore, package.json (depending on this petrel version)
 \`use stdlib/…\` reads the stdlib of the installed petrel package; it is not copied.
 
