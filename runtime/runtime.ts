@@ -59,8 +59,9 @@ export interface RuntimeOptions {
   log?: (line: string) => void;
   /**
    * The bounce loop (docs/runtime.md, "Bounces, suppression, feedback and webhooks"): per-tenant
-   * DSNs, suppression and webhooks, and feedback reports. Off without it (the suppression
-   * API still answers, but nothing feeds or consults the list).
+   * DSNs, suppression and webhooks, and feedback reports. Always on: without it every tenant
+   * has the defaults (a DSN for each bounced or expired recipient, hard bounces suppressed,
+   * suppressed recipients refused); a tenant turns parts off (`dsn: false`, `suppressed: "off"`).
    */
   bounceLoop?: BounceLoopConfig;
   /**
@@ -163,7 +164,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       acct.write(rec);
     },
     // The bounce loop's events, DSN and suppression are durable before the outcome is.
-    settling: options.bounceLoop ? (m, outcome) => bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`)) : undefined,
+    settling: (m, outcome) => bounce.loop.outcome(m, outcome).catch((e: Error) => warn(`petrel bounce loop: ${printable(e.message, 1000)}`)),
     changed: () => {
       stateDirty = true;
       sharedState?.localChange();
@@ -213,7 +214,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     const id = spool.newId();
     const chunks = Buffer.isBuffer(message) ? [message] : message;
     // Feedback reports are taken, suppressed recipients refused or dropped (intake/screen.ts).
-    const to = options.bounceLoop ? await screenSubmission(bounce.screen, [...new Set(envelope.to)], () => Buffer.concat(chunks), values.tenant ?? '') : [...new Set(envelope.to)];
+    const to = await screenSubmission(bounce.screen, [...new Set(envelope.to)], () => Buffer.concat(chunks), values.tenant ?? '');
     if (to.length === 0) return id;
     const receivedAt = clock();
     // Signed once, here: every recipient and retry sends these bytes, as the spool holds them.
