@@ -87,8 +87,9 @@ options:
                         and the bounce loop (tenants.*: dsn, delayDsn, suppressed,
                         webhook; feedback: secret, addresses, domains; webhooks:
                         allowPrivateTargets, maxPending): DSNs, suppression, feedback
-                        reports and event webhooks, off unless one of these keys is
-                        given; docs/runtime.md, "Bounces, suppression, feedback and
+                        reports and event webhooks; DSNs and suppression are on by
+                        default (off: tenants: {"*": {"dsn": false, "suppressed":
+                        "off"}}); docs/runtime.md, "Bounces, suppression, feedback and
                         webhooks" (also GET/POST /api/v1/queue…, /api/v1/suppression…:
                         petrel queue, petrel suppression)
   --redis <url>         share limits, reactions and the live policy version with the other
@@ -334,7 +335,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     ...(deliveryThreads !== undefined ? { deliveryThreads } : {}),
     ...(mxOverride ? { mxOverride } : {}),
     ...(outboundTls ? { tlsPolicy: outboundTls.tlsPolicy } : {}),
-    ...(bounceLoop ? { bounceLoop } : {}),
+    bounceLoop,
     ...(sharing ? { shared: { link: sharing.link, nodeId: sharing.nodeId, liveNodes: sharing.cluster.liveNodes, status: sharing.cluster.status } } : {}),
     dashboard: { ...config.dashboard, policyDir: at(values.artifact ?? config.artifact ?? 'var/artifact') },
   });

@@ -132,6 +132,44 @@ describe('petrel run: DSNs and suppression', () => {
     }
   }, 60_000);
 
+  it('is on without any settings: a bounce sends a DSN, the DSN\'s own bounce sends none (no loop), both addresses are suppressed', async () => {
+    const sink = await t.sink({ refuse: (rcpt) => (rcpt === 'nobody@x.example' || rcpt.endsWith('@gone.example') ? { code: 550, text: '5.1.1 User unknown' } : undefined) });
+    const runtime = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
+    const smtp = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true });
+    await smtp.sendMail({ from: 'news@gone.example', to: 'nobody@x.example', subject: 's', text: 't' });
+    // The recipient bounces; its DSN goes to news@gone.example, which bounces too.
+    await until('the message and its DSN bounced', () => runtime.status().bounced === 2);
+    // Give a DSN for the DSN time to be spooled before saying there is none.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(runtime.status()).toMatchObject({ accepted: 2, bounced: 2, delivered: 0, queued: 0 });
+    expect(readAccounting(`${t.dir}/acct`).filter((r) => r.type === 'r').map((r) => [r.orig, r.rcpt])).toEqual([
+      ['news@gone.example', 'nobody@x.example'],
+      ['', 'news@gone.example'],
+    ]);
+    const listed = (await api(runtime.httpPort, '/api/v1/suppression?tenant=')).json.entries.map((e: { address: string; reason: string }) => [e.address, e.reason]);
+    expect(listed).toEqual([['news@gone.example', 'bad-mailbox'], ['nobody@x.example', 'bad-mailbox']]);
+    const refused = await smtp.sendMail({ from: 'news@shop.example', to: 'nobody@x.example', subject: 'again', text: 'x' }).then(() => undefined, (e: { responseCode?: number }) => e);
+    expect(refused?.responseCode).toBe(550);
+    smtp.close();
+  }, 60_000);
+
+  it('is off for a tenant set to dsn false and suppressed off: no DSN, nothing suppressed, the list not checked', async () => {
+    const sink = await t.sink({ refuse: (rcpt) => (rcpt === 'nobody@x.example' ? { code: 550, text: '5.1.1 User unknown' } : undefined) });
+    const runtime = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` }, bounceLoop: { tenants: { '*': { dsn: false, suppressed: 'off' } } } });
+    const smtp = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true });
+    await smtp.sendMail({ from: 'news@shop.example', to: 'nobody@x.example', subject: 's', text: 't' });
+    await until('the bounce', () => runtime.status().bounced === 1);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(runtime.status()).toMatchObject({ accepted: 1, bounced: 1 });
+    expect(sink.received).toEqual([]);
+    expect((await api(runtime.httpPort, '/api/v1/suppression')).json.total).toBe(0);
+    // What the operator adds is kept, but submissions are not checked against it.
+    expect((await api(runtime.httpPort, '/api/v1/suppression/add', { tenant: '', entries: ['held@x.example'] })).json).toEqual({ added: 1, total: 1 });
+    await expect(smtp.sendMail({ from: 'news@shop.example', to: 'held@x.example', subject: 's', text: 't' })).resolves.toMatchObject({ response: expect.stringMatching(/^250 /) });
+    await until('the delivery', () => sink.received.some((m) => m.to.includes('held@x.example')));
+    smtp.close();
+  }, 60_000);
+
   it('sends a delayed DSN at the first deferral when the tenant asks, none for a null sender, none for a tenant without DSNs', async () => {
     const sink = await t.sink({ refuse: (rcpt) => (rcpt.startsWith('slow') ? { code: 451, text: '4.7.1 Greylisted, try again later' } : rcpt.startsWith('gone') ? { code: 550, text: USER_UNKNOWN } : undefined) });
     const runtime = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` }, bounceLoop: { tenants: { '*': { delayDsn: true }, quiet: { dsn: false } } } });

@@ -46,10 +46,17 @@ async function mx(script: { refuse?: (rcpt: string, seen: number) => string | un
   return log;
 }
 
-function start(policy: string, routes: Record<string, Mx>, extra: Partial<RuntimeOptions> = {}): Promise<Runtime> {
-  const mxOverride = Object.fromEntries(Object.entries(routes).map(([domain, m]) => [domain, `127.0.0.1:${m.sink.port}`]));
+/** The sender's MX (news@shop.example, every test's sender): where the DSNs of bounced and expired recipients arrive. */
+let senderMx: Mx;
+
+async function start(policy: string, routes: Record<string, Mx>, extra: Partial<RuntimeOptions> = {}): Promise<Runtime> {
+  senderMx = await mx();
+  const mxOverride = Object.fromEntries(Object.entries({ ...routes, 'shop.example': senderMx }).map(([domain, m]) => [domain, `127.0.0.1:${m.sink.port}`]));
   return t.start(policy, { mxOverride, random: () => 0.5, ...extra });
 }
+
+/** Each DSN's `Final-Recipient` and `Status`, from what the sender's MX received. */
+const dsnLines = (m: Mx) => m.sink.received.map((x) => /Final-Recipient: rfc822; (\S+)\r?\n(?:.*\r?\n)*?Status: (\S+)/.exec(x.raw)?.slice(1)).sort();
 
 async function submit(port: number, to: string[]): Promise<void> {
   const transport = nodemailer.createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true, pool: true, maxConnections: 5 });
@@ -110,14 +117,18 @@ describe('petrel run against scripted providers', () => {
     }
     await until('every recipient decided', decided);
     const accepted = r.status().accepted;
-    expect(accepted).toBe(8 + halfHours);
+    // The eight, the nudges, and a DSN to the sender for each of the two bounces.
+    expect(accepted).toBe(8 + halfHours + 2);
+    expect(dsnLines(senderMx)).toEqual([['full@quota.example', '4.4.7'], ['nobody@strict.example', '5.1.1']]);
     expect(r.status()).toMatchObject({ queued: 0, bounced: 2, delivered: accepted - 2 });
     const rows = await stopAndReadAccounting(r);
     expect(Object.fromEntries(Object.keys(expected).map((rcpt) => [rcpt, outline(byRcpt(rows, rcpt))]))).toEqual(Object.fromEntries(Object.entries(expected).map(([rcpt, lines]) => [rcpt, ['r', ...lines]])));
-    // Every accepted recipient, the nudges included, was received once and has exactly one final line, d or b.
+    // Every accepted recipient, the nudges and the DSNs included, was received once and has exactly one final line, d or b.
     const finals = rows.filter((row) => row.type === 'd' || row.type === 'b');
     expect(finals).toHaveLength(accepted);
-    expect(new Set(finals.map((row) => row.rcpt)).size).toBe(accepted);
+    const sent = finals.filter((row) => row.orig !== '');
+    expect(new Set(sent.map((row) => row.rcpt)).size).toBe(accepted - 2);
+    expect(finals.filter((row) => row.orig === '').map((row) => [row.type, row.rcpt])).toEqual([['d', 'news@shop.example'], ['d', 'news@shop.example']]);
     expect(rows.filter((row) => row.type === 'r').map((row) => row.rcpt).sort()).toEqual(finals.map((row) => row.rcpt).sort());
     // Each line carries the policy version and, where a stdlib rule decided, its file and line.
     expect(new Set(rows.map((row) => row.policyVersion))).toEqual(new Set([r.status().policy.hash]));
@@ -154,6 +165,8 @@ describe('petrel run against scripted providers', () => {
     expect(r.status()).toMatchObject({ deferred: 3, bounced: 0 });
     await hourLater(4);
     await until('the full mailbox given up', () => r.status().bounced === 1);
+    await until('its DSN at the sender', () => senderMx.sink.received.length === 1);
+    expect(dsnLines(senderMx)).toEqual([['full@quota.example', '4.4.7']]);
     const rows = await stopAndReadAccounting(r);
     expect(outline(byRcpt(rows, 'freed@quota.example'))).toEqual(['r', 't quota-issues', 'd']);
     // Tried at 0 h, 1 h and 2 h; a try at 3 h would pass `expire 3h`: bounced then, as expired.

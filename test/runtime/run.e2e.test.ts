@@ -51,17 +51,22 @@ describe('petrel run (first assembly)', () => {
     const r = await start({ '*': `127.0.0.1:${sink.port}` }, { deliveryThreads });
     const info = await submit(r.smtpPort, ['ok@a.example', 'unknown@a.example'], { 'X-Petrel-Campaign': 'black-friday', 'X-Petrel-Tenant': 'shop' });
     expect(info.response).toMatch(/^250 .*queued as /);
-    await until('both recipients decided', () => r.status().delivered + r.status().bounced === 2);
-    expect(sink.received).toHaveLength(1);
-    expect(sink.received[0]!.to).toEqual(['ok@a.example']);
-    expect(sink.received[0]!.raw).toContain('body text');
-    expect(sink.received[0]!.raw).not.toMatch(/X-Petrel-/i);
+    // Both recipients decided, and the bounce's DSN (to the sender, routed to the same sink) delivered.
+    await until('both recipients decided and the DSN delivered', () => r.status().delivered === 2 && r.status().bounced === 1);
+    expect(sink.received).toHaveLength(2);
+    const [mail, dsn] = sink.received[0]!.to[0] === 'ok@a.example' ? sink.received : [...sink.received].reverse();
+    expect(mail!.to).toEqual(['ok@a.example']);
+    expect(mail!.raw).toContain('body text');
+    expect(mail!.raw).not.toMatch(/X-Petrel-/i);
+    expect(dsn!.to).toEqual(['news@shop.example']);
+    expect(dsn!.raw).toMatch(/^Content-Type: multipart\/report; report-type=delivery-status/im);
+    expect(dsn!.raw).toMatch(/^Final-Recipient: rfc822; unknown@a\.example\r?\nAction: failed\r?\nStatus: 5\.1\.1/m);
     const status = r.status();
-    expect(status).toMatchObject({ accepted: 1, delivered: 1, bounced: 1, queued: 0 });
+    expect(status).toMatchObject({ accepted: 2, delivered: 2, bounced: 1, queued: 0 });
     const hash = status.policy.hash;
     const metrics = await (await fetch(`http://127.0.0.1:${r.httpPort}/metrics`)).text();
-    expect(metrics).toMatch(/^petrel_accepted_total 1$/m);
-    expect(metrics).toMatch(/^petrel_recipients_total\{type="d",route="default",category=""\} 1$/m);
+    expect(metrics).toMatch(/^petrel_accepted_total 2$/m);
+    expect(metrics).toMatch(/^petrel_recipients_total\{type="d",route="default",category=""\} 2$/m);
     expect(metrics).toMatch(/^petrel_recipients_total\{type="b",route="default",category="bad-mailbox"\} 1$/m);
     expect(metrics).toMatch(/^petrel_queued_recipients 0$/m);
     expect(metrics).toContain(`petrel_policy_info{name="test",version="1.0.0",hash="${hash}"} 1`);
@@ -75,10 +80,12 @@ describe('petrel run (first assembly)', () => {
     const byRcpt = Object.fromEntries(rows.map((row) => [row[4], row]));
     expect(byRcpt['ok@a.example']).toMatchObject({ 0: 'd', 5: 'relayed', 12: 'black-friday', 13: 'shop', 14: hash });
     expect(byRcpt['unknown@a.example']).toMatchObject({ 0: 'b', 6: '5.1.1', 9: 'bad-mailbox', 14: hash, 15: 'e2e.policy:9' });
-    // Each recipient was first logged as received (PowerMTA's `r`), when the message was accepted.
-    expect(rows.filter((row) => row[0] === 'r').map((row) => [row[4], row[12], row[13], row[14]]).sort()).toEqual([
-      ['ok@a.example', 'black-friday', 'shop', hash],
-      ['unknown@a.example', 'black-friday', 'shop', hash],
+    // Each recipient was first logged as received (PowerMTA's `r`), when the message was accepted;
+    // the DSN too, from the null sender, in the original's tenant.
+    expect(rows.filter((row) => row[0] === 'r').map((row) => [row[3], row[4], row[12], row[13], row[14]]).sort()).toEqual([
+      ['', 'news@shop.example', '', 'shop', hash],
+      ['news@shop.example', 'ok@a.example', 'black-friday', 'shop', hash],
+      ['news@shop.example', 'unknown@a.example', 'black-friday', 'shop', hash],
     ]);
   });
 
