@@ -97,7 +97,8 @@ function headline(d: OutcomeDelta): string {
   if (!d.changed) return 'no change in outcomes';
   const changed = d.providers.filter((p) => p.changes.length > 0);
   const flagged = [...changed, d.total].filter((p) => p.flags.length > 0);
-  return `${changed.length} provider${changed.length === 1 ? '' : 's'} changed${flagged.length ? `; flagged: ${flagged.map((p) => `${p.provider} ${p.flags.join(', ')}`).join('; ')}` : ''}`;
+  const what = changed.length ? `${changed.length} provider${changed.length === 1 ? '' : 's'} changed` : 'the total changed';
+  return `${what}${flagged.length ? `; flagged: ${flagged.map((p) => `${p.provider} ${p.flags.join(', ')}`).join('; ')}` : ''}`;
 }
 
 function sideLine(role: string, s: OutcomeSide): string {

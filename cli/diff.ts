@@ -1,7 +1,8 @@
 /**
  * `petrel diff`: what a policy change does, per destination — two directories, or two git
  * refs — compiled both, compared by compiler/diff.ts, printed for a terminal, a
- * pull-request comment (markdown) or a program (JSON).
+ * pull-request comment (markdown) or a program (JSON); with `--simulate`, followed by what
+ * the change does to a campaign (cli/diff-simulate.ts).
  */
 import { statSync } from 'node:fs';
 import path from 'node:path';
