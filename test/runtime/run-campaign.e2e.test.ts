@@ -95,6 +95,8 @@ describe('a campaign against providers that push back', () => {
       const files: Record<string, string> = { 'campaign.policy': CAMPAIGN_POLICY };
       for (const f of ['policies/yahoo.policy', 'policies/google.policy', 'stdlib/retry.policy', 'stdlib/bounces.policy']) files[f] = scalePolicyText(readFileSync(path.join(ROOT, f), 'utf8'), SCALE);
       const { artifact, manifest } = await loadArtifact(await writeArtifact(t.dir, await compileFiles(files)));
+      // The sender's MX: where the DSN of each bounced recipient arrives.
+      const senderMx = await t.sink();
       t.runtime = await startRuntime({
         artifact,
         manifest,
@@ -105,7 +107,7 @@ describe('a campaign against providers that push back', () => {
         ehlo: 'petrel.test',
         connectTimeoutMs: 1000,
         random: () => 0.5,
-        mxOverride: { 'yahoo.com': `127.0.0.1:${peers.yahoo.port}`, 'gmail.com': `127.0.0.1:${peers.google.port}` },
+        mxOverride: { 'yahoo.com': `127.0.0.1:${peers.yahoo.port}`, 'gmail.com': `127.0.0.1:${peers.google.port}`, 'shop.example': `127.0.0.1:${senderMx.port}` },
       });
       const runtime = t.runtime;
 
@@ -127,9 +129,10 @@ describe('a campaign against providers that push back', () => {
         } finally {
           transport.close();
         }
+        // Every recipient delivered or bounced, and each bounce's DSN delivered to the sender.
         await until('every recipient delivered or bounced', () => {
           const s = runtime.status();
-          return s.delivered + s.bounced >= recipients.length && s.queued === 0;
+          return s.delivered + s.bounced >= recipients.length + invalid.length && s.queued === 0;
         }, 170_000);
       } finally {
         clearInterval(watch);
@@ -149,7 +152,10 @@ describe('a campaign against providers that push back', () => {
       const bounces = rows.filter((r) => r.type === 'b');
       expect(bounces.map((r) => r.rcpt).sort()).toEqual([...invalid].sort());
       for (const b of bounces) expect(b.bounceCat, b.rcpt).toBe(fate(b.rcpt) === 'unknown' ? 'bad-mailbox' : 'quota-issues');
-      expect(rows.filter((r) => r.type === 'd').map((r) => r.rcpt).sort()).toEqual([...valid].sort());
+      expect(rows.filter((r) => r.type === 'd' && r.orig !== '').map((r) => r.rcpt).sort()).toEqual([...valid].sort());
+      // One DSN (from the null sender) per bounced recipient, delivered to the sender's MX.
+      expect(rows.filter((r) => r.type === 'd' && r.orig === '').map((r) => r.rcpt)).toEqual(invalid.map(() => 'news@shop.example'));
+      expect(senderMx.received.map((m) => /^Final-Recipient: rfc822; (\S+)\r?$/m.exec(m.raw)?.[1]).sort()).toEqual([...invalid].sort());
 
       // No burst after a suspension ends: in the second after it, the source sends at most
       // the ramp's first step of its normal rate (3600/h per source, scaled: 100/s).
