@@ -22,7 +22,7 @@ import { createScheduler, DAY_MS, liveTime, livePolicy, MemoryLimiterStore, Redi
 import { startSharedState } from './decide/shared-state.ts';
 import { registerStatusMetrics } from './observe/status-metrics.ts';
 import { changeSource } from './decide/operator-sources.ts';
-import { EVERY_ROUTE } from './decide/index.ts';
+import { EVERY_ROUTE, globMatch } from './decide/index.ts';
 import { openSpoolRecovering, type Spool } from './spool/index.ts';
 import { openMessageIndex } from './observe/message-index.ts';
 
@@ -117,7 +117,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { spool, recovered } = await openSpoolRecovering(options.spoolDir);
   const acct: AccountingWriter = openAccounting(options.accountingDir);
   // Queue id and Message-ID of every accepted message, for the dashboard's search (accounting records name neither).
-  const messageIndex = openMessageIndex(options.accountingDir);
+  const messageIndex = openMessageIndex(options.accountingDir, { globMatch });
   const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
   // What the policy and the operators decided survives a restart: backoffs, suspensions,
   // disabled sources, trigger counts, pauses and the day's warmup counts.

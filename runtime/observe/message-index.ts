@@ -10,13 +10,13 @@
  * `flushMs`; a crash can lose the last unflushed lines, never a message.
  *
  * Bounds: a line holds at most {@link MAX_INDEXED_RECIPIENTS} recipients (the trail reads
- * those) and fields cut to their SMTP lengths; a search reads the files of the last
- * {@link SEARCH_DAYS} days, line by line, newest day first, and returns at most `limit`.
+ * those); at most {@link MAX_BUFFERED_LINES} lines a file wait while appends fail; a
+ * search reads the files of the last {@link SEARCH_DAYS} days, line by line, newest day
+ * first, and returns at most `limit`.
  */
 import { appendFileSync, createReadStream, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { globMatch } from '../decide/index.ts';
 import { field, headerFields, splitHeader } from '../intake/index.ts';
 import { isoTime } from './text.ts';
 
@@ -47,6 +47,8 @@ export interface MessageIndex {
 /** Days of index a search reads, today included. */
 export const SEARCH_DAYS = 7;
 export const MAX_INDEXED_RECIPIENTS = 1000;
+/** Lines held for a file while its appends fail. */
+const MAX_BUFFERED_LINES = 100_000;
 /** The header block is looked for in the first this many bytes of the message. */
 const MAX_HEAD_BYTES = 64 * 1024;
 const DAY_MS = 86_400_000;
@@ -64,7 +66,12 @@ export function messageIdOf(chunks: readonly Buffer[]): string {
   return normaliseMessageId(field(headerFields(head), 'message-id') ?? '');
 }
 
-export function openMessageIndex(dir: string, options: { flushMs?: number } = {}): MessageIndex {
+/**
+ * The index in `dir`. `globMatch` says whether a recipient matches a search's glob: the
+ * queue API's (decide/queue-ops.ts), passed in so that observe/ does not import decide/,
+ * which imports observe/.
+ */
+export function openMessageIndex(dir: string, options: { globMatch: (glob: string, text: string) => boolean; flushMs?: number }): MessageIndex {
   const flushMs = options.flushMs ?? 200;
   mkdirSync(dir, { recursive: true });
   const fileOf = (ms: number) => path.join(dir, `msgs-${isoTime(ms).slice(0, 10)}.ndjson`);
@@ -73,8 +80,10 @@ export function openMessageIndex(dir: string, options: { flushMs?: number } = {}
   const flush = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;
-    for (const [file, lines] of buffers) appendFileSync(file, lines.join(''));
-    buffers.clear();
+    for (const [file, lines] of buffers) {
+      appendFileSync(file, lines.join(''));
+      buffers.delete(file); // after its append: a failure leaves only the files not yet written buffered
+    }
   };
   /** A failed timed append is retried at the next write or flush; it never throws from the timer. */
   const flushQuietly = () => {
@@ -89,6 +98,8 @@ export function openMessageIndex(dir: string, options: { flushMs?: number } = {}
       const entry: IndexedMessage = { ...m, messageId: messageIdOf(chunks), to: m.to.slice(0, MAX_INDEXED_RECIPIENTS) };
       const file = fileOf(m.receivedAt);
       const lines = buffers.get(file) ?? buffers.set(file, []).get(file)!;
+      // While appends fail (a full disk), the oldest buffered lines go: the index is a help, never a memory leak.
+      if (lines.length >= MAX_BUFFERED_LINES) lines.shift();
       lines.push(JSON.stringify(entry) + '\n');
       if (!timer) timer = setTimeout(flushQuietly, flushMs);
     },
@@ -100,7 +111,7 @@ export function openMessageIndex(dir: string, options: { flushMs?: number } = {}
       const today = Math.floor(now / DAY_MS);
       for (let day = today; day > today - SEARCH_DAYS && found.length < limit; day--) {
         const file = fileOf(day * DAY_MS);
-        if (existsSync(file)) found.push(...(await matchesIn(file, query, limit - found.length)));
+        if (existsSync(file)) found.push(...(await matchesIn(file, matcher(query, options.globMatch), limit - found.length)));
       }
       return found;
     },
@@ -108,8 +119,7 @@ export function openMessageIndex(dir: string, options: { flushMs?: number } = {}
 }
 
 /** The last `limit` lines of `file` that match, newest first. */
-async function matchesIn(file: string, query: MessageQuery, limit: number): Promise<IndexedMessage[]> {
-  const matches = matcher(query);
+async function matchesIn(file: string, matches: Matcher, limit: number): Promise<IndexedMessage[]> {
   const found: IndexedMessage[] = [];
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   for await (const line of lines) {
@@ -128,7 +138,12 @@ async function matchesIn(file: string, query: MessageQuery, limit: number): Prom
 }
 
 /** A cheap test on the line's text (no false negatives), then the exact one on the entry. */
-function matcher(query: MessageQuery): { quick(line: string): boolean; exactly(m: IndexedMessage): boolean } {
+interface Matcher {
+  quick(line: string): boolean;
+  exactly(m: IndexedMessage): boolean;
+}
+
+function matcher(query: MessageQuery, globMatch: (glob: string, text: string) => boolean): Matcher {
   if ('id' in query) return { quick: (l) => l.includes(JSON.stringify(query.id)), exactly: (m) => m.id === query.id };
   if ('messageId' in query) {
     const wanted = normaliseMessageId(query.messageId);

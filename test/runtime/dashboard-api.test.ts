@@ -9,11 +9,14 @@
  *   brackets), by queue id and by recipient, with its accounting trail;
  * - the diff of two kept versions shows the changed line, and refuses a bad hash.
  */
+import { appendFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { hashPassword } from '../../runtime/intake/submission-smtp.ts';
 import { policyDiff } from '../../runtime/observe/dashboard/policy-diff.ts';
+import { messageIdOf, openMessageIndex } from '../../runtime/observe/message-index.ts';
+import { globMatch } from '../../runtime/decide/queue-ops.ts';
 import { openVersionStore } from '../../runtime/policy/policy-versions.ts';
 import { compileFiles } from '../helpers.ts';
 import { e2eCase, until } from './fixtures/e2e.ts';
@@ -150,6 +153,32 @@ describe('dashboard message search', () => {
     expect((await call(rt.httpPort, '/dashboard/api/messages/no-such-id', { headers: auth })).status).toBe(404);
     expect((await call(rt.httpPort, '/dashboard/api/messages?id=a')).status).toBe(401);
   }, 60_000);
+});
+
+describe('the message index', () => {
+  it('takes the Message-ID from a folded header, searches newest first within its days, skips a torn line', async () => {
+    expect(messageIdOf([Buffer.from('Subject: x\r\nMessage-ID:\r\n <Folded.1@Example.test>\r\n\r\nbody')])).toBe('folded.1@example.test');
+    expect(messageIdOf([Buffer.from('Subject: no id\r\n\r\nMessage-ID: <in-body@x>\r\n')])).toBe('');
+    const dir = path.join(t.dir, 'acct');
+    const index = openMessageIndex(dir, { globMatch, flushMs: 0 });
+    const day = 86_400_000;
+    const now = Date.UTC(2026, 11, 7, 12);
+    const head = (id: string) => [Buffer.from(`Message-ID: <${id}>\r\n\r\n`)];
+    index.write({ id: 'old', from: 'a@x', to: ['r@fine.test'], receivedAt: now - 7 * day }, head('old@x'));
+    index.write({ id: 'm1', from: 'a@x', to: ['r@fine.test'], receivedAt: now - 2 * day }, head('m1@x'));
+    index.write({ id: 'm2', from: 'a@x', to: ['other@fine.test', 'r@fine.test'], receivedAt: now - day }, head('m2@x'));
+    index.write({ id: 'm3', from: 'a@x', to: ['r@fine.test'], receivedAt: now - day + 1000 }, head('m3@x'));
+    index.flush();
+    appendFileSync(path.join(dir, readdirSync(dir).sort().at(-1)!), '{"id":"torn","to":["r@fine');
+    expect(readdirSync(dir).sort()).toEqual(['msgs-2026-11-30.ndjson', 'msgs-2026-12-05.ndjson', 'msgs-2026-12-06.ndjson']);
+    // Seven days back from today: 2026-12-01 on; the message of 2026-11-30 is past the bound.
+    expect((await index.find({ rcpt: 'r@*.test' }, now, 10)).map((m) => m.id)).toEqual(['m3', 'm2', 'm1']);
+    expect((await index.find({ rcpt: 'r@*.test' }, now, 2)).map((m) => m.id)).toEqual(['m3', 'm2']);
+    expect((await index.find({ messageId: '<M2@X>' }, now, 10)).map((m) => m.id)).toEqual(['m2']);
+    expect(await index.find({ messageId: 'old@x' }, now, 10)).toEqual([]);
+    expect(await index.find({ id: 'torn' }, now, 10)).toEqual([]);
+    index.close();
+  });
 });
 
 describe('dashboard policy diff', () => {
