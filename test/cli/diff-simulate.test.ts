@@ -31,8 +31,9 @@ let dir = '';
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'petrel-diff-simulate-'));
   // policies/ only: `use stdlib/…` reads the package's stdlib, the same on both sides.
-  for (const side of ['base', 'head', 'same']) cpSync(path.join(ROOT, 'policies'), path.join(dir, side, 'policies'), { recursive: true });
+  for (const side of ['base', 'head', 'same', 'slow']) cpSync(path.join(ROOT, 'policies'), path.join(dir, side, 'policies'), { recursive: true });
   edit(path.join(dir, 'head/policies/yahoo.policy'), YAHOO_RATE, '  rate 1800/h per source');
+  edit(path.join(dir, 'slow/policies/yahoo.policy'), YAHOO_RATE, '  rate 600/h per source');
   edit(path.join(dir, 'same/policies/yahoo.policy'), /^policy yahoo version \S+/m, 'policy yahoo version 2027.1.1\n# no behaviour changed');
   // The shipped models with no full mailboxes: a full mailbox is retried with jitter, drawn
   // from the run's one seeded sequence, so a change to Yahoo's sending moves other
@@ -46,6 +47,7 @@ beforeAll(() => {
     writeFileSync(file, JSON.stringify(model));
   }
   writeFileSync(path.join(dir, 'small.json'), JSON.stringify(CAMPAIGN));
+  writeFileSync(path.join(dir, 'hour.json'), JSON.stringify({ ...CAMPAIGN, name: 'one hour', horizonSeconds: 3600 }));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -151,6 +153,23 @@ describe('petrel diff --simulate', () => {
     // Not within a tolerance: the very same figures (the run is deterministic).
     expect(s.head.providers).toEqual(s.base.providers);
     expect(s.head.total).toEqual(s.base.total);
+  });
+
+  it('Yahoo at 600/h cannot send its 1 500 within the campaign\'s hour: flagged no longer finishes, its open recipients counted', SLOW, async () => {
+    const r = await petrel(['base', 'slow', '--simulate', 'hour.json', '--model', 'models', '--format', 'json']);
+    expect(r.code, r.err).toBe(1);
+    const s = (JSON.parse(r.out) as { simulation: OutcomeComparison }).simulation;
+    expect([s.base.finished, s.head.finished]).toEqual([true, false]);
+    const yahoo = s.delta.providers.find((p) => p.provider === 'yahoo')!;
+    expect(yahoo.flags).toEqual(['no longer finishes']);
+    const open = yahoo.changes.find((c) => c.figure === 'open')!;
+    // About 600 sent in the hour, of 1 500.
+    expect(open.base).toBe(0);
+    expect(open.head).toBeGreaterThan(800);
+    expect(open.head).toBeLessThan(1000);
+    expect(yahoo.changes.find((c) => c.figure === 'time to complete')).toMatchObject({ base: expect.any(Number), head: null, change: null, percent: null });
+    expect(s.delta.total.flags).toEqual(['no longer finishes']);
+    expect(s.delta.providers.filter((p) => p.changes.length > 0).map((p) => p.provider)).toEqual(['yahoo']);
   });
 
   it('a bad campaign or models: every problem naming the file, exit 3, nothing printed on stdout', async () => {
