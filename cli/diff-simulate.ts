@@ -116,9 +116,10 @@ function notes(c: OutcomeComparison): string[] {
   return out;
 }
 
-/** Changed providers, then the total (when it changed), then the unchanged ones by name. */
+/** Changed providers (flagged ones first, each group by name), then the total (when it changed), then the unchanged ones by name. */
 function sections(d: OutcomeDelta): { changed: ProviderDelta[]; unchanged: string[] } {
-  return { changed: [...d.providers.filter((p) => p.changes.length > 0), ...(d.total.changes.length > 0 ? [d.total] : [])], unchanged: d.providers.filter((p) => p.changes.length === 0).map((p) => p.provider) };
+  const changed = d.providers.filter((p) => p.changes.length > 0);
+  return { changed: [...changed.filter((p) => p.flags.length > 0), ...changed.filter((p) => p.flags.length === 0), ...(d.total.changes.length > 0 ? [d.total] : [])], unchanged: d.providers.filter((p) => p.changes.length === 0).map((p) => p.provider) };
 }
 
 /** The section for a terminal. */
