@@ -141,11 +141,12 @@ describe('petrel run: a state file it cannot use', () => {
 describe('petrel run: accounting of a hostile reply', () => {
   it('writes a multi-line RCPT reply with a fake `d,…` line inside as one accounting line', async () => {
     const fake = `d,2026-11-29 23:59:58+0000,2026-11-29 23:50:00+0000,ceo@shop.example,victim@example.org,relayed,2.0.0,smtp;250 ok`;
-    const sink = await t.sink({ refuse: () => ({ code: 550, text: ['5.1.1 No such user here', fake, '5.1.1 Goodbye'] }) });
+    const sink = await t.sink({ refuse: (rcpt) => (rcpt === 'someone@example.org' ? { code: 550, text: ['5.1.1 No such user here', fake, '5.1.1 Goodbye'] } : undefined) });
     const r = await t.start(POLICY, { mxOverride: { '*': `127.0.0.1:${sink.port}` } });
     const transport = nodemailer.createTransport({ host: '127.0.0.1', port: r.smtpPort, secure: false, ignoreTLS: true });
     await transport.sendMail({ from: 'news@shop.example', to: 'someone@example.org', subject: 'hi', text: 'x' });
-    await until('the bounce', () => r.status().bounced === 1);
+    // The bounce, and its DSN to the sender delivered to the same sink.
+    await until('the bounce and its DSN', () => r.status().bounced === 1 && r.status().delivered === 1);
     await r.stop(2000);
     t.runtime = undefined;
 
@@ -154,9 +155,13 @@ describe('petrel run: accounting of a hostile reply', () => {
     expect(more).toEqual([]);
     const text = readFileSync(path.join(acctDir, file!), 'utf8');
     const lines = text.split('\n').slice(0, -1);
-    // The header, the `r` record (received) and the `b` record (bounced): nothing else.
-    expect(lines.map((l) => l.split(',')[0])).toEqual(['type', 'r', 'b']);
-    expect(parseCsv(text).map((row) => row.length)).toEqual([ACCOUNTING_FIELDS.length, ACCOUNTING_FIELDS.length, ACCOUNTING_FIELDS.length]);
+    // The header, the message's `r` (received) and `b` (bounced), its DSN's `r` and `d`: nothing else.
+    expect(lines[0]!.split(',')[0]).toBe('type');
+    expect(lines.slice(1).map((l) => l.split(',')[0]).sort()).toEqual(['b', 'd', 'r', 'r']);
+    expect(parseCsv(text).map((row) => row.length)).toEqual(Array(5).fill(ACCOUNTING_FIELDS.length));
+    // The DSN's delivery-status part holds the whole reply on one Diagnostic-Code line.
+    const dsn = sink.received.find((m) => m.to.includes('news@shop.example'))!;
+    expect(dsn.raw).toMatch(/^Diagnostic-Code: smtp; 550-5\.1\.1 No such user here 550-d,2026-11-29 [^\r\n]*Goodbye\r$/m);
     const bounce = readAccounting(acctDir).find((row) => row.type === 'b')!;
     expect(bounce.dsnDiag).toContain(`\\n550-${fake}`);
     expect(bounce.dsnDiag).not.toMatch(/[\r\n]/);
