@@ -108,6 +108,12 @@ export function startSharedState(options: SharedStateOptions): SharedState {
   let again = false;
   let debounce: NodeJS.Timeout | undefined;
   let closed = false;
+  /**
+   * This node's fields as of the end of its last sync. A local change that leaves them the
+   * same (a delivery judged without any reaction, the common case) needs no sync: other
+   * nodes' changes arrive by pub/sub and the periodic resync anyway.
+   */
+  let lastSynced = '';
 
   /** This node's state as fields (what has ended left out). */
   function localFields(): Map<string, string> {
@@ -117,6 +123,11 @@ export function startSharedState(options: SharedStateOptions): SharedState {
     for (const [kind, entries] of lists) for (const [key, value] of entries) fields.set(`${kind}|${key}`, JSON.stringify(value));
     for (const p of paused) fields.set(`pause|${p}`, '1');
     return fields;
+  }
+
+  /** This node's fields, state and warmup counts, as one string to compare. */
+  function fingerprint(): string {
+    return JSON.stringify([...localFields(), ...ownWarmFields()]);
   }
 
   /** This node's own warmup counts (what it sent), as fields. */
@@ -214,6 +225,7 @@ export function startSharedState(options: SharedStateOptions): SharedState {
         await tx.exec();
       }
       synced = merged;
+      lastSynced = fingerprint();
       if (changedHere) options.changed();
       return true;
     } catch (e) {
@@ -254,7 +266,7 @@ export function startSharedState(options: SharedStateOptions): SharedState {
       if (debounce) return;
       debounce = setTimeout(() => {
         debounce = undefined;
-        void sync();
+        if (fingerprint() !== lastSynced) void sync();
       }, DEBOUNCE_MS);
     },
     sync,

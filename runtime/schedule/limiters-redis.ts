@@ -111,6 +111,8 @@ export class RedisLimiterStore implements LimiterStore {
   }
 
   async tryAcquire(request: AcquireRequest): Promise<AcquireResult> {
+    // Nothing to take (a message on an open session, with no rate limit): no round trip.
+    if (request.rates.length === 0 && request.concurrency.length === 0) return { ok: true, lease: NO_SLOTS };
     const full = this.fullShare(request);
     if (full !== undefined) return { ok: false, blockedBy: full, retryAfterMs: null };
     this.count(request.concurrency, 1);

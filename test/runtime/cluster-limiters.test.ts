@@ -6,6 +6,7 @@
  * node takes its share locally within the command timeout, and its slots count in Redis
  * again once it is back.
  */
+import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openRedisLink, RedisLimiterStore, type AcquireRequest, type Lease, type RedisLink } from '../../runtime/schedule/index.ts';
 import type { Service } from '../global-setup.ts';
@@ -58,6 +59,15 @@ describe('RedisLimiterStore', () => {
     expect(total).toBeLessThanOrEqual(61);
     expect(total).toBeGreaterThanOrEqual(55);
     expect(Math.min(...admitted)).toBeGreaterThan(5);
+  });
+
+  it('a request with nothing to take (a message on an open session, no rate limit) is admitted without a round trip', async () => {
+    const r = await redis();
+    const a = await node(r.port, 'a');
+    const scripts = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await (a.link.client as Redis).info('commandstats'))?.[1] ?? 0);
+    const before = await scripts();
+    for (let i = 0; i < 20; i++) expect((await a.store.tryAcquire({ rates: [], concurrency: [] })).ok).toBe(true);
+    expect(await scripts()).toBe(before);
   });
 
   it('a refusal says which key and how long to wait', async () => {

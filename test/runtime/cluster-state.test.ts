@@ -3,13 +3,16 @@
  * nodes' PolicyStates merged through Redis. `when 3 in 10m` counts the matches of every
  * node; a backoff started on one node holds on the others and the later end wins; an
  * operator's resume on one node removes the pause everywhere; warmup counts add up; a
- * Redis that lost its data is written again from the nodes, not taken as removals.
+ * Redis that lost its data is written again from the nodes, not taken as removals; a
+ * local change that leaves the shared fields as they were (a delivery judged without a
+ * reaction) costs no Redis command.
  */
+import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Reaction } from '../../runtime/abi.ts';
 import { activeBackoff, applyReaction, createPolicyState, type PolicyState } from '../../runtime/decide/policy-state.ts';
 import { startSharedState, type SharedState } from '../../runtime/decide/shared-state.ts';
-import { openRedisLink } from '../../runtime/schedule/index.ts';
+import { openRedisLink, type RedisLink } from '../../runtime/schedule/index.ts';
 import type { Service } from '../global-setup.ts';
 import { startRedis } from './fixtures/redis.ts';
 
@@ -23,6 +26,7 @@ interface Node {
   paused: Set<string>;
   warmupSent: Map<string, number>;
   shared: SharedState;
+  link: RedisLink;
 }
 
 let now = Date.now();
@@ -37,7 +41,7 @@ async function node(redis: Service, nodeId: string): Promise<Node> {
     await shared.close();
     await link.close();
   });
-  return { ...n, shared };
+  return { ...n, shared, link };
 }
 
 const queue = { route: 'provider:yahoo', source: 'ip1' };
@@ -113,5 +117,25 @@ describe('shared reaction state', () => {
     await syncAll([a, b]);
     expect(activeBackoff(a.state, queue, now)).toBeDefined();
     expect(activeBackoff(b.state, queue, now)).toBeDefined();
+  });
+
+  it('a local change that leaves the shared fields as they were reads nothing from Redis; one that changes them reaches the others', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const [a, b] = [await node(redis, 'a'), await node(redis, 'b')];
+    await syncAll([a, b]);
+    const reads = async () => Number(/cmdstat_hgetall:calls=(\d+)/.exec(await (a.link.client as Redis).info('commandstats'))?.[1] ?? 0);
+    const before = await reads();
+    // What the judge does after every reply: a delivered message changes no shared field.
+    for (let i = 0; i < 10; i++) {
+      a.shared.localChange();
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    expect(await reads()).toBe(before);
+    applyReaction(a.state, queue, backoff(30), '421 a', now);
+    a.shared.localChange();
+    const end = Date.now() + 3000;
+    while (!activeBackoff(b.state, queue, now) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(activeBackoff(b.state, queue, now)).toBeDefined(); // pushed by a, pulled by b on a's message
   });
 });
