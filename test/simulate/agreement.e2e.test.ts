@@ -127,6 +127,8 @@ describe('petrel simulate agrees with the live runtime', () => {
       const { key, cert } = selfSignedCertificate(t.dir, 'mx.provider.test');
       peers.yahoo = await startProviderPeer(yahoo, { tls: { key, cert } });
       peers.google = await startProviderPeer(google, { tls: { key, cert } });
+      // The sender's MX: the live runtime sends a DSN for each bounced recipient (the simulation does not model them).
+      const senderMx = await t.sink();
       t.runtime = await startRuntime({
         artifact,
         manifest,
@@ -137,9 +139,10 @@ describe('petrel simulate agrees with the live runtime', () => {
         ehlo: 'petrel.test',
         connectTimeoutMs: 1000,
         random: () => 0.5,
-        mxOverride: { 'yahoo.com': `127.0.0.1:${peers.yahoo.port}`, 'gmail.com': `127.0.0.1:${peers.google.port}` },
+        mxOverride: { 'yahoo.com': `127.0.0.1:${peers.yahoo.port}`, 'gmail.com': `127.0.0.1:${peers.google.port}`, 'campaign.example': `127.0.0.1:${senderMx.port}` },
       });
       const runtime = t.runtime;
+      const bouncing = fates.filter((f) => f !== 'deliverable').length;
       const transport = nodemailer.createTransport({ host: '127.0.0.1', port: runtime.smtpPort, secure: false, ignoreTLS: true, pool: true, maxConnections: 5, maxMessages: Infinity });
       try {
         await Promise.all(recipients.map((to, n) => transport.sendMail({ from: 'news@campaign.example', to, subject: `issue ${n}`, text: `hello ${to}`, headers: { 'X-Petrel-Tenant': 'shop' } })));
@@ -148,11 +151,15 @@ describe('petrel simulate agrees with the live runtime', () => {
       }
       await until('every recipient delivered or bounced', () => {
         const s = runtime.status();
-        return s.delivered + s.bounced >= recipients.length && s.queued === 0;
+        return s.delivered + s.bounced >= recipients.length + bouncing && s.queued === 0;
       }, 170_000);
       await runtime.stop(5_000);
       t.runtime = undefined;
-      const rows = readAccounting(path.join(t.dir, 'acct'));
+      const all = readAccounting(path.join(t.dir, 'acct'));
+      // One DSN (from the null sender) per bounced recipient, delivered; the comparison is of the campaign's own mail.
+      expect(all.filter((r) => r.type === 'd' && r.orig === '')).toHaveLength(bouncing);
+      expect(senderMx.received).toHaveLength(bouncing);
+      const rows = all.filter((r) => r.orig !== '');
       live = { delivered: rows.filter((r) => r.type === 'd').length, bounced: {}, deferred: rows.filter((r) => r.type === 't' || r.type === 'tq').length };
       for (const r of rows.filter((r) => r.type === 'b')) live.bounced[r.bounceCat] = (live.bounced[r.bounceCat] ?? 0) + 1;
       expect(peers.yahoo.deferrals.length + peers.google.deferrals.length, 'the live providers deferred').toBeGreaterThan(0);
