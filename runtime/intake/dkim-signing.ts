@@ -18,7 +18,8 @@
  * with its signature and only then is it acknowledged.
  */
 import { Piscina } from 'piscina';
-import { workerEntry } from '../deliver/index.ts';
+// The file helper alone: deliver/index.ts would import observe/, which imports intake/ (a cycle at load).
+import { workerEntry } from '../deliver/worker-file.ts';
 import { signMessage, type DkimAlgorithm, type DkimKeyring } from './dkim.ts';
 import type { SignAnswer, SignTask, SigningThreadReady } from './dkim-worker.ts';
 
