@@ -11,6 +11,7 @@
  */
 import { appendFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import fc from 'fast-check';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { hashPassword } from '../../runtime/intake/submission-smtp.ts';
@@ -153,6 +154,27 @@ describe('dashboard message search', () => {
     expect((await call(rt.httpPort, '/dashboard/api/messages/no-such-id', { headers: auth })).status).toBe(404);
     expect((await call(rt.httpPort, '/dashboard/api/messages?id=a')).status).toBe(401);
   }, 60_000);
+});
+
+describe('the new routes under hostile input', () => {
+  it('answer every random query, body, cookie and method with a 2xx-4xx, and keep serving', async () => {
+    const rt = await startWithLogin();
+    const port = rt.httpPort;
+    const paths = fc.constantFrom('/dashboard/api/login', '/dashboard/api/logout', '/dashboard/api/session', '/dashboard/api/messages', '/dashboard/api/messages/', '/dashboard/api/messages/%ZZ', '/dashboard/api/policy-diff');
+    const query = fc.dictionary(fc.constantFrom('id', 'messageId', 'rcpt', 'limit', 'from', 'to', 'x'), fc.string({ maxLength: 1200 }), { maxKeys: 3 });
+    await fc.assert(
+      fc.asyncProperty(paths, query, fc.constantFrom('GET', 'POST', 'PUT'), fc.option(fc.jsonValue({ maxDepth: 2 })), fc.option(fc.string({ maxLength: 100 })), async (p, q, method, body, cookie) => {
+        const url = `http://127.0.0.1:${port}${p}?${new URLSearchParams(q)}`;
+        const headers: Record<string, string> = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...(cookie !== null ? { cookie: `petrel_session=${cookie.replace(/[^\x21-\x7e]/g, '')}` } : {}) };
+        const res = await fetch(url, { method, headers, ...(method === 'GET' ? {} : { body: JSON.stringify(body) }) });
+        await res.arrayBuffer();
+        expect(res.status, `${method} ${url}`).toBeGreaterThanOrEqual(200);
+        expect(res.status, `${method} ${url}`).toBeLessThan(500);
+      }),
+      { numRuns: 60 },
+    );
+    expect((await call(port, '/api/v1/status', { headers: { authorization: `Bearer ${KEY}` } })).status).toBe(200);
+  }, 120_000);
 });
 
 describe('the message index', () => {
