@@ -16,7 +16,7 @@
  * Everything on loopback, on this machine's cores (the nodes compete for them as well).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { MemoryLimiterStore, openRedisLink, RedisLimiterStore, type AcquireRequest, type LimiterStore } from '../runtime/schedule/index.ts';
@@ -26,6 +26,9 @@ import { startSink } from '../test/runtime/fixtures/sink.ts';
 
 const SECONDS = 3;
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 600);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 const request: AcquireRequest = {
   rates: [
@@ -89,18 +92,21 @@ default {
 }
 `;
 
-/** Messages per second through `count` nodes (MESSAGES in all, split evenly), submission to the last delivery. */
-async function endToEnd(dir: string, redisPort: number, count: number): Promise<number> {
+/**
+ * Messages per second through `count` nodes (MESSAGES in all, split evenly), submission to
+ * the last delivery; the nodes share limits through Redis when `redisPort` is given.
+ */
+async function endToEnd(dir: string, redisPort: number | undefined, count: number): Promise<number> {
   let delivered = 0;
   const sink = await startSink({ refuse: () => void delivered++ });
   writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ '*': `127.0.0.1:${sink.port}` }));
   const nodes: PetrelProcess[] = [];
   try {
     for (let n = 0; n < count; n++) {
-      const own = path.join(dir, `${count}-${n}`);
+      const own = path.join(dir, `${count}-${redisPort ?? 'alone'}-${n}`);
       mkdirSync(path.join(own, 'policies'), { recursive: true });
       writeFileSync(path.join(own, 'policies', 'bench.policy'), POLICY);
-      const shared = count > 1 ? ['--redis', `redis://127.0.0.1:${redisPort}`] : [];
+      const shared = redisPort !== undefined ? ['--redis', `redis://127.0.0.1:${redisPort}`] : [];
       nodes.push(await startPetrel([...shared, '--policies', path.join(own, 'policies'), '--no-watch', '--spool', path.join(own, 'spool'), '--acct', path.join(own, 'acct'), '--artifact', path.join(own, 'artifact'), '--mx-override', path.join(dir, 'mx.json')]));
     }
     const started = performance.now();
@@ -122,14 +128,39 @@ async function endToEnd(dir: string, redisPort: number, count: number): Promise<
   }
 }
 
+/** Calls so far of every Redis command (INFO commandstats), from a connection of its own. */
+async function commandCalls(port: number): Promise<Map<string, number>> {
+  const link = await openRedisLink({ url: `redis://127.0.0.1:${port}`, prefix: 'bench', timeoutMs: 1000 });
+  try {
+    const info = await (link.client as import('ioredis').Redis).info('commandstats');
+    return new Map([...info.matchAll(/^cmdstat_([\w|]+):calls=(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]));
+  } finally {
+    await link.close();
+  }
+}
+
 async function main(): Promise<void> {
+  console.log(`load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores)`);
   const redis = await startRedis();
   const dir = mkdtempSync(path.join(tmpdir(), 'petrel-bench-cluster-'));
   try {
-    await limiterFigures(redis.port);
-    const one = await endToEnd(dir, redis.port, 1);
-    const three = await endToEnd(dir, redis.port, 3);
-    console.log(`end to end, ${MESSAGES} messages of 4 KB: one node ${one.toFixed(0)} msg/s; three nodes on redis ${three.toFixed(0)} msg/s (${(three / one).toFixed(2)}x)`);
+    if (!process.env.BENCH_END_TO_END_ONLY) await limiterFigures(redis.port);
+    // The three set-ups in turn, ROUNDS times: a loaded machine's load moves between runs,
+    // and interleaving spreads it over all three; the medians are compared.
+    const runs = { one: [] as number[], alone: [] as number[], three: [] as number[] };
+    const before = await commandCalls(redis.port);
+    for (let round = 0; round < ROUNDS; round++) {
+      runs.one.push(await endToEnd(dir, undefined, 1));
+      runs.alone.push(await endToEnd(dir, undefined, 3));
+      runs.three.push(await endToEnd(dir, redis.port, 3));
+    }
+    const after = await commandCalls(redis.port);
+    const perMessage = [...after].map(([name, calls]) => [name, (calls - (before.get(name) ?? 0)) / (MESSAGES * ROUNDS)] as const).filter(([, n]) => n >= 0.01).sort((a, b) => b[1] - a[1]);
+    console.log(`redis commands per message, three nodes: ${perMessage.map(([name, n]) => `${name} ${n.toFixed(2)}`).join(', ')}`);
+    const one = median(runs.one);
+    const figure = (name: string, all: number[]) => `${name} ${median(all).toFixed(0)} msg/s (${(median(all) / one).toFixed(2)}x; runs ${all.map((n) => n.toFixed(0)).join(', ')})`;
+    console.log(`end to end, ${MESSAGES} messages of 4 KB, medians of ${ROUNDS} rounds: ${figure('one node', runs.one)}; ${figure('three nodes without redis', runs.alone)}; ${figure('three nodes on redis', runs.three)}`);
+    console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores)`);
   } finally {
     await killAllPetrel();
     await redis.stop();

@@ -9,9 +9,10 @@
  *   within a second (their status shows it, and they send nothing there);
  * - a reload on one node goes live on all three; status on any node lists the three nodes
  *   and their versions, without skew;
- * - Redis killed mid-run and started again: every message is delivered exactly once, and
- *   meanwhile each source's rate stays within the share of each node (limit ÷ 3 each);
- *   connections in the switch are not held to the limit yet (docs/runtime.md).
+ * - Redis killed mid-run and started again: every message is delivered exactly once,
+ *   meanwhile each source's rate stays within the share of each node (limit ÷ 3 each), and
+ *   the sinks never see more than 6 connections across the switch and back (a connection
+ *   per message to a sink that holds each 600 ms, so the limit binds).
  */
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,12 @@ provider persource {
   rate 3/s per source
 }
 
+provider churn {
+  match domain churn.example
+  rate 3/s per source
+  messages-per-connection 1
+}
+
 provider shared {
   match domain shared.example
 }
@@ -65,12 +72,15 @@ let dir: string;
 let redis: Service;
 let sink: Sink;
 let blockySink: Sink;
+let churnSink: Sink;
 const nodes: PetrelProcess[] = [];
 /** Arrival time (ms) and source address of every delivery, by recipient. */
 const arrivals = new Map<string, { at: number; from: string }[]>();
 /** Connections open to both sinks at once, and the most ever. */
 let open = 0;
 let maxOpen = 0;
+/** Every change of `open`: when, and how many were open after it. */
+const timeline: { at: number; open: number }[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'petrel-cluster-'));
@@ -78,14 +88,16 @@ beforeAll(async () => {
   const onSocket = (d: 1 | -1) => {
     open += d;
     maxOpen = Math.max(maxOpen, open);
+    timeline.push({ at: Date.now(), open });
   };
   const record = (rcpt: string, remote: string) => {
     arrivals.set(rcpt, [...(arrivals.get(rcpt) ?? []), { at: Date.now(), from: remote }]);
     return undefined;
   };
   sink = await startSink({ refuse: record, onSocket });
+  churnSink = await startSink({ refuse: record, onSocket, delayMs: 600 });
   blockySink = await startSink({ refuse: (rcpt) => ({ code: 421, text: '4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints' }) });
-  writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ 'blocky.example': `127.0.0.1:${blockySink.port}`, '*': `127.0.0.1:${sink.port}` }));
+  writeFileSync(path.join(dir, 'mx.json'), JSON.stringify({ 'blocky.example': `127.0.0.1:${blockySink.port}`, 'churn.example': `127.0.0.1:${churnSink.port}`, '*': `127.0.0.1:${sink.port}` }));
   for (const n of [1, 2, 3]) {
     const own = path.join(dir, `n${n}`);
     mkdirSync(path.join(own, 'policies'), { recursive: true });
@@ -105,6 +117,7 @@ afterAll(async () => {
   await killAllPetrel();
   await sink?.close();
   await blockySink?.close();
+  await churnSink?.close();
   await redis?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -149,10 +162,14 @@ describe('three petrel run nodes on one Redis', () => {
       expect(rate, address).toBeLessThanOrEqual(3 * 1.05);
       rates.push(rate);
     }
-    // How close a source comes to its limit depends on how often the nodes choose it
-    // (schedule/source-choice.ts), not on the shared store: the busiest one ran at 2.5–3.1/s
-    // in runs on a loaded machine. The global test below is where the rate must be reached.
-    expect(Math.max(...rates)).toBeGreaterThanOrEqual(3 * 0.75);
+    // How many messages a source carries depends on how often the nodes choose it
+    // (schedule/source-choice.ts: round-robin, and a node's 2 connection slots stay with
+    // the sources its sessions were opened from), not on the shared store: six runs split
+    // the 72 as 33/28/11, 36/36/0 (three times), 33/20/19 and 32/30/10. The busiest source
+    // ran at 2.97–3.00/s in them, at load 7–12 on 2 cores (2.5–3.1/s before each node kept
+    // to its connection share and slot refusals were answered without Redis); 10 % below
+    // the limit leaves room for a heavier load.
+    expect(Math.max(...rates)).toBeGreaterThanOrEqual(3 * 0.9);
     expect(maxOpen).toBeLessThanOrEqual(6);
   }, 90_000);
 
@@ -163,9 +180,11 @@ describe('three petrel run nodes on one Redis', () => {
     const rate = steadyRate(times, 10);
     expect(rate).toBeLessThanOrEqual(10 * 1.05);
     // Reaching the limit takes three nodes with work and free connection slots at every
-    // moment; on this loaded 2-core machine runs gave 7.8 to 10.0/s (a node whose slots
-    // are all held polls every 100-200 ms). The bound that matters, above, is the 5 %.
-    expect(rate).toBeGreaterThanOrEqual(10 * 0.75);
+    // moment: six runs at load 7–12 on 2 cores gave 9.91 to 9.99/s (7.8 to 10.0/s before
+    // each node kept to its share: a node whose slots were all held in Redis polled every
+    // 100–200 ms; now its own full share wakes it when its own session closes). 10 % below
+    // the limit leaves room for a heavier load.
+    expect(rate).toBeGreaterThanOrEqual(10 * 0.9);
     expect(new Set(rcpts.map((r) => arrivals.get(r)![0]!.from)).size).toBeGreaterThan(1);
     expect(maxOpen).toBeLessThanOrEqual(6);
   }, 90_000);
@@ -206,8 +225,9 @@ describe('three petrel run nodes on one Redis', () => {
     }
   }, 60_000);
 
-  it('Redis killed mid-run and restarted: every message delivered once, each node on its share meanwhile', async () => {
-    const rcpts = await submit('rk', 'persource.example', 30);
+  it('Redis killed mid-run and restarted: every message delivered once, each node on its share meanwhile, never more than 6 connections', async () => {
+    const rcpts = await submit('rk', 'churn.example', 30);
+    const startedAt = Date.now();
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const port = redis.port;
     await redis.stop();
@@ -226,9 +246,16 @@ describe('three petrel run nodes on one Redis', () => {
       duringAll += during.length;
     }
     expect(duringAll).toBeGreaterThan(0); // delivery went on without Redis
-    // Connections during the outage are not asserted: runs saw 6 to 10 over both sinks
-    // within 250 ms of the kill against `connections 6` (each node's share is 2), an open
-    // gap listed in docs/runtime.md, Several nodes, Limitations.
+    // Connections, measured at the sinks: a new one for every message (churn.example's sink
+    // holds each 600 ms), so the limit binds and slots change hands across the switch to each
+    // node's share and back. Before each node kept to its share with Redis up, a node that
+    // held 5 of the 6 slots when Redis died kept them while the others opened theirs: 7 to 9.
+    const opened = (from: number, to: number) => timeline.filter((e, i) => e.at >= from && e.at < to && e.open > (timeline[i - 1]?.open ?? 0)).length;
+    expect(opened(downAt, upAt)).toBeGreaterThan(0);
+    expect(opened(upAt, upAt + 3000)).toBeGreaterThan(0);
+    const peak = Math.max(...timeline.filter((e) => e.at >= startedAt).map((e) => e.open));
+    expect(peak).toBeLessThanOrEqual(6);
+    expect(maxOpen).toBeLessThanOrEqual(6);
     const back = await until('the cluster back', async () => {
       const s = await nodes[2]!.get<Status>('/api/v1/status');
       return s.cluster.redis === 'up' && s.cluster.liveNodes === 3 ? s : undefined;
