@@ -117,7 +117,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { spool, recovered } = await openSpoolRecovering(options.spoolDir);
   const acct: AccountingWriter = openAccounting(options.accountingDir);
   // Queue id and Message-ID of every accepted message, for the dashboard's search (accounting records name neither).
-  const messageIndex = openMessageIndex(options.accountingDir, { globMatch });
+  const messageIndex = openMessageIndex(path.join(options.spoolDir, 'message-index'), { globMatch });
   const mx: MxResolver = createMxResolver({ ...(options.mxOverride ? { override: options.mxOverride } : {}), clock });
   // What the policy and the operators decided survives a restart: backoffs, suspensions,
   // disabled sources, trigger counts, pauses and the day's warmup counts.

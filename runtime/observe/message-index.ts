@@ -2,7 +2,8 @@
  * The message index: what the message search needs and the accounting records lack (they
  * name no queue id and no Message-ID, as PowerMTA's columns do not). One JSON line per
  * accepted message — queue id, Message-ID, sender, recipients, arrival time — in daily files
- * `msgs-YYYY-MM-DD.ndjson` (UTC day of arrival) beside the accounting files, so a message
+ * `msgs-YYYY-MM-DD.ndjson` (UTC day of arrival) in SPOOL/message-index/ — the runtime's own
+ * state, not beside the accounting files, whose directory holds only accounting — so a message
  * that finished (delivered, bounced, expired) and left the spool is still found, and its
  * accounting trail read (accounting-trail.ts matches on sender, recipient and arrival).
  *

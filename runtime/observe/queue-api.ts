@@ -19,6 +19,7 @@ import type { QueueFilter, QueueOps } from '../decide/index.ts';
 import type { SuppressionList } from '../intake/index.ts';
 import { SUPPRESSION_REASONS, type SuppressionReason } from '../intake/index.ts';
 import type { HttpHelpers, HttpRoutes } from './http-api.ts';
+import { percentDecoded } from './text.ts';
 
 export interface QueueApiDeps {
   ops: QueueOps;
@@ -76,7 +77,10 @@ export function queueApiRoutes(deps: QueueApiDeps): HttpRoutes {
     const op = /^\/api\/v1\/queue\/(retry|delete|bounce)$/.exec(p);
     if (op) return post(req, res, h, (body) => queueOp(res, h, op[1] as 'retry' | 'delete' | 'bounce', body));
     const one = /^\/api\/v1\/queue\/([\x21-\x7e]{1,256})$/.exec(p);
-    if (one) return get(req, res, h, () => showMessage(res, h, decodeURIComponent(one[1]!)));
+    if (one) {
+      const id = percentDecoded(one[1]!);
+      return get(req, res, h, () => (id === undefined ? h.send(res, 400, { error: 'the queue id is not valid percent-encoding' }) : showMessage(res, h, id)));
+    }
     if (p === '/api/v1/suppression') return get(req, res, h, () => listSuppression(res, h, url.searchParams));
     if (p === '/api/v1/suppression/export') return get(req, res, h, () => exportSuppression(res, url.searchParams));
     if (p === '/api/v1/suppression/add') return post(req, res, h, (body) => addSuppression(res, h, body));

@@ -80,3 +80,12 @@ export function isoTime(ms: number): string {
   const clamped = Number.isNaN(ms) ? 0 : Math.min(MAX_DATE_MS, Math.max(-MAX_DATE_MS, ms));
   return new Date(clamped).toISOString();
 }
+
+/** `text` percent-decoded, or undefined when it is not valid percent-encoding (`%ZZ`): a path segment from a client. */
+export function percentDecoded(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -160,7 +160,7 @@ describe('the new routes under hostile input', () => {
   it('answer every random query, body, cookie and method with a 2xx-4xx, and keep serving', async () => {
     const rt = await startWithLogin();
     const port = rt.httpPort;
-    const paths = fc.constantFrom('/dashboard/api/login', '/dashboard/api/logout', '/dashboard/api/session', '/dashboard/api/messages', '/dashboard/api/messages/', '/dashboard/api/messages/%ZZ', '/dashboard/api/policy-diff');
+    const paths = fc.constantFrom('/dashboard/api/login', '/dashboard/api/logout', '/dashboard/api/session', '/dashboard/api/messages', '/dashboard/api/messages/', '/dashboard/api/messages/%ZZ', '/dashboard/api/policy-diff', '/api/v1/queue/%ZZ', '/api/v1/queue/a%E0%A4%A');
     const query = fc.dictionary(fc.constantFrom('id', 'messageId', 'rcpt', 'limit', 'from', 'to', 'x'), fc.string({ maxLength: 1200 }), { maxKeys: 3 });
     await fc.assert(
       fc.asyncProperty(paths, query, fc.constantFrom('GET', 'POST', 'PUT'), fc.option(fc.jsonValue({ maxDepth: 2 })), fc.option(fc.string({ maxLength: 100 })), async (p, q, method, body, cookie) => {

@@ -13,6 +13,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finalOutcomes } from '../accounting-trail.ts';
 import type { HttpHelpers } from '../http-api.ts';
+import { percentDecoded } from '../text.ts';
 import { SEARCH_DAYS, type IndexedMessage, type MessageIndex, type MessageQuery } from '../message-index.ts';
 
 export interface MessageSearchDeps {
@@ -40,22 +41,13 @@ function queryOf(q: URLSearchParams): { query: MessageQuery; limit: number } | s
   return { query: { [key]: value } as MessageQuery, limit };
 }
 
-/** `text` percent-decoded, or undefined when it is not valid percent-encoding (`%ZZ`). */
-function decoded(text: string): string | undefined {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return undefined;
-  }
-}
-
 export function messageSearchRoutes(deps: MessageSearchDeps): (req: IncomingMessage, res: ServerResponse, h: HttpHelpers) => void {
   const stateOf = (m: IndexedMessage) => ({ ...m, state: deps.queued(m.id) ? 'queued' : 'finished' });
   const answer = async (req: IncomingMessage, res: ServerResponse, { send }: HttpHelpers) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const one = /^\/dashboard\/api\/messages\/([\x21-\x7e]{1,256})$/.exec(url.pathname)?.[1];
     if (one !== undefined) {
-      const id = decoded(one);
+      const id = percentDecoded(one);
       if (id === undefined) return send(res, 400, { error: 'the queue id in the path is not valid percent-encoding' });
       const [m] = await deps.index.find({ id }, deps.clock(), 1);
       if (!m) return send(res, 404, { error: `no message \`${id.slice(0, 256)}\` accepted in the last ${SEARCH_DAYS} days` });
