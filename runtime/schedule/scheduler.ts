@@ -10,11 +10,12 @@ import { createJudge, effectiveSettings, untilRampChange, type PolicyState } fro
 import { createSender, createSessionCache, LOCAL_REPLIES, sessionKey, type MxResolver, type SenderDeps, type Transport } from '../deliver/index.ts';
 import { printable, RateWindow, type AccountedOutcome } from '../observe/index.ts';
 import type { Spool, SpooledMessage } from '../spool/index.ts';
-import { connectionRequest, messageRequests, type LimiterStore } from './limiters.ts';
+import { AdmissionRequests } from './admission-requests.ts';
+import type { LimiterStore } from './limiters.ts';
 import { candidates, DEFAULT_SOURCE, pickSource, warmupKey, type LivePolicy } from './source-choice.ts';
 import type { Time, TimerHandle } from './time.ts';
 import { queueOf, workOf, type Work } from './work.ts';
-import { WorkHeap } from './work-heap.ts';
+import { laneKey, WorkLanes, type Lane } from './work-lanes.ts';
 
 /** The longest the scheduler sleeps without looking again. */
 const MAX_SLEEP_MS = 60_000;
@@ -61,9 +62,11 @@ export interface QueueStats {
 export interface Scheduler {
   /** A message's open recipients become work, each due at `notBeforeOf(rcpt)` (`wake` to look at once). */
   enqueue(m: SpooledMessage, notBeforeOf: (rcpt: string) => number): void;
-  /** Looks for due work now (after a resume, a swap, an accept). */
+  /** Looks for due work now (after a resume, a swap, an accept). O(1): a big queue does not slow an accept. */
   wake(): void;
-  /** Makes the work that waits for a source in the queues `inQueue` accepts due now, and looks (an operator enabled a source there). */
+  /** Work's `notBefore` was moved from outside, through `view().work` (queue-ops' retry now): puts all work back in order (O(n)) and looks. */
+  retimed(): void;
+  /** Wakes the work that waits for a source in the queues `inQueue` accepts, and looks (an operator enabled a source there). */
   sourceBack(inQueue: (queue: string) => boolean): void;
   /** What the status API shows. */
   view(): { work: readonly Work[]; inFlight: number; counters: { delivered: number; deferred: number; bounced: number }; queueStats: ReadonlyMap<string, QueueStats> };
@@ -73,29 +76,41 @@ export interface Scheduler {
   drain(graceMs: number): Promise<void>;
 }
 
+/** MX hosts with those a skip-mx moved the work away from (`host:port`) last. */
+function avoidedLast<H extends { host: string; port: number }>(hosts: readonly H[], avoid: readonly string[]): H[] {
+  const avoided = (h: H) => avoid.includes(`${h.host}:${h.port}`);
+  return [...hosts.filter((h) => !avoided(h)), ...hosts.filter(avoided)];
+}
+
+/** What one admission made of a lane's item: the lane goes on with its next item, or sleeps (refused as a whole). */
+type Admitted = 'next' | 'sleep';
+
 export function createScheduler(deps: SchedulerDeps): Scheduler {
   const { time, spool, limiters, state } = deps;
-  // Work that may be due (new, requeued, or not reached in the last pass), and work that
-  // waits for a later time (moved there at the end of each pass): a pass never scans the waiting.
-  const work: Work[] = [];
-  const later = new WorkHeap();
+  // All work, in lanes (work-lanes.ts): a pass looks at the lanes that are ready, never at
+  // work that waits for a later time or in a lane that was refused.
+  const lanes = new WorkLanes();
   const counters = { delivered: 0, deferred: 0, bounced: 0 };
   const queueStats = new Map<string, QueueStats>();
   const turn = new Map<string, number>();
+  const requests = new AdmissionRequests();
   const idle: (() => void)[] = [];
   let inFlight = 0;
   let stopping = false;
   let timer: TimerHandle | undefined;
+  /** When `timer` fires (Infinity when none is set). */
+  let timerAt = Infinity;
   let pumping = false;
   let pumpAgain = false;
 
+  const add = (w: Work) => lanes.add(w, laneKey(w, spool.get(w.id)));
   const requeue = (w: Work) => {
-    work.push(w);
+    add(w);
     if (w.notBefore <= time.now()) schedule(0);
   };
   const judge = createJudge({ time, state, spool, counters, record: deps.record, settling: deps.settling, requeue, changed: deps.changed });
   const sessions = createSessionCache({ time, limiters, ...(deps.idleSessionMs !== undefined ? { idleMs: deps.idleSessionMs } : {}), released: () => schedule(0) });
-  const send = createSender({ time, state, spool, transport: deps.transport, sessions, limiters, judge, requeue: (w) => work.push(w), stopping: () => stopping, ehlo: deps.ehlo, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}), ...(deps.tlsPolicy ? { tlsPolicy: deps.tlsPolicy } : {}) });
+  const send = createSender({ time, state, spool, transport: deps.transport, sessions, limiters, judge, requeue: add, stopping: () => stopping, ehlo: deps.ehlo, ...(deps.connectTimeoutMs ? { connectTimeoutMs: deps.connectTimeoutMs } : {}), ...(deps.greetingTimeoutMs ? { greetingTimeoutMs: deps.greetingTimeoutMs } : {}), ...(deps.tlsPolicy ? { tlsPolicy: deps.tlsPolicy } : {}) });
 
   /**
    * Starts every delivery that is due and allowed; schedules the next look. One pass at a
@@ -118,101 +133,91 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     }
   }
 
+  /**
+   * One pass over the lanes ready now, in rounds: each round admits one due item from each
+   * lane still going (fair across queues: a long queue does not hold back a short one), until
+   * every lane sleeps or is empty or the deliveries in flight are at their maximum.
+   */
   async function pass(): Promise<void> {
     if (stopping) return;
     const now = time.now();
-    let next = Infinity;
-    later.takeDue(now, work);
-    const due = work.filter((w) => w.notBefore <= now);
-    // Work leaves `work` in one sweep at the end of the pass (not one splice each: O(n²)).
-    const taken = new Set<Work>();
-    // A domain whose queue was refused in this pass: its other work waits without asking again.
-    const refused = new Map<string, number>();
+    const taken = lanes.takeReady(now);
     try {
-      for (const item of due) {
-        if (inFlight >= deps.maxInFlight) break;
-        const waitUntil = refused.get(item.domain);
-        if (waitUntil !== undefined) {
-          item.notBefore = waitUntil;
-          continue;
+      let round = taken;
+      while (round.length > 0 && inFlight < deps.maxInFlight) {
+        const going: Lane[] = [];
+        for (const lane of round) {
+          if (inFlight >= deps.maxInFlight) break;
+          const item = lanes.takeDue(lane, now);
+          if (item === undefined) continue;
+          const seq = lane.work.lastSeq;
+          if ((await admit(item, now, lane)) === 'next') going.push(lane);
+          else lanes.putBack(lane, item, seq);
         }
-        const started = await admit(item, now, taken, refused);
-        if (started !== undefined) next = Math.min(next, started);
+        round = going;
       }
     } finally {
-      // One sweep: started work leaves, work not due yet moves to `later`.
-      const end = time.now();
-      let kept = 0;
-      for (const w of work) {
-        if (taken.has(w)) continue;
-        if (w.notBefore > end) later.push(w);
-        else work[kept++] = w;
-      }
-      work.length = kept;
+      for (const lane of taken) lanes.settle(lane);
     }
-    next = Math.min(next, later.earliest());
-    for (const w of work) next = Math.min(next, w.notBefore);
-    if (next !== Infinity) schedule(Math.max(0, next - time.now()));
+    // At the maximum, the next delivery to finish looks again (a timer now would only spin).
+    const next = lanes.nextReady();
+    if (inFlight < deps.maxInFlight && next !== Infinity) schedule(next - time.now());
   }
 
   /**
-   * Routes one due item, picks its source and asks the limiters; starts its delivery when
-   * all allow it (the item joins `taken`), else sets when it is due again and returns it.
+   * Routes one due item, picks its source and asks the limiters. Starts its delivery when
+   * all allow it, or finishes it (gone from the spool, no MX): 'next'. An answer that holds
+   * for the whole lane (no source, queue or tenant paused, a limiter refused) puts the lane
+   * to sleep until it may change: 'sleep' (the caller puts the item back). A paused source
+   * holds back only this item (the next may go out from another source): 'next'.
    */
-  async function admit(item: Work, now: number, taken: Set<Work>, refused: Map<string, number>): Promise<number | undefined> {
+  async function admit(item: Work, now: number, lane: Lane): Promise<Admitted> {
     const m = spool.get(item.id);
-    if (!m) {
-      taken.add(item);
-      return undefined;
-    }
+    if (!m) return 'next';
     // The version this item is decided under, from routing to its last reply (a swap
     // while DNS or the limiter store is awaited applies to the next item).
     const p = deps.policy();
     const { artifact } = p;
     const answer = await deps.mx.resolve(item.domain);
     if (!answer.ok) {
-      taken.add(item);
       const reply = LOCAL_REPLIES.mxFailed(answer.reason, answer.permanent);
       for (const rcpt of item.rcpts) await judge({ policy: p, message: m, rcpt, route: artifact.route(item.domain), source: candidates(p, m)[0] ?? DEFAULT_SOURCE, reply, phase: 'connect', accepted: false, mxHost: '' });
-      return undefined;
+      return 'next';
     }
     const route = artifact.route(item.domain, answer.via === 'mx' ? answer.hosts.map((h) => h.host) : undefined);
     const queue = queueOf(route, item.domain);
     item.queue = queue;
+    lane.queue = queue;
     const picked = pickSource({ policyState: state, warmupSent: deps.warmupSent, turn }, p, m, item.pool, route, queue, now);
     if ('waitUntil' in picked) {
-      item.notBefore = picked.waitUntil;
-      item.waitsForSource = true;
-      return picked.waitUntil;
+      lane.waitsForSource = true;
+      return sleep(lane, picked.waitUntil);
     }
     const source = picked.source;
-    if (deps.paused.has(`queue:${queue}`) || deps.paused.has(`source:${source.name}`) || (m.tenant !== undefined && deps.paused.has(`tenant:${m.tenant}`))) {
-      // Paused by an operator: look again in a second (resume also wakes the scheduler).
+    // Paused by an operator: look again in a second (resume also wakes the scheduler).
+    const paused = deps.paused.size > 0;
+    if (paused && (deps.paused.has(`queue:${queue}`) || (m.tenant !== undefined && deps.paused.has(`tenant:${m.tenant}`)))) return sleep(lane, now + 1000);
+    if (paused && deps.paused.has(`source:${source.name}`)) {
       item.notBefore = now + 1000;
-      return item.notBefore;
+      lanes.putBack(lane, item);
+      return 'next';
     }
     const context = { route: queue, source: source.name, tenant: m.tenant };
     const settings = effectiveSettings(state, context, artifact.settings(route, source.name, m.tenant), now);
-    const path = { route: context.route, source: source.name, ...(m.tenant ? { tenant: m.tenant } : {}) };
-    const msg = messageRequests(settings, path)(m.size);
+    const request = requests.for(settings, queue, source.name, m.tenant);
     // Hosts a skip-mx moved this work away from come last, not never (they may be all there is).
-    const avoided = (h: { host: string; port: number }) => item.avoid!.includes(`${h.host}:${h.port}`);
-    const hosts = item.avoid ? [...answer.hosts.filter((h) => !avoided(h)), ...answer.hosts.filter(avoided)] : answer.hosts;
+    const hosts = item.avoid ? avoidedLast(answer.hosts, item.avoid) : answer.hosts;
     // An idle session to the first MX host already holds a connection slot: the
     // message then needs only the message and data rates.
     const first = hosts[0];
     const key = first ? sessionKey(source, first, settings.tls) : '';
     const reuse = first ? sessions.take(key) : undefined;
-    const conn = reuse ? { rates: [], concurrency: [] } : connectionRequest(settings, path);
-    const got = await limiters.tryAcquire({ rates: [...conn.rates, ...msg.rates], concurrency: [...conn.concurrency, ...msg.concurrency] });
+    const got = await limiters.tryAcquire(reuse ? request.reusing(m.size) : request.withConnection(m.size));
     if (!got.ok) {
       if (reuse) sessions.put(key, reuse);
       // Under a recovery ramp the limits grow at each step: look again then at the latest.
-      item.notBefore = now + Math.min(got.retryAfterMs ?? 50, untilRampChange(state, context, now));
-      refused.set(item.domain, item.notBefore);
-      return item.notBefore;
+      return sleep(lane, now + Math.min(got.retryAfterMs ?? 50, untilRampChange(state, context, now)));
     }
-    taken.add(item);
     inFlight++;
     const qs = queueStats.get(queue) ?? { route, inFlight: 0, started: new RateWindow() };
     queueStats.set(queue, qs);
@@ -231,7 +236,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
         // Never lose the work: whatever failed (the spool, the message stream), the message
         // is still spooled; try its open recipients again in a minute.
         deps.warn(`petrel: delivery of ${item.id} failed: ${printable(e.message, 1000)}`);
-        if (spool.get(item.id)) work.push({ ...item, notBefore: time.now() + 60_000 });
+        if (spool.get(item.id)) add({ ...item, notBefore: time.now() + 60_000 });
       })
       .finally(() => {
         inFlight--;
@@ -239,37 +244,57 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
         schedule(0);
         if (inFlight === 0) for (const f of idle.splice(0)) f();
       });
-    return undefined;
+    return 'next';
   }
 
+  /** Puts a lane to sleep until `until` (its items keep their own times). */
+  function sleep(lane: Lane, until: number): Admitted {
+    lane.sleepUntil = until;
+    return 'sleep';
+  }
+
+  /** Makes a pass run `ms` from now (at most {@link MAX_SLEEP_MS}); a timer already set to fire as soon stays (its pass sets the next). */
   function schedule(ms: number): void {
     if (stopping) return;
+    const at = time.now() + Math.min(Math.max(0, ms), MAX_SLEEP_MS);
+    if (timer !== undefined && timerAt <= at) return;
     time.clearTimeout(timer);
+    timerAt = at;
     timer = time.setTimeout(() => {
       timer = undefined;
+      timerAt = Infinity;
       pump().catch((e) => deps.warn(`petrel scheduler: ${printable((e as Error).message, 1000)}`));
-    }, Math.min(ms, MAX_SLEEP_MS));
+    }, at - time.now());
   }
 
   return {
     enqueue(m, notBeforeOf) {
-      work.push(...workOf(m, notBeforeOf));
+      for (const w of workOf(m, notBeforeOf)) lanes.add(w, laneKey(w, m));
     },
     wake() {
-      // A caller may have moved waiting work earlier (queue-ops' retry now): take it out.
-      later.rescue(time.now(), work);
+      schedule(0);
+    },
+    retimed() {
+      lanes.reorder();
       schedule(0);
     },
     sourceBack(inQueue) {
-      const now = time.now();
-      for (const w of [...work, ...later.all()]) if (w.waitsForSource && w.queue !== undefined && inQueue(w.queue)) w.notBefore = Math.min(w.notBefore, now);
-      later.rescue(now, work);
+      lanes.sourceBack(inQueue, time.now());
       schedule(0);
     },
-    view: () => ({ work: later.size > 0 ? [...work, ...later.all()] : work, inFlight, counters, queueStats }),
+    view: () => ({
+      // Made on demand: the in-flight gauge and the counters need no copy of a million items.
+      get work() {
+        return lanes.all();
+      },
+      inFlight,
+      counters,
+      queueStats,
+    }),
     halt() {
       stopping = true;
       time.clearTimeout(timer);
+      timer = undefined;
     },
     async drain(graceMs) {
       let graceTimer: TimerHandle | undefined;

@@ -4,6 +4,7 @@
  * goes on. A day of retries runs in milliseconds of wall time — for the tests and for
  * `petrel simulate`. Randomness is a seeded generator, so a run repeats exactly.
  */
+import { TimeHeap } from './time-heap.ts';
 import type { Time, TimerHandle } from './time.ts';
 
 interface Pending {
@@ -15,18 +16,15 @@ interface Pending {
 /** Lets every pending promise chain run: a macrotask runs only once the microtask queue is empty. */
 const settleMicrotasks = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Whether timer `a` fires before `b`: earlier time first, equal times in the order they were set. */
-const before = (a: Pending, b: Pending) => a.at < b.at || (a.at === b.at && a.id < b.id);
-
 export class VirtualTime implements Time {
   private current: number;
   private seq = 0;
   /**
-   * INVARIANT: a binary min-heap by {@link before}; a cancelled timer stays in it (its id in
-   * `cancelled`) until it reaches the top, so setting, cancelling and firing are O(log n)
-   * (a simulation keeps thousands of timers pending).
+   * By time, equal times in the order they were set. INVARIANT: a cancelled timer stays in
+   * it (its id in `cancelled`) until it reaches the top, so setting, cancelling and firing
+   * are O(log n) (a simulation keeps thousands of timers pending).
    */
-  private readonly heap: Pending[] = [];
+  private readonly heap = new TimeHeap<Pending>();
   private readonly cancelled = new Set<number>();
   /** Ids of the timers set and neither fired nor cancelled. */
   private readonly live = new Set<number>();
@@ -43,7 +41,8 @@ export class VirtualTime implements Time {
     // Like Node's: a delay that is not a positive number fires at once (here: at the current time, after what runs now).
     const id = ++this.seq;
     this.live.add(id);
-    this.push({ id, at: this.current + (ms > 0 ? ms : 0), fn });
+    const at = this.current + (ms > 0 ? ms : 0);
+    this.heap.push({ id, at, fn }, at);
     return { id };
   };
 
@@ -80,7 +79,7 @@ export class VirtualTime implements Time {
       const next = this.earliest();
       if (!next || next.at > until) break;
       if (++fired > maxTimers) throw new Error(`virtual time: more than ${maxTimers} timers before ${new Date(until).toISOString()}`);
-      this.live.delete(this.pop().id);
+      this.live.delete(this.heap.pop()!.id);
       this.current = Math.max(this.current, next.at);
       next.fn();
     }
@@ -90,38 +89,7 @@ export class VirtualTime implements Time {
 
   /** The next timer to fire (cancelled ones at the top are dropped first). */
   private earliest(): Pending | undefined {
-    while (this.heap.length > 0 && this.cancelled.has(this.heap[0]!.id)) this.cancelled.delete(this.pop().id);
-    return this.heap[0];
-  }
-
-  private push(t: Pending): void {
-    const h = this.heap;
-    let i = h.push(t) - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(h[i]!, h[parent]!)) break;
-      [h[i], h[parent]] = [h[parent]!, h[i]!];
-      i = parent;
-    }
-  }
-
-  private pop(): Pending {
-    const h = this.heap;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      for (let i = 0; ; ) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l]!, h[m]!)) m = l;
-        if (r < h.length && before(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
+    while (this.heap.size > 0 && this.cancelled.has(this.heap.peek()!.id)) this.cancelled.delete(this.heap.pop()!.id);
+    return this.heap.peek();
   }
 }

@@ -16,8 +16,6 @@ export interface Work {
   avoid?: string[];
   /** The queue the scheduler last put it in (routing happens when it is due). */
   queue?: string;
-  /** It waits because no source may send it (suspended, disabled, capped): an operator's enable makes it due at once. */
-  waitsForSource?: boolean;
 }
 
 /** The lower-cased domain of an address (after its last `@`). */

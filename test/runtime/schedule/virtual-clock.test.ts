@@ -9,12 +9,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { PolicyArtifact } from '../../../runtime/abi.ts';
-import { createMxResolver, type DnsClient, type SessionOptions, type SessionResult, type SmtpSession } from '../../../runtime/deliver/index.ts';
+import { createMxResolver, type DnsClient, type SessionOptions, type SessionResult } from '../../../runtime/deliver/index.ts';
 import { createPolicyState } from '../../../runtime/decide/index.ts';
 import { outcomeRecord, type AccountingRecord } from '../../../runtime/observe/index.ts';
 import { createScheduler, livePolicy, MemoryLimiterStore, VirtualTime } from '../../../runtime/schedule/index.ts';
 import { compileFiles, loadArtifact } from '../../helpers.ts';
 import { memorySpool } from '../../../simulate/memory-spool.ts';
+import { memorySession } from './memory-session.ts';
 
 const POLICY = `policy sim version 1
 
@@ -58,32 +59,13 @@ function provider(time: VirtualTime, tries: Map<string, number[]>) {
   let sessions = 0;
   const open = async (options: SessionOptions): Promise<SessionResult> => {
     sessions++;
-    let closed = false;
-    const session: SmtpSession = {
-      secure: false,
-      tls: null,
-      tlsFailure: null,
-      localAddress: '192.0.2.1',
-      remoteAddress: options.host,
-      messagesSent: 0,
-      transactions: 0,
-      get closed() {
-        return closed;
-      },
-      ended: Promise.resolve(),
-      async send(message) {
-        return {
-          perRecipient: message.to.map((rcpt) => {
-            tries.set(rcpt, [...(tries.get(rcpt) ?? []), time.now()]);
-            const deferred = rcpt.endsWith('@defer.example');
-            return { rcpt, accepted: !deferred, reply: deferred ? '451 4.7.1 try again later' : '250 2.0.0 ok', phase: deferred ? ('rcpt' as const) : ('data' as const), synthesized: false };
-          }),
-        };
-      },
-      async close() {
-        closed = true;
-      },
-    };
+    const session = memorySession(options.host, async (message) => ({
+      perRecipient: message.to.map((rcpt) => {
+        tries.set(rcpt, [...(tries.get(rcpt) ?? []), time.now()]);
+        const deferred = rcpt.endsWith('@defer.example');
+        return { rcpt, accepted: !deferred, reply: deferred ? '451 4.7.1 try again later' : '250 2.0.0 ok', phase: deferred ? ('rcpt' as const) : ('data' as const), synthesized: false };
+      }),
+    }));
     return { ok: true, session };
   };
   return { open, sessions: () => sessions };
