@@ -235,7 +235,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const smtp = createSubmissionServer({ ...options.smtp, name: ehlo }, { acceptMessage, isStopping: () => stopping, isLocalRecipient: (a) => isFeedbackAddress(bounce.screen.feedback, a), registry });
   const smtpPort = await smtp.listen();
-  const queueOps = createQueueOps({ spool, policy: () => policy, work: () => core.view().work, wake: () => core.wake(), account: (r) => acct.write(r), loop: bounce.loop, clock });
+  const queueOps = createQueueOps({ spool, policy: () => policy, work: () => core.view().work, wake: () => core.retimed(), account: (r) => acct.write(r), loop: bounce.loop, clock });
   const trail = (id: string) => {
     const m = spool.get(id);
     acct.flush();
