@@ -8,12 +8,16 @@
  *      the in-process MemoryLimiterStore (the added latency per admission);
  *    - one node, 64 in flight; three nodes (three connections, each its own store, in this
  *      process), 64 in flight each: admissions per second in all.
- * 2. End to end: N messages through three real `petrel run` nodes sharing one Redis against
- *    one node alone, each to the same smtp-server sink, under a policy whose limits do not
- *    bind (connections 20, no rate): throughput in messages per second, submission to the
- *    last delivery.
+ * 2. End to end: N messages (BENCH_MESSAGES, 600) through one `petrel run` node, three
+ *    nodes each on its own, and three nodes sharing one Redis (timed once every node sees
+ *    the other two), each to the same smtp-server sink, under a policy whose limits do not
+ *    bind (connections BENCH_CONNECTIONS, 20, no rate): messages per second, submission to
+ *    the last delivery. The three set-ups run in turn BENCH_ROUNDS times (3) and the
+ *    medians are compared, since a shared machine's load moves between runs; with the
+ *    Redis commands each delivered message cost.
  *
  * Everything on loopback, on this machine's cores (the nodes compete for them as well).
+ * BENCH_END_TO_END_ONLY=1 skips part 1.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -80,14 +84,14 @@ async function limiterFigures(redisPort: number): Promise<void> {
   console.log(`admission latency, one at a time: memory p50 ${ms(pct(memory, 0.5))} p99 ${ms(pct(memory, 0.99))}; redis p50 ${ms(pct(redis, 0.5))} p99 ${ms(pct(redis, 0.99))}; added p50 ${ms(pct(redis, 0.5) - pct(memory, 0.5))}`);
   console.log(`admissions/s through redis, one node, 64 in flight: ${(await throughput([stores[0]!], 64)).toFixed(0)}`);
   console.log(`admissions/s through redis, three nodes, 64 in flight each: ${(await throughput(stores, 64)).toFixed(0)}`);
-  for (const s of stores) s.close();
+  for (const s of stores) await s.close();
   await Promise.all(links.map((l) => l.close()));
 }
 
 const POLICY = `policy bench version 1
 
 default {
-  connections 20
+  connections ${Number(process.env.BENCH_CONNECTIONS ?? 20)}
   messages-per-connection 1000
 }
 `;
@@ -109,6 +113,9 @@ async function endToEnd(dir: string, redisPort: number | undefined, count: numbe
       const shared = redisPort !== undefined ? ['--redis', `redis://127.0.0.1:${redisPort}`] : [];
       nodes.push(await startPetrel([...shared, '--policies', path.join(own, 'policies'), '--no-watch', '--spool', path.join(own, 'spool'), '--acct', path.join(own, 'acct'), '--artifact', path.join(own, 'artifact'), '--mx-override', path.join(dir, 'mx.json')]));
     }
+    // Timed from a formed cluster: a node counts the others only once it has heard from
+    // them (a heartbeat a second), and until then takes a larger share of the connections.
+    if (redisPort !== undefined) await clusterFormed(nodes);
     const started = performance.now();
     await Promise.all(
       nodes.map(async (node, i) => {
@@ -125,6 +132,16 @@ async function endToEnd(dir: string, redisPort: number | undefined, count: numbe
   } finally {
     for (const n of nodes) await n.stop(10_000);
     await sink.close();
+  }
+}
+
+/** Waits (up to 15 s) until every node counts all of them as live. */
+async function clusterFormed(nodes: PetrelProcess[]): Promise<void> {
+  const end = performance.now() + 15_000;
+  const counts = async () => Promise.all(nodes.map(async (n) => (await n.get<{ cluster: { liveNodes: number } }>('/api/v1/status')).cluster.liveNodes));
+  while ((await counts()).some((c) => c < nodes.length)) {
+    if (performance.now() > end) throw new Error(`the ${nodes.length} nodes did not all see each other within 15 s`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

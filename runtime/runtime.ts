@@ -332,7 +332,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await new Promise<void>((resolve) => http.close(() => resolve()));
       clearInterval(stateTimer);
       await sharedState?.close();
-      if (limiters instanceof RedisLimiterStore) limiters.close();
+      if (limiters instanceof RedisLimiterStore) await limiters.close(); // its sessions are closed: slots back to Redis at once
       await saveState();
       acct.close();
       messageIndex.close();

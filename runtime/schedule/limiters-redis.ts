@@ -316,8 +316,19 @@ export class RedisLimiterStore implements LimiterStore {
     return this.held.size;
   }
 
-  /** Stops renewing: what is still held expires in Redis within the TTL. */
-  close(): void {
+  /**
+   * Stops renewing and gives back the slots this node still holds in Redis (call it once
+   * its connections are closed), so the other nodes need not wait out the lease TTL for
+   * them; with Redis down they expire within the TTL.
+   */
+  async close(): Promise<void> {
     clearInterval(this.renewTimer);
+    const leases = [...this.held].filter((l) => l.inRedis);
+    this.held.clear();
+    this.holding.clear();
+    if (leases.length === 0 || !this.link.usable()) return;
+    const pipeline = this.redis.pipeline();
+    for (const l of leases) (pipeline as unknown as ScriptClient).petrelRelease(l.keys.length + 1, ...l.keys.map((k) => this.prefix + k), this.maximaKey, l.id);
+    await pipeline.exec().catch(() => undefined);
   }
 }

@@ -27,7 +27,7 @@ async function node(port: number, nodeId: string, options: { liveNodes?: number;
   const link = await openRedisLink({ url: `redis://127.0.0.1:${port}`, prefix: 'test', timeoutMs: options.timeoutMs ?? 250 });
   const store = new RedisLimiterStore({ link, nodeId, liveNodes: () => options.liveNodes ?? 2, clock: () => performance.now(), ...(options.leaseTtlMs ? { leaseTtlMs: options.leaseTtlMs } : {}) });
   cleanups.push(async () => {
-    store.close();
+    await store.close();
     await link.close();
   });
   return { link, store };
@@ -133,8 +133,8 @@ describe('RedisLimiterStore', () => {
     expect((await a.store.tryAcquire(slots(2))).ok).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 1500)); // 2.5 TTLs: renewed meanwhile
     expect((await b.store.tryAcquire(slots(2))).ok).toBe(false);
-    a.store.close(); // the node dies: no more renewals
-    await a.link.close();
+    await a.link.close(); // the node dies: no more renewals, nothing given back
+    await a.store.close();
     const died = performance.now();
     let freedAfter = -1;
     while (performance.now() - died < 3000) {
@@ -146,6 +146,19 @@ describe('RedisLimiterStore', () => {
     }
     expect(freedAfter).toBeGreaterThanOrEqual(0);
     expect(freedAfter).toBeLessThan(600 + 400); // the TTL, plus the renewal interval it may have just had
+  });
+
+  it('a node that stops gives its slots back at once', async () => {
+    const r = await redis();
+    const a = await node(r.port, 'a', { liveNodes: 1 });
+    const b = await node(r.port, 'b', { liveNodes: 1 });
+    expect((await a.store.tryAcquire(slots(2))).ok).toBe(true);
+    expect((await a.store.tryAcquire(slots(2))).ok).toBe(true);
+    expect((await b.store.tryAcquire(slots(2))).ok).toBe(false);
+    await a.store.close();
+    // Not after the 6 s lease TTL: now.
+    expect((await b.store.tryAcquire(slots(2))).ok).toBe(true);
+    expect((await b.store.tryAcquire(slots(2))).ok).toBe(true);
   });
 
   it('Redis stopped: each node admits its share (limit ÷ live nodes) locally at once; back: its slots count in Redis again', async () => {
