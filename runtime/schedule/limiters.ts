@@ -19,9 +19,8 @@
  * state.
  *
  * {@link LimiterStore} is the interface the scheduler uses; {@link MemoryLimiterStore}
- * implements it in process. A Redis store (several nodes sharing limits) is not written
- * yet; its keys are the strings {@link limiterKey} makes, and the Lua it will run is in
- * `limiters-redis-scripts.ts`.
+ * implements it in process; `limiters-redis.ts` keeps the same limiters in Redis for
+ * several nodes (keys as {@link limiterKey} makes them, Lua in `limiters-redis-scripts.ts`).
  *
  * No module state, and no clock of its own: a store is given one.
  */
