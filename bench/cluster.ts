@@ -8,9 +8,9 @@
  *      the in-process MemoryLimiterStore (the added latency per admission);
  *    - one node, 64 in flight; three nodes (three connections, each its own store, in this
  *      process), 64 in flight each: admissions per second in all.
- * 2. End to end: N messages (BENCH_MESSAGES, 600) through one `petrel run` node, three
- *    nodes each on its own, and three nodes sharing one Redis (timed once every node sees
- *    the other two), each to the same smtp-server sink, under a policy whose limits do not
+ * 2. End to end: N messages (BENCH_MESSAGES, 600) through one `petrel run` node, one node
+ *    on Redis (what Redis costs one node), three nodes each on its own, and three nodes
+ *    sharing one Redis (timed once every node sees the other two), each to the same smtp-server sink, under a policy whose limits do not
  *    bind (connections BENCH_CONNECTIONS, 20, no rate): messages per second, submission to
  *    the last delivery. The three set-ups run in turn BENCH_ROUNDS times (3) and the
  *    medians are compared, since a shared machine's load moves between runs; with the
@@ -164,19 +164,22 @@ async function main(): Promise<void> {
     if (!process.env.BENCH_END_TO_END_ONLY) await limiterFigures(redis.port);
     // The three set-ups in turn, ROUNDS times: a loaded machine's load moves between runs,
     // and interleaving spreads it over all three; the medians are compared.
-    const runs = { one: [] as number[], alone: [] as number[], three: [] as number[] };
-    const before = await commandCalls(redis.port);
+    const runs = { one: [] as number[], oneOnRedis: [] as number[], alone: [] as number[], three: [] as number[] };
+    const commands = new Map<string, number>();
     for (let round = 0; round < ROUNDS; round++) {
       runs.one.push(await endToEnd(dir, undefined, 1));
+      runs.oneOnRedis.push(await endToEnd(dir, redis.port, 1));
       runs.alone.push(await endToEnd(dir, undefined, 3));
+      const before = await commandCalls(redis.port);
       runs.three.push(await endToEnd(dir, redis.port, 3));
+      const after = await commandCalls(redis.port);
+      for (const [name, calls] of after) commands.set(name, (commands.get(name) ?? 0) + calls - (before.get(name) ?? 0));
     }
-    const after = await commandCalls(redis.port);
-    const perMessage = [...after].map(([name, calls]) => [name, (calls - (before.get(name) ?? 0)) / (MESSAGES * ROUNDS)] as const).filter(([, n]) => n >= 0.01).sort((a, b) => b[1] - a[1]);
+    const perMessage = [...commands].map(([name, calls]) => [name, calls / (MESSAGES * ROUNDS)] as const).filter(([, n]) => n >= 0.01).sort((a, b) => b[1] - a[1]);
     console.log(`redis commands per message, three nodes: ${perMessage.map(([name, n]) => `${name} ${n.toFixed(2)}`).join(', ')}`);
     const one = median(runs.one);
     const figure = (name: string, all: number[]) => `${name} ${median(all).toFixed(0)} msg/s (${(median(all) / one).toFixed(2)}x; runs ${all.map((n) => n.toFixed(0)).join(', ')})`;
-    console.log(`end to end, ${MESSAGES} messages of 4 KB, medians of ${ROUNDS} rounds: ${figure('one node', runs.one)}; ${figure('three nodes without redis', runs.alone)}; ${figure('three nodes on redis', runs.three)}`);
+    console.log(`end to end, ${MESSAGES} messages of 4 KB, medians of ${ROUNDS} rounds: ${figure('one node', runs.one)}; ${figure('one node on redis', runs.oneOnRedis)}; ${figure('three nodes without redis', runs.alone)}; ${figure('three nodes on redis', runs.three)}`);
     console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores)`);
   } finally {
     await killAllPetrel();
