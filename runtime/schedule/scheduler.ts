@@ -151,17 +151,27 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
           const item = lanes.takeDue(lane, now);
           if (item === undefined) continue;
           const seq = lane.work.lastSeq;
-          if ((await admit(item, now, lane)) === 'next') going.push(lane);
+          let admitted: Admitted;
+          try {
+            admitted = await admit(item, now, lane);
+          } catch (e) {
+            // Nothing is lost: the item goes back, its lane waits a second (a limiter store
+            // that is down would otherwise fail every pass at once), the error is warned.
+            lanes.putBack(lane, item, seq);
+            sleep(lane, now + 1000);
+            throw e;
+          }
+          if (admitted === 'next') going.push(lane);
           else lanes.putBack(lane, item, seq);
         }
         round = going;
       }
     } finally {
       for (const lane of taken) lanes.settle(lane);
+      // At the maximum, the next delivery to finish looks again (a timer now would only spin).
+      const next = lanes.nextReady();
+      if (inFlight < deps.maxInFlight && next !== Infinity) schedule(next - time.now());
     }
-    // At the maximum, the next delivery to finish looks again (a timer now would only spin).
-    const next = lanes.nextReady();
-    if (inFlight < deps.maxInFlight && next !== Infinity) schedule(next - time.now());
   }
 
   /**
