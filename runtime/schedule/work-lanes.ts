@@ -47,12 +47,6 @@ export class WorkLanes {
   private readonly lanes = new Map<string, Lane>();
   /** INVARIANT: every lane with work that is not taken has exactly one valid entry, keyed by its `readyAt`. */
   private ready = new TimeHeap<ReadyEntry>();
-  private items = 0;
-
-  /** Work items held, in every lane. */
-  get size(): number {
-    return this.items;
-  }
 
   /** Adds `w` to the lane `key`. */
   add(w: Work, key: string): void {
@@ -63,7 +57,6 @@ export class WorkLanes {
     }
     const was = readyAt(lane);
     lane.work.push(w);
-    this.items++;
     if (!lane.taken && readyAt(lane) < was) this.enter(lane);
   }
 
@@ -82,14 +75,12 @@ export class WorkLanes {
   /** The first due item of a taken lane, removed (undefined when it sleeps or nothing is due). Give it back with `putBack` if it was not sent. */
   takeDue(lane: Lane, now: number): Work | undefined {
     if (lane.sleepUntil > now || lane.work.earliest() > now) return undefined;
-    this.items--;
     return lane.work.pop();
   }
 
   /** Puts an item `takeDue` gave back into its lane; `seq` (the lane's `work.lastSeq` at the take) keeps its place among equal times. */
   putBack(lane: Lane, w: Work, seq?: number): void {
     lane.work.push(w, seq);
-    this.items++;
   }
 
   /** Gives a lane taken by a pass back: it is looked at again when ready, or dropped when it holds no work. */
