@@ -2,17 +2,17 @@
  * Issue 17 end to end: three real `petrel run` nodes share one redis-server on loopback
  * and one pool of three sources (127.0.0.2–4), delivering to real SMTP sinks.
  *
- * - `rate 3/s per source` on one provider, `global { rate 10/s; connections 6 }`: over
- *   the three nodes each source's rate and the global rate stay within 5 % of the limit,
- *   and the sinks never see more than 6 connections at once;
+ * - `rate 3/s per source` on one provider, `global { rate 10/s; connections 9 }`: over
+ *   the three nodes each source's rate and the global rate stay within 5 % of the limit
+ *   (and reach 90 % of it), and the sinks never see more than 9 connections at once;
  * - a `suspend destination` triggered by a reply on one node holds on the other two
  *   within a second (their status shows it, and they send nothing there);
  * - a reload on one node goes live on all three; status on any node lists the three nodes
  *   and their versions, without skew;
  * - Redis killed mid-run and started again: every message is delivered exactly once,
  *   meanwhile each source's rate stays within the share of each node (limit ÷ 3 each), and
- *   the sinks never see more than 6 connections across the switch and back (a connection
- *   per message to a sink that holds each 600 ms, so the limit binds).
+ *   the sinks never see more than churn.example's `connections 6` across the switch and
+ *   back (a connection per message to a sink that holds each 600 ms, so the limit binds).
  */
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +29,7 @@ const policy = (version: string) => `policy cluster version ${version}
 
 global {
   rate 10/s
-  connections 6
+  connections 9
 }
 
 source s1 { address 127.0.0.2; ehlo s1.petrel.test }
@@ -46,6 +46,7 @@ provider persource {
 provider churn {
   match domain churn.example
   rate 3/s per source
+  connections 6
   messages-per-connection 1
 }
 
@@ -140,53 +141,62 @@ async function submit(prefix: string, domain: string, count: number, through = n
 const delivered = (rcpts: string[]) => () => (rcpts.every((r) => arrivals.has(r)) ? true : undefined);
 
 /**
- * Deliveries per second after the burst: those after the `burst`th over the time from it
- * to the last (GCRA spaces them exactly; the burst's own arrival jitter is left out).
+ * Deliveries per second after the burst: the slope of a least-squares line through
+ * (arrival time, number) of those after the `burst`th. GCRA spaces the admissions
+ * exactly; the sink sees each later by as long as its connection and SMTP dialogue took
+ * on a loaded machine, noise that a line through all of them averages out and two end
+ * points do not (first to last, this measured up to 3.16/s under `rate 3/s`).
  */
 function steadyRate(times: number[], burst: number): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  return (sorted.length - 1 - burst) / ((sorted.at(-1)! - sorted[burst]!) / 1000);
+  const seconds = [...times].sort((a, b) => a - b).slice(burst).map((t) => t / 1000);
+  const meanT = seconds.reduce((a, b) => a + b, 0) / seconds.length;
+  const meanN = (seconds.length - 1) / 2;
+  let covariance = 0;
+  let variance = 0;
+  seconds.forEach((t, n) => {
+    covariance += (t - meanT) * (n - meanN);
+    variance += (t - meanT) ** 2;
+  });
+  return covariance / variance;
 }
 
 describe('three petrel run nodes on one Redis', () => {
-  it('keep each source within 5 % of `rate 3/s per source` together, from every node', async () => {
+  it('keep each source within 5 % of `rate 3/s per source` together, from every node, and each reaches 90 % of it', async () => {
     const rcpts = await submit('ps', 'persource.example', 24);
     await until('72 deliveries', delivered(rcpts), 60_000);
-    // Source choice need not spread the pool evenly: every source that carried a stream
-    // (15 or more) stayed within the shared rate, and the busiest one reached it.
-    const rates: number[] = [];
+    // Every source carries a stream: `connections 9` over three nodes gives each node 3
+    // slots, one per source, so its round-robin never waits for a slot held by another
+    // source's session. (With `connections 6`, 2 slots a node, the sessions stayed with
+    // the sources they were opened from: six runs split the 72 as 33/28/11, 36/36/0 three
+    // times, 33/20/19 and 32/30/10; only the busiest source reached the rate.)
     for (const address of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) {
       const sent = rcpts.flatMap((r) => arrivals.get(r)!).filter((a) => a.from === address);
-      if (sent.length < 15) continue;
+      expect(sent.length, address).toBeGreaterThanOrEqual(15);
       const rate = steadyRate(sent.map((a) => a.at), 3); // GCRA burst of 3/s: 3
       expect(rate, address).toBeLessThanOrEqual(3 * 1.05);
-      rates.push(rate);
+      // Seven runs at load 6–12 on 2 cores: 23 to 25 messages a source; by this line each
+      // source at 2.84 to 3.02/s in the last three (the busiest at 2.5–3.1/s, the others
+      // less or nothing, before each node kept to its connection share); 10 % below leaves
+      // room for a heavier load.
+      expect(rate, address).toBeGreaterThanOrEqual(3 * 0.9);
     }
-    // How many messages a source carries depends on how often the nodes choose it
-    // (schedule/source-choice.ts: round-robin, and a node's 2 connection slots stay with
-    // the sources its sessions were opened from), not on the shared store: six runs split
-    // the 72 as 33/28/11, 36/36/0 (three times), 33/20/19 and 32/30/10. The busiest source
-    // ran at 2.97–3.00/s in them, at load 7–12 on 2 cores (2.5–3.1/s before each node kept
-    // to its connection share and slot refusals were answered without Redis); 10 % below
-    // the limit leaves room for a heavier load.
-    expect(Math.max(...rates)).toBeGreaterThanOrEqual(3 * 0.9);
-    expect(maxOpen).toBeLessThanOrEqual(6);
+    expect(maxOpen).toBeLessThanOrEqual(9);
   }, 90_000);
 
-  it('keep the global rate within 5 % of `global { rate 10/s }`, with never more than 6 connections', async () => {
+  it('keep the global rate within 5 % of `global { rate 10/s }`, with never more than 9 connections', async () => {
     const rcpts = await submit('gl', 'shared.example', 40);
     await until('120 deliveries', delivered(rcpts), 60_000);
     const times = rcpts.map((r) => arrivals.get(r)![0]!.at);
     const rate = steadyRate(times, 10);
     expect(rate).toBeLessThanOrEqual(10 * 1.05);
     // Reaching the limit takes three nodes with work and free connection slots at every
-    // moment: six runs at load 7–12 on 2 cores gave 9.91 to 9.99/s (7.8 to 10.0/s before
-    // each node kept to its share: a node whose slots were all held in Redis polled every
-    // 100–200 ms; now its own full share wakes it when its own session closes). 10 % below
-    // the limit leaves room for a heavier load.
+    // moment: three runs at load 6–8 on 2 cores gave 9.99 to 10.01/s by this line (7.8 to
+    // 10.0/s before each node kept to its share: a node whose slots were all held in Redis
+    // polled every 100–200 ms; now its own full share wakes it when its own session
+    // closes). 10 % below the limit leaves room for a heavier load.
     expect(rate).toBeGreaterThanOrEqual(10 * 0.9);
     expect(new Set(rcpts.map((r) => arrivals.get(r)![0]!.from)).size).toBeGreaterThan(1);
-    expect(maxOpen).toBeLessThanOrEqual(6);
+    expect(maxOpen).toBeLessThanOrEqual(9);
   }, 90_000);
 
   it('a suspension triggered on one node holds on the other two within a second', async () => {
@@ -225,7 +235,7 @@ describe('three petrel run nodes on one Redis', () => {
     }
   }, 60_000);
 
-  it('Redis killed mid-run and restarted: every message delivered once, each node on its share meanwhile, never more than 6 connections', async () => {
+  it('Redis killed mid-run and restarted: every message delivered once, each node on its share meanwhile, never more than its 6 connections', async () => {
     const rcpts = await submit('rk', 'churn.example', 30);
     const startedAt = Date.now();
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -246,16 +256,16 @@ describe('three petrel run nodes on one Redis', () => {
       duringAll += during.length;
     }
     expect(duringAll).toBeGreaterThan(0); // delivery went on without Redis
-    // Connections, measured at the sinks: a new one for every message (churn.example's sink
-    // holds each 600 ms), so the limit binds and slots change hands across the switch to each
-    // node's share and back. Before each node kept to its share with Redis up, a node that
-    // held 5 of the 6 slots when Redis died kept them while the others opened theirs: 7 to 9.
+    // Connections, measured at the sinks (only churn.example has traffic now): a new one for
+    // every message (its sink holds each 600 ms), so its `connections 6` binds and slots
+    // change hands across the switch to each node's share and back. Before each node kept
+    // to its share with Redis up, a node that held 5 of the 6 slots when Redis died kept
+    // them while the others opened theirs: 7 to 9 (under `global { connections 6 }`).
     const opened = (from: number, to: number) => timeline.filter((e, i) => e.at >= from && e.at < to && e.open > (timeline[i - 1]?.open ?? 0)).length;
     expect(opened(downAt, upAt)).toBeGreaterThan(0);
     expect(opened(upAt, upAt + 3000)).toBeGreaterThan(0);
     const peak = Math.max(...timeline.filter((e) => e.at >= startedAt).map((e) => e.open));
     expect(peak).toBeLessThanOrEqual(6);
-    expect(maxOpen).toBeLessThanOrEqual(6);
     const back = await until('the cluster back', async () => {
       const s = await nodes[2]!.get<Status>('/api/v1/status');
       return s.cluster.redis === 'up' && s.cluster.liveNodes === 3 ? s : undefined;
