@@ -2,8 +2,9 @@
  * The limiter store several nodes share: the same {@link LimiterStore} as
  * `MemoryLimiterStore`, kept in Redis by the Lua of `limiters-redis-scripts.ts` — rates
  * as GCRA on the Redis server's clock, connections as leases with a TTL that this node
- * renews every TTL/3, so the slots of a node that dies come back within the TTL. One
- * admission is one EVALSHA: one round trip.
+ * renews every TTL/3, so the slots of a node that dies come back within the TTL (a node
+ * that stops gives them back at once). One admission is one EVALSHA: one round trip; none
+ * when it has nothing to take (a message on an open session under no rate limit).
  *
  * Connections: a node holds at most its *share* of every connection limit — the limit
  * divided by the last known number of live nodes (`liveNodes`), rounded down, at least
@@ -32,7 +33,7 @@ export interface RedisLimiterStoreOptions {
   link: RedisLink;
   /** This node's name: lease ids start with it. */
   nodeId: string;
-  /** The live nodes last seen (at least 1): a node's share of a limit while Redis is down. */
+  /** The live nodes last seen (at least 1): the divisor of this node's share of a connection limit, and of every rate while Redis is down. */
   liveNodes: () => number;
   /** The clock of the local fallback store (monotonic ms). */
   clock: () => number;
