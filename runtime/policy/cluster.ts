@@ -4,8 +4,8 @@
  * - Members: every node writes a heartbeat each second (`{prefix}:nodes`, a field per
  *   node: its policy version and hash, and a version it could not load); a node not heard
  *   from for `deadAfterMs` is not live. The number of live nodes is each node's divisor
- *   of every limit while Redis is down (schedule/limiters-redis.ts), so the last count is
- *   kept when Redis goes away.
+ *   of every connection limit, and of every rate while Redis is down
+ *   (schedule/limiters-redis.ts), so the last count is kept when Redis goes away.
  * - The live version: when a version goes live on a node by a reload, a push, a deploy or a
  *   rollback (policy-control.ts `onLive`), that node writes its hash
  *   (`{prefix}:policy:live`) and its texts (`{prefix}:policy:texts:HASH`) and says so on
