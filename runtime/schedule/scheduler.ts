@@ -225,6 +225,10 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     const got = await limiters.tryAcquire(reuse ? request.reusing(m.size) : request.withConnection(m.size));
     if (!got.ok) {
       if (reuse) sessions.put(key, reuse);
+      // A full concurrency limit frees on a release: the delivery that gives its slot back
+      // (or leaves its session idle for reuse) wakes the lane; 50 ms is the fallback (a slot
+      // freed by an idle session's expiry, or by another node).
+      if (got.retryAfterMs === null) lanes.waitForSlot(lane, got.blockedBy);
       // Under a recovery ramp the limits grow at each step: look again then at the latest.
       return sleep(lane, now + Math.min(got.retryAfterMs ?? 50, untilRampChange(state, context, now)));
     }
@@ -251,6 +255,7 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
       .finally(() => {
         inFlight--;
         qs.inFlight--;
+        lanes.released(slot.keys, time.now());
         schedule(0);
         if (inFlight === 0) for (const f of idle.splice(0)) f();
       });

@@ -45,6 +45,8 @@ const readyAt = (lane: Lane): number => Math.max(lane.sleepUntil, lane.work.earl
 
 export class WorkLanes {
   private readonly lanes = new Map<string, Lane>();
+  /** Lanes asleep because a concurrency limit was full, by the key that refused: a release of a slot there wakes them. */
+  private readonly slotWaiters = new Map<string, Set<Lane>>();
   /** INVARIANT: every lane with work that is not taken has exactly one valid entry, keyed by its `readyAt`. */
   private ready = new TimeHeap<ReadyEntry>();
 
@@ -106,6 +108,30 @@ export class WorkLanes {
       lane.waitsForSource = false;
       lane.sleepUntil = Math.min(lane.sleepUntil, now);
       if (!lane.taken) this.enter(lane);
+    }
+  }
+
+  /** `lane` sleeps because the concurrency limit `key` is full: a release there ({@link released}) wakes it before its sleep ends. */
+  waitForSlot(lane: Lane, key: string): void {
+    let waiters = this.slotWaiters.get(key);
+    if (!waiters) this.slotWaiters.set(key, (waiters = new Set()));
+    waiters.add(lane);
+  }
+
+  /**
+   * A slot of each of `keys` was given back, or a session holding them went idle (a lane of
+   * its queue may reuse it): the lanes waiting for a slot there are ready at `now`.
+   */
+  released(keys: readonly string[], now: number): void {
+    for (const key of keys) {
+      const waiters = this.slotWaiters.get(key);
+      if (!waiters) continue;
+      this.slotWaiters.delete(key);
+      for (const lane of waiters) {
+        if (lane.sleepUntil <= now) continue;
+        lane.sleepUntil = now;
+        if (!lane.taken) this.enter(lane);
+      }
     }
   }
 

@@ -196,6 +196,22 @@ describe('work lanes: a refused queue is looked at once, not item by item', () =
     await h.stop();
   });
 
+  it('sends the next message of a queue at its connection limit as soon as a delivery ends, not at the next look', async () => {
+    // busy.example: connections 2. Each delivery takes 10 ms; the lane refused for a full
+    // limit sleeps 50 ms as a fallback, but a delivery that ends (its session idle for
+    // reuse, or its slot given back) wakes it: 40 messages in 20 pairs of 10 ms, about
+    // 200 ms — not a pair every 50 ms (about 1 s), which is what sleeping out the fallback
+    // gave (a fifth of the throughput at a bound connection limit).
+    const h = await harness({ latencyMs: 10 });
+    const busy = h.enqueue('busy.example', 40);
+    await h.time.runUntil(T0 + 5 * SECOND);
+    const sent = h.sentTo('busy.example');
+    expect(sent.map((x) => x.rcpt)).toEqual(busy);
+    expect(h.provider.mostAtOnce()).toBeLessThanOrEqual(2);
+    expect(sent.at(-1)!.at - T0).toBeLessThanOrEqual(300);
+    await h.stop();
+  });
+
   it('keeps a queue at its connection limit cheap: 20 000 waiting items cost the pump no more CPU than 200', async () => {
     const cost = async (waiting: number) => {
       const h = await harness({ latencyMs: SECOND });
