@@ -268,11 +268,16 @@ export function createScheduler(deps: SchedulerDeps): Scheduler {
     return 'sleep';
   }
 
-  /** Makes a pass run `ms` from now (at most {@link MAX_SLEEP_MS}); a timer already set to fire as soon stays (its pass sets the next). */
+  /**
+   * Makes a pass run `ms` from now (at most {@link MAX_SLEEP_MS}); a timer already set to
+   * fire as soon stays (its pass sets the next) — unless it is overdue: the clock moved past
+   * it (an injected clock jumped, the machine slept) while its real timeout still waits.
+   */
   function schedule(ms: number): void {
     if (stopping) return;
-    const at = time.now() + Math.min(Math.max(0, ms), MAX_SLEEP_MS);
-    if (timer !== undefined && timerAt <= at) return;
+    const now = time.now();
+    const at = now + Math.min(Math.max(0, ms), MAX_SLEEP_MS);
+    if (timer !== undefined && timerAt <= at && timerAt >= now) return;
     time.clearTimeout(timer);
     timerAt = at;
     timer = time.setTimeout(() => {
