@@ -76,7 +76,7 @@ export async function simulateSides(plan: SimulationPlan, base: SimulatedSide, h
 
 // --- Output ----------------------------------------------------------------------------------
 
-const DURATION_FIGURES = new Set(['time to complete']);
+const DURATION_FIGURES = new Set(['time to complete', 'time to 50 % settled']);
 const RATE_FIGURES = new Set(['peak per hour']);
 
 function value(figure: string, n: number | null): string {

@@ -19,6 +19,8 @@ export interface OutcomeFigures {
   open: number;
   /** A provider's: from its first message injected to its last recipient settled; the total's: from the campaign's start. Null: not finished. */
   timeToCompleteSeconds: number | null;
+  /** A provider's: from its first message injected until half its recipients settled (report.ts); null for the total, or when fewer settled. */
+  timeToHalfSeconds: number | null;
   /** Deliveries per hour in the busiest timeline bucket. */
   peakPerHour: number;
   /** Backoffs and suspensions the policy started on the routes the provider's domains take (kept events only, see `eventsCounted`). */
@@ -86,6 +88,7 @@ export function outcomeSide(report: SimulationReport, routesOf: (provider: strin
     provider: p.provider,
     ...counts(p, p.injected, p.injected - p.delivered - p.bounced),
     timeToCompleteSeconds: p.timeToCompleteSeconds,
+    timeToHalfSeconds: p.timeToHalfSeconds,
     peakPerHour: p.peakPerHour,
     ...events(routesOf(p.provider)),
   }));
@@ -96,7 +99,7 @@ export function outcomeSide(report: SimulationReport, routesOf: (provider: strin
     wallSeconds: report.wallSeconds,
     eventsCounted: report.events.length,
     eventCount: report.eventCount,
-    total: { ...counts(report.totals, report.recipients, report.open), timeToCompleteSeconds: report.finished ? report.simulatedSeconds : null, peakPerHour: totalPeak(report), ...events(undefined) },
+    total: { ...counts(report.totals, report.recipients, report.open), timeToCompleteSeconds: report.finished ? report.simulatedSeconds : null, timeToHalfSeconds: null, peakPerHour: totalPeak(report), ...events(undefined) },
     providers,
     warnings: report.warnings,
   };
@@ -139,6 +142,9 @@ function providerDelta(provider: string, base: OutcomeFigures | undefined, head:
   const doneBase = base?.timeToCompleteSeconds ?? null;
   const doneHead = head?.timeToCompleteSeconds ?? null;
   if ((doneBase === null) !== (doneHead === null) || (doneBase !== null && doneHead !== null && beyondTolerance(doneBase, doneHead))) push('time to complete', doneBase, doneHead);
+  const mostBase = base?.timeToHalfSeconds ?? null;
+  const mostHead = head?.timeToHalfSeconds ?? null;
+  if ((mostBase === null) !== (mostHead === null) || (mostBase !== null && mostHead !== null && beyondTolerance(mostBase, mostHead))) push('time to 50 % settled', mostBase, mostHead);
   if (beyondTolerance(base?.peakPerHour ?? 0, head?.peakPerHour ?? 0)) push('peak per hour', base?.peakPerHour ?? 0, head?.peakPerHour ?? 0);
   return { provider, changes, flags: base && head ? flags(base, head) : [] };
 }
@@ -149,7 +155,10 @@ function flags(base: OutcomeFigures, head: OutcomeFigures): OutcomeFlag[] {
   const out: OutcomeFlag[] = [];
   const grew = (b: number, h: number) => h > b && (b === 0 || h - b > MORE_BY * base.recipients);
   if (base.timeToCompleteSeconds !== null && head.timeToCompleteSeconds === null) out.push('no longer finishes');
-  if (base.timeToCompleteSeconds !== null && head.timeToCompleteSeconds !== null && head.timeToCompleteSeconds > base.timeToCompleteSeconds * (1 + SLOWER_BY)) out.push('slower');
+  // Slower: the whole campaign, or its bulk — the time to complete alone is set by the tail
+  // of bounded retries (full mailboxes tried for days), which a change of rate does not move.
+  const grewTime = (b: number | null, h: number | null) => b !== null && h !== null && h > b * (1 + SLOWER_BY);
+  if (grewTime(base.timeToCompleteSeconds, head.timeToCompleteSeconds) || grewTime(base.timeToHalfSeconds, head.timeToHalfSeconds)) out.push('slower');
   if (grew(base.blocked, head.blocked)) out.push('more blocks');
   if (grew(base.bounced, head.bounced)) out.push('more bounces');
   return out;

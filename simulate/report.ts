@@ -18,6 +18,12 @@ export interface ProviderRow extends CountsRow {
   injected: number;
   /** From its first message injected to its last recipient settled; null while some are open at the end. */
   timeToCompleteSeconds: number | null;
+  /**
+   * From its first message injected until half its recipients had settled; null when fewer
+   * did. Unlike the time to complete, not set by the tail of bounded retries (full mailboxes
+   * tried for days): what a change of rate or concurrency moves.
+   */
+  timeToHalfSeconds: number | null;
   /** Periods the modelled provider started: deferrals and blocks of an IP. */
   providerDeferrals: number;
   providerBlocks: number;
@@ -67,6 +73,13 @@ const add = (into: Counts, c: Counts) => {
   for (const [k, v] of Object.entries(c.deferredByCategory)) into.deferredByCategory[k] = (into.deferredByCategory[k] ?? 0) + v;
 };
 
+/** Seconds from `first` until `share` of `injected` recipients had settled (`times` in order); null when fewer did. */
+function timeToShare(times: readonly number[] | undefined, injected: number, share: number, first: number): number | null {
+  const n = Math.ceil(share * injected);
+  if (!times || n === 0 || times.length < n) return null;
+  return (times[n - 1]! - first) / 1000;
+}
+
 export function buildReport(r: SimulationResult, meta: { campaign: string; policy: { name: string; version: string; hash: string } }): SimulationReport {
   const { tally } = r;
   const bucketHours = tally.bucketMs / 3_600_000;
@@ -96,6 +109,7 @@ export function buildReport(r: SimulationResult, meta: { campaign: string; polic
       peakPerHour: Math.max(0, ...(series?.delivered ?? [])) / bucketHours,
       meanPerHour: hours > 0 ? sum.delivered / hours : 0,
       timeToCompleteSeconds: settled >= injected && last !== undefined ? (last - first) / 1000 : null,
+      timeToHalfSeconds: timeToShare(tally.settleTimes.get(provider), injected, 0.5, first),
       providerDeferrals: r.providerSide.get(provider)?.deferrals ?? 0,
       providerBlocks: r.providerSide.get(provider)?.blocks ?? 0,
       sources,

@@ -60,6 +60,8 @@ export class Tally {
   readonly sourceSeries = new Map<string, number[]>();
   readonly firstInjected = new Map<string, number>();
   readonly lastSettled = new Map<string, number>();
+  /** When each recipient settled (delivered or bounced), per provider, in time order: for the time to settle half. */
+  readonly settleTimes = new Map<string, number[]>();
   /** Recipients injected and settled (delivered or bounced), per provider. */
   readonly injected = new Map<string, number>();
   readonly settled = new Map<string, number>();
@@ -92,6 +94,9 @@ export class Tally {
     if (o.type === 'd' || o.type === 'b') {
       this.lastSettled.set(provider, o.at);
       this.settled.set(provider, (this.settled.get(provider) ?? 0) + 1);
+      let times = this.settleTimes.get(provider);
+      if (!times) this.settleTimes.set(provider, (times = []));
+      times.push(o.at);
     }
     if (o.type === 'd') {
       c.delivered++;

@@ -80,7 +80,8 @@ describe('petrel diff --simulate', () => {
     const side = (which: 'base' | 'head', provider: string) => s[which].providers.find((p) => p.provider === provider)!;
     const [yahooBase, yahooHead] = [side('base', 'yahoo'), side('head', 'yahoo')];
     // The same recipients, the same fates; only the pace differs.
-    expect({ ...yahooHead, timeToCompleteSeconds: 0, peakPerHour: 0 }).toEqual({ ...yahooBase, timeToCompleteSeconds: 0, peakPerHour: 0 });
+    expect({ ...yahooHead, timeToCompleteSeconds: 0, timeToHalfSeconds: 0, peakPerHour: 0 }).toEqual({ ...yahooBase, timeToCompleteSeconds: 0, timeToHalfSeconds: 0, peakPerHour: 0 });
+    expect(yahooHead.timeToHalfSeconds!).toBeGreaterThan(yahooBase.timeToHalfSeconds! * 1.1);
     expect(yahooBase).toMatchObject({ recipients: 1500, open: 0 });
     expect(yahooHead.timeToCompleteSeconds! / yahooBase.timeToCompleteSeconds!).toBeGreaterThan(1.8);
     expect(yahooHead.timeToCompleteSeconds! / yahooBase.timeToCompleteSeconds!).toBeLessThan(2.2);
@@ -89,7 +90,7 @@ describe('petrel diff --simulate', () => {
 
     const yahoo = s.delta.providers.find((p) => p.provider === 'yahoo')!;
     expect(yahoo.flags).toEqual(['slower']);
-    expect(yahoo.changes.map((c) => c.figure)).toEqual(['time to complete', 'peak per hour']);
+    expect(yahoo.changes.map((c) => c.figure)).toEqual(['time to complete', 'time to 50 % settled', 'peak per hour']);
     const done = yahoo.changes[0]!;
     expect(done).toEqual({ figure: 'time to complete', base: yahooBase.timeToCompleteSeconds, head: yahooHead.timeToCompleteSeconds, change: yahooHead.timeToCompleteSeconds! - yahooBase.timeToCompleteSeconds!, percent: expect.closeTo(((yahooHead.timeToCompleteSeconds! - yahooBase.timeToCompleteSeconds!) / yahooBase.timeToCompleteSeconds!) * 100, 6) });
     for (const other of ['google', 'microsoft']) {
@@ -117,6 +118,7 @@ describe('petrel diff --simulate', () => {
     expect(rows[0]).toBe('| provider | figure | base | head | change |');
     expect(rows.slice(1)).toEqual([
       expect.stringMatching(/^\| `yahoo` ⚠️ slower \| time to complete \| 2\d\.\d min \| [45]\d\.\d min \| \+2\d\.\d min \(\+\d+%\) \|$/),
+      expect.stringMatching(/^\| {2}\| time to 50 % settled \| \d+\.\d min \| \d+\.\d min \| \+\d+\.\d min \(\+\d+%\) \|$/),
       expect.stringMatching(/^\| {2}\| peak per hour \| 3\d{3}\/h \| 1\d{3}\/h \| -1\d{3}\/h \(-\d+%\) \|$/),
       expect.stringMatching(/^\| \*\*total\*\* ⚠️ slower \| time to complete \| 30\.0 min \| [45]\d\.\d min \| /),
       expect.stringMatching(/^\| {2}\| peak per hour \| /),
@@ -133,8 +135,9 @@ describe('petrel diff --simulate', () => {
     expect(lines.slice(3)).toEqual([
       '',
       'yahoo  [slower]',
-      expect.stringMatching(/^ {2}time to complete {2}2\d\.\d min → [45]\d\.\d min {2}\+2\d\.\d min \(\+\d+%\)$/),
-      expect.stringMatching(/^ {2}peak per hour {5}3\d{3}\/h → 1\d{3}\/h {4,}-1\d{3}\/h \(-\d+%\)$/),
+      expect.stringMatching(/^ {2}time to complete +2\d\.\d min → [45]\d\.\d min +\+2\d\.\d min \(\+\d+%\)$/),
+      expect.stringMatching(/^ {2}time to 50 % settled +\d+\.\d min → \d+\.\d min +\+\d+\.\d min \(\+\d+%\)$/),
+      expect.stringMatching(/^ {2}peak per hour +3\d{3}\/h → 1\d{3}\/h +-1\d{3}\/h \(-\d+%\)$/),
       'total  [slower]',
       expect.stringMatching(/^ {2}time to complete {2}30\.0 min → [45]\d\.\d min /),
       expect.stringMatching(/^ {2}peak per hour /),

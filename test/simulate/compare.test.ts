@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareOutcomes, type OutcomeFigures, type OutcomeSide } from '../../simulate/index.ts';
 
-const FIGURES: OutcomeFigures = { recipients: 1000, delivered: 970, deferred: 40, blocked: 0, bounced: 30, bouncedByCategory: { 'bad-mailbox': 30 }, open: 0, timeToCompleteSeconds: 3600, peakPerHour: 1000, backoffs: 0, suspensions: 0 };
+const FIGURES: OutcomeFigures = { recipients: 1000, delivered: 970, deferred: 40, blocked: 0, bounced: 30, bouncedByCategory: { 'bad-mailbox': 30 }, open: 0, timeToCompleteSeconds: 3600, timeToHalfSeconds: 1800, peakPerHour: 1000, backoffs: 0, suspensions: 0 };
 
 function side(providers: Record<string, Partial<OutcomeFigures>>): OutcomeSide {
   const rows = Object.entries(providers).map(([provider, f]) => ({ provider, ...FIGURES, ...f }));
@@ -41,6 +41,10 @@ describe('compareOutcomes', () => {
   it('flags: slower past 10 %, more blocks from none, more bounces past 1 % of the recipients, no longer finishes', () => {
     expect(delta({}, { timeToCompleteSeconds: 3960 }).flags).toEqual([]);
     expect(delta({}, { timeToCompleteSeconds: 3961 }).flags).toEqual(['slower']);
+    // The bulk slower while the tail of bounded retries sets the same end: still slower.
+    expect(delta({}, { timeToHalfSeconds: 1981 }).flags).toEqual(['slower']);
+    expect(delta({}, { timeToHalfSeconds: 1981 }).changes.map((c) => [c.figure, c.change])).toEqual([['time to 50 % settled', 181]]);
+    expect(delta({}, { timeToHalfSeconds: 1900 }).flags).toEqual([]);
     expect(delta({}, { blocked: 1 }).flags).toEqual(['more blocks']);
     expect(delta({ blocked: 50 }, { blocked: 60 }).flags).toEqual([]);
     expect(delta({ blocked: 50 }, { blocked: 61 }).flags).toEqual(['more blocks']);
