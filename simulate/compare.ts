@@ -139,12 +139,13 @@ function providerDelta(provider: string, base: OutcomeFigures | undefined, head:
     const h = head?.bouncedByCategory[c] ?? 0;
     if (b !== h) push(`bounced ${c}`, b, h);
   }
-  const doneBase = base?.timeToCompleteSeconds ?? null;
-  const doneHead = head?.timeToCompleteSeconds ?? null;
-  if ((doneBase === null) !== (doneHead === null) || (doneBase !== null && doneHead !== null && beyondTolerance(doneBase, doneHead))) push('time to complete', doneBase, doneHead);
-  const mostBase = base?.timeToHalfSeconds ?? null;
-  const mostHead = head?.timeToHalfSeconds ?? null;
-  if ((mostBase === null) !== (mostHead === null) || (mostBase !== null && mostHead !== null && beyondTolerance(mostBase, mostHead))) push('time to 50 % settled', mostBase, mostHead);
+  // A time is a change past the tolerance, or when one side has it and the other not (not finished).
+  const times = [['time to complete', 'timeToCompleteSeconds'], ['time to 50 % settled', 'timeToHalfSeconds']] as const;
+  for (const [figure, key] of times) {
+    const b = base?.[key] ?? null;
+    const h = head?.[key] ?? null;
+    if ((b === null) !== (h === null) || (b !== null && h !== null && beyondTolerance(b, h))) push(figure, b, h);
+  }
   if (beyondTolerance(base?.peakPerHour ?? 0, head?.peakPerHour ?? 0)) push('peak per hour', base?.peakPerHour ?? 0, head?.peakPerHour ?? 0);
   return { provider, changes, flags: base && head ? flags(base, head) : [] };
 }
