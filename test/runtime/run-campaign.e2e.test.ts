@@ -18,57 +18,25 @@
  * after a suspension ends the source comes back at most at the recovery ramp's first step
  * (10% of the normal rate), not in a burst.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { loadArtifact } from '../../runtime/policy/loader.ts';
 import { startRuntime } from '../../runtime/runtime.ts';
-import { behaviourOf, readShippedModel, recipientFate, type ProviderBehaviour, type ProviderModel } from '../../simulate/index.ts';
+import { recipientFate, type ProviderModel } from '../../simulate/index.ts';
 import { startProviderPeer, type ProviderPeer } from '../fixtures/provider-peer.ts';
 import { compileFiles, ROOT, writeArtifact } from '../helpers.ts';
 import { e2eCase, readAccounting, selfSignedCertificate, until } from './fixtures/e2e.ts';
-import { scalePolicyText } from '../simulate/scaled-policy.ts';
+import { scaledModel, scaledShippedFiles, threeSourcesPolicy } from '../simulate/scaled-policy.ts';
 
 /** Time on both sides runs this much faster than real time. */
 const SCALE = 0.01;
 /** The recovery ramp's first step: this share of the normal rate (docs/language.md, "Coming back gently"). */
 const RAMP_FIRST_STEP = 0.1;
 
-const CAMPAIGN_POLICY = `policy campaign version 1.0.0
-
-source s1 {
-  address 127.0.0.1
-  ehlo s1.petrel.test
-}
-
-source s2 {
-  address 127.0.0.2
-  ehlo s2.petrel.test
-}
-
-source s3 {
-  address 127.0.0.3
-  ehlo s3.petrel.test
-}
-
-pool campaign {
-  s1, s2, s3
-}
-
-tenant shop {
-  pool campaign
-}
-`;
 const SOURCE_IPS: Record<string, string> = { s1: '127.0.0.1', s2: '127.0.0.2', s3: '127.0.0.3' };
 
-async function model(name: string, change: (m: ProviderModel) => void): Promise<ProviderBehaviour> {
-  const r = await readShippedModel(name);
-  if (!r.ok) throw new Error(r.errors.join('\n'));
-  const m = structuredClone(r.model);
-  change(m);
-  return behaviourOf(m, { scale: SCALE });
-}
+const model = (name: string, change: (m: ProviderModel) => void) => scaledModel(name, SCALE, change);
 
 const t = e2eCase('campaign', 5_000);
 
@@ -93,8 +61,7 @@ describe('a campaign against providers that push back', () => {
       const { key, cert } = selfSignedCertificate(t.dir, 'mx.provider.test');
       peers.yahoo = await startProviderPeer(yahoo, { tls: { key, cert } });
       peers.google = await startProviderPeer(google, { tls: { key, cert } });
-      const files: Record<string, string> = { 'campaign.policy': CAMPAIGN_POLICY };
-      for (const f of ['policies/yahoo.policy', 'policies/google.policy', 'stdlib/retry.policy', 'stdlib/bounces.policy']) files[f] = scalePolicyText(readFileSync(path.join(ROOT, f), 'utf8'), SCALE);
+      const files: Record<string, string> = { 'campaign.policy': threeSourcesPolicy('campaign'), ...scaledShippedFiles(ROOT, SCALE) };
       const { artifact, manifest } = await loadArtifact(await writeArtifact(t.dir, await compileFiles(files)));
       // The sender's MX: where the DSN of each bounced recipient arrives.
       const senderMx = await t.sink();

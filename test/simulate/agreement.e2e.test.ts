@@ -22,52 +22,19 @@
  * of deferred attempts is printed, not bounded: live it depends on how many sends were in
  * flight when a window closed (8 on a quiet machine, 31 at load 8), against a simulated 26.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import { startRuntime } from '../../runtime/runtime.ts';
-import { behaviourOf, readShippedModel, recipientFate, runSimulation, type Campaign, type ProviderBehaviour, type ProviderModel } from '../../simulate/index.ts';
+import { recipientFate, runSimulation, type Campaign, type ProviderModel } from '../../simulate/index.ts';
 import { startProviderPeer, type ProviderPeer } from '../fixtures/provider-peer.ts';
 import { compileFiles, loadArtifact, ROOT } from '../helpers.ts';
 import { e2eCase, readAccounting, selfSignedCertificate, until } from '../runtime/fixtures/e2e.ts';
-import { scalePolicyText } from './scaled-policy.ts';
+import { scaledModel, scaledShippedFiles, threeSourcesPolicy } from './scaled-policy.ts';
 
 const SCALE = 0.01;
 
-const SENDERS = `policy senders version 1.0.0
-
-source s1 {
-  address 127.0.0.1
-  ehlo s1.petrel.test
-}
-
-source s2 {
-  address 127.0.0.2
-  ehlo s2.petrel.test
-}
-
-source s3 {
-  address 127.0.0.3
-  ehlo s3.petrel.test
-}
-
-pool campaign {
-  s1, s2, s3
-}
-
-tenant shop {
-  pool campaign
-}
-`;
-
-async function model(name: string, change: (m: ProviderModel) => void): Promise<ProviderBehaviour> {
-  const r = await readShippedModel(name);
-  if (!r.ok) throw new Error(r.errors.join('\n'));
-  const m = structuredClone(r.model);
-  change(m);
-  return behaviourOf(m, { scale: SCALE });
-}
+const model = (name: string, change: (m: ProviderModel) => void) => scaledModel(name, SCALE, change);
 
 /** Outcome counts from either side: delivered, bounced per category, deferred attempts. */
 interface Outcomes {
@@ -95,8 +62,7 @@ describe('petrel simulate agrees with the live runtime', () => {
       m.recipients.fullMailboxFraction.fraction = 0;
     });
     const longTail = await model('long-tail', () => {});
-    const files: Record<string, string> = { 'senders.policy': SENDERS };
-    for (const f of ['policies/yahoo.policy', 'policies/google.policy', 'stdlib/retry.policy', 'stdlib/bounces.policy']) files[f] = scalePolicyText(readFileSync(path.join(ROOT, f), 'utf8'), SCALE);
+    const files: Record<string, string> = { 'senders.policy': threeSourcesPolicy('senders'), ...scaledShippedFiles(ROOT, SCALE) };
     const compiled = await compileFiles(files);
     const artifact = await loadArtifact(compiled);
     const manifest = compiled.artifact!.manifest;
