@@ -11,25 +11,14 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPetrel } from '../helpers.ts';
-import { until } from '../runtime/fixtures/e2e.ts';
+import { BANNING_PROVIDER, until } from '../runtime/fixtures/e2e.ts';
 import { startSink, type Sink } from '../runtime/fixtures/sink.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from './petrel-process.ts';
 
 const KEY = 'source-test-key-0123456789';
 const POLICY = `policy banning version 1
 
-provider banning {
-  match domain banning.test
-  retry {
-    after 1s
-    then every 1s
-  }
-  on reply 550 /IP banned/ {
-    disable source
-    example "550 5.7.1 IP banned"
-  }
-}
-`;
+${BANNING_PROVIDER}`;
 
 interface Status {
   disabled: { queue: string; source: string; reason: string; rule: string | null }[];

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers.ts';
 import { hashPassword } from '../../runtime/intake/submission-smtp.ts';
 import { killAllPetrel, startPetrel, type PetrelProcess } from '../cli/petrel-process.ts';
-import { until } from './fixtures/e2e.ts';
+import { BANNING_PROVIDER, until } from './fixtures/e2e.ts';
 import { startSink, type Sink } from './fixtures/sink.ts';
 
 const KEY = 'dashboard-test-key-0123456789';
@@ -30,18 +30,7 @@ const PASSWORD = 'correct horse battery staple';
 const SHOTS = path.join(ROOT, 'var', 'dashboard-screenshots');
 const POLICY = `policy banning version 1
 
-provider banning {
-  match domain banning.test
-  retry {
-    after 1s
-    then every 1s
-  }
-  on reply 550 /IP banned/ {
-    disable source
-    example "550 5.7.1 IP banned"
-  }
-}
-
+${BANNING_PROVIDER}
 provider later {
   match domain later.test
   retry {

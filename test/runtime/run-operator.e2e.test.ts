@@ -13,7 +13,7 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { describe, expect, it } from 'vitest';
 import type { Runtime } from '../../runtime/runtime.ts';
-import { e2eCase, until } from './fixtures/e2e.ts';
+import { BANNING_PROVIDER, e2eCase, until } from './fixtures/e2e.ts';
 
 const t = e2eCase('operator');
 
@@ -26,18 +26,7 @@ default {
   }
 }
 
-provider banning {
-  match domain banning.test
-  retry {
-    after 1s
-    then every 1s
-  }
-  on reply 550 /IP banned/ {
-    disable source
-    example "550 5.7.1 IP banned"
-  }
-}
-
+${BANNING_PROVIDER}
 provider slow {
   match domain slow.test
   rate 3600/h per source
