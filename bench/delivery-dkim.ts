@@ -33,6 +33,11 @@
  *   npx tsx bench/delivery-dkim.ts --rounds 5         rounds (1..20)
  *   npx tsx bench/delivery-dkim.ts --modes rsa        signing modes: rsa, dual (comma-separated)
  *   npx tsx bench/delivery-dkim.ts --json             the figures as JSON
+ *   npx tsx bench/delivery-dkim.ts --cpu-prof         also a V8 profile of each petrel run (its main
+ *                                                     thread), in a directory the bench names
+ *   npx tsx bench/delivery-dkim.ts --sign             no MTA: CPU µs per signed message — mailauth's
+ *                                                     stream, the plain-message shortcut, and the
+ *                                                     shortcut through the 2 signing threads
  *
  * Needs root and the postfix, opendkim and opendkim-tools packages (installed with
  * apt-get, saying so, when missing).
@@ -41,11 +46,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadDkimKeyring, signMessage, signMessageStreamed, type DkimKeyring } from '../runtime/intake/dkim.ts';
+import { createDkimSigning } from '../runtime/intake/dkim-signing.ts';
 import { makeKey, verifyWithMailauth, zoneOf, type TestKey, type Zone } from '../test/runtime/fixtures/dkim.ts';
 import { BENCH_POLICY, benchProcesses, CAVEAT, CONNECTIONS, freePort, hostInfo, hostLine, SESSIONS, sizeName, smtpSource, startPetrelRun, startPostfix, startSmtpSink, stopChild, treeCpu, waitDelivered, waitListening, which, type SinkHandle } from './mta-bench.ts';
 
 const argv = process.argv.slice(2);
 const asJson = argv.includes('--json');
+const cpuProf = argv.includes('--cpu-prof');
+const signOnly = argv.includes('--sign');
 const optionValue = (name: string) => {
   const i = argv.indexOf(name);
   return i >= 0 ? (argv[i + 1] ?? '') : undefined;
@@ -56,13 +65,13 @@ const SIZES = (optionValue('--sizes') ?? '4096,102400').split(',').map(Number);
 const ROUNDS = Number(optionValue('--rounds') ?? 3);
 const MODES = (optionValue('--modes') ?? 'rsa,dual').split(',') as Mode[];
 type Mode = 'rsa' | 'dual';
-const USAGE = 'usage: npx tsx bench/delivery-dkim.ts [--messages N (1..1000000)] [--sizes BYTES,... (1..10000000)] [--rounds N (1..20)] [--modes rsa,dual] [--json]\n';
+const USAGE = 'usage: npx tsx bench/delivery-dkim.ts [--messages N (1..1000000)] [--sizes BYTES,... (1..10000000)] [--rounds N (1..20)] [--modes rsa,dual] [--json] [--cpu-prof] [--sign]\n';
 if (argv.includes('--help')) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
 /** Every argument is a known flag or the value after one that takes a value. */
-const unknown = argv.filter((a, i) => !['--json', '--messages', '--sizes', '--rounds', '--modes'].includes(a) && !['--messages', '--sizes', '--rounds', '--modes'].includes(argv[i - 1] ?? ''));
+const unknown = argv.filter((a, i) => !['--json', '--cpu-prof', '--sign', '--messages', '--sizes', '--rounds', '--modes'].includes(a) && !['--messages', '--sizes', '--rounds', '--modes'].includes(argv[i - 1] ?? ''));
 if (
   unknown.length > 0 ||
   (messagesOption !== undefined && !(Number.isInteger(Number(messagesOption)) && Number(messagesOption) > 0 && Number(messagesOption) <= 1_000_000)) ||
@@ -77,6 +86,8 @@ const messagesFor = (size: number) => (messagesOption !== undefined ? Number(mes
 /** Messages verified per run, spread over the sink's dump. */
 const SAMPLES = 5;
 const DOMAIN = 'shop.example';
+/** Where `--cpu-prof` writes the petrel runs' profiles (kept after the bench). */
+const profDir = cpuProf ? mkdtempSync(path.join(tmpdir(), 'petrel-dkim-prof-')) : undefined;
 
 const log = (s: string) => process.stderr.write(`delivery-dkim-bench: ${s}\n`);
 const procs = benchProcesses(log);
@@ -136,7 +147,7 @@ async function runPetrel(dir: string, size: number, n: number, keys: TestKey[], 
     dkim: { keys: keys.map((k) => ({ domain: k.domain, selector: k.selector, keyFile: k.file })) },
   };
   writeFileSync(path.join(dir, 'petrel.config.json'), JSON.stringify(config));
-  const { child, smtp } = await startPetrelRun(procs, ['--config', path.join(dir, 'petrel.config.json'), '--policies', path.join(dir, 'bench.policy')]);
+  const { child, smtp } = await startPetrelRun(procs, ['--config', path.join(dir, 'petrel.config.json'), '--policies', path.join(dir, 'bench.policy')], profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []);
   const cpu0 = treeCpu(child.pid!);
   const sub = await submit(smtp, n, size);
   const doneAt = await waitDelivered(sink, n, 'Petrel', sub.startedAt);
@@ -245,7 +256,64 @@ function provision(): void {
   if (r.status !== 0) throw new Error(`apt-get install ${packages.join(' ')} failed: ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}`);
 }
 
+// ---------- signing alone (--sign) ----------
+
+/** CPU µs per message (all threads of this process) of `step` run `n` times, `parallel` at once. */
+async function cpuMicros(step: () => Promise<unknown>, n: number, parallel = 1): Promise<number> {
+  const before = process.cpuUsage();
+  for (let i = 0; i < n; i += parallel) await Promise.all(Array.from({ length: Math.min(parallel, n - i) }, step));
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / n;
+}
+
+/**
+ * CPU µs per signed message of the shape smtp-source sends (a few header fields, lines of
+ * 78 X), per size and mode: mailauth's stream (`signMessageStreamed`, every message before
+ * the shortcut), the plain-message shortcut (`signMessage`), both on this thread, and the
+ * shortcut through createDkimSigning's 2 threads (20 at a time: the copy into a
+ * transferred buffer, piscina, the answer). Interleaved for `ROUNDS` rounds (at least 5), median.
+ */
+async function signTable(keys: Record<Mode, TestKey[]>): Promise<string> {
+  const head = `Received: from bench by petrel; ${new Date().toUTCString()}\r\nFrom: <news@${DOMAIN}>\r\nTo: <someone@receiver.test>\r\nDate: ${new Date().toUTCString()}\r\nMessage-Id: <1@${DOMAIN}>\r\nSubject: bench\r\n\r\n`;
+  const rows: string[][] = [];
+  for (const size of SIZES) {
+    const message = Buffer.from(head + `${'X'.repeat(78)}\r\n`.repeat(Math.ceil(size / 80)).slice(0, size));
+    const n = Math.max(200, Math.min(2_000, Math.round(50_000_000 / size)));
+    for (const mode of MODES) {
+      const ring: DkimKeyring = loadDkimKeyring({ keys: keys[mode].map((k) => ({ domain: k.domain, selector: k.selector, keyFile: k.file })) }, (f) => readFileSync(f));
+      const pool = createDkimSigning(ring, Date.now(), { threads: 2 });
+      await pool.ready();
+      const ways: [string, () => Promise<unknown>, number][] = [
+        ['mailauth stream', () => signMessageStreamed(ring, [message], undefined, new Date()), 1],
+        ['shortcut', () => signMessage(ring, [message], undefined, new Date()), 1],
+        ['shortcut, 2 threads', () => pool.sign([message], undefined, Date.now()), 20],
+      ];
+      const figures: number[][] = ways.map(() => []);
+      for (const [, step, parallel] of ways) await cpuMicros(step, n / 10, parallel);
+      for (let round = 0; round < Math.max(5, ROUNDS); round++) for (const [i, [, step, parallel]] of ways.entries()) figures[i]!.push(await cpuMicros(step, n, parallel));
+      await pool.close();
+      const [stream, shortcut, threaded] = figures.map(median) as [number, number, number];
+      rows.push([`${sizeName(size)} ${modeName(mode)}`, stream.toFixed(0), shortcut.toFixed(0), threaded.toFixed(0), `×${(stream / shortcut).toFixed(2)}`]);
+    }
+  }
+  const w = [Math.max(...rows.map((r) => r[0]!.length)), 16, 10, 20, 16];
+  const fmt = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  ');
+  return [fmt(['CPU µs per message', 'mailauth stream', 'shortcut', 'shortcut, 2 threads', 'stream/shortcut']), ...rows.map(fmt)].join('\n') + '\n';
+}
+
 async function main(): Promise<number> {
+  if (signOnly) {
+    const work = mkdtempSync(path.join(tmpdir(), 'petrel-dkim-sign-'));
+    try {
+      const rsa = makeKey(work, DOMAIN, 'rsa2026', 'rsa');
+      const ed = makeKey(work, DOMAIN, 'ed2026', 'ed25519');
+      process.stdout.write(await signTable({ rsa: [rsa], dual: [rsa, ed] }));
+      process.stdout.write(hostLine(hostInfo()));
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+    return 0;
+  }
   provision();
   const work = mkdtempSync(path.join(tmpdir(), 'petrel-dkim-bench-'));
   chmodSync(work, 0o755);
@@ -281,6 +349,7 @@ async function main(): Promise<number> {
     await procs.cleanupTo(0);
   }
   const host = hostInfo();
+  if (profDir) log(`CPU profiles of the petrel runs: ${profDir}`);
   if (asJson) {
     const summary = cells.map((c) => ({ ...c, ratioDeliveredPerSecond: ratios(c, (r) => r.deliveredPerSecond), ratioCpuPerMessage: ratios(c, (r) => r.cpuMsPerMessage) }));
     process.stdout.write(JSON.stringify({ sessions: SESSIONS, connections: CONNECTIONS, rounds: ROUNDS, host, cells: summary }, null, 2) + '\n');
