@@ -8,7 +8,8 @@ import type { SpooledMessage } from '../spool/index.ts';
 export interface Work {
   id: string;
   domain: string;
-  rcpts: string[];
+  /** When they are every recipient of the message, its envelope's own array (frozen: not a copy per item). */
+  rcpts: readonly string[];
   notBefore: number;
   /** A `reroute pool P` reaction sent these recipients to pool P (in memory: a restart forgets it). */
   pool?: string;
@@ -25,17 +26,26 @@ export const domainOf = (rcpt: string): string => rcpt.slice(rcpt.lastIndexOf('@
 export function workOf(m: SpooledMessage, notBeforeOf: (rcpt: string) => number): Work[] {
   // Linear in the recipients (no array copied per recipient, no spread into Math.max: a
   // message may have thousands).
-  const byDomain = new Map<string, Work>();
+  const byDomain = new Map<string, { w: Work; rcpts: string[] }>();
   for (const { rcpt } of m.recipients) {
     const domain = domainOf(rcpt);
     const at = notBeforeOf(rcpt);
-    const w = byDomain.get(domain);
-    if (w) {
-      w.rcpts.push(rcpt);
-      w.notBefore = Math.max(w.notBefore, at);
-    } else byDomain.set(domain, { id: m.id, domain, rcpts: [rcpt], notBefore: at });
+    const known = byDomain.get(domain);
+    if (known) {
+      known.rcpts.push(rcpt);
+      known.w.notBefore = Math.max(known.w.notBefore, at);
+    } else {
+      const rcpts = [rcpt];
+      byDomain.set(domain, { w: { id: m.id, domain, rcpts, notBefore: at }, rcpts });
+    }
   }
-  return [...byDomain.values()];
+  // An item that holds every recipient (most messages have one) refers to the envelope's
+  // array: a million waiting items then hold no array of their own (56 bytes each).
+  const to = m.envelope.to;
+  return [...byDomain.values()].map(({ w, rcpts }) => {
+    if (rcpts.length === to.length) w.rcpts = to;
+    return w;
+  });
 }
 
 /**

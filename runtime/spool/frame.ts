@@ -109,25 +109,26 @@ export interface InvalidRegion {
 }
 
 /**
- * Decodes every record of a segment. After bytes that do not decode, it resumes at the
- * next record marker that starts a valid frame, so one damaged record costs only itself.
+ * Decodes the records of a segment one at a time, in order: each a frame, or a region of
+ * bytes that do not decode. After such bytes it resumes at the next record marker that
+ * starts a valid frame, so one damaged record costs only itself. One at a time, so that
+ * recovery holds one parsed header at a time, not a whole segment's (a million queued
+ * messages would otherwise keep every header of a 64 MiB segment alive together, long
+ * enough to reach the old generation of the heap as garbage).
  */
-export function scanFrames(buf: Buffer): { records: DecodedFrame[]; invalid: InvalidRegion[] } {
-  const records: DecodedFrame[] = [];
-  const invalid: InvalidRegion[] = [];
+export function* eachFrame(buf: Buffer): Generator<DecodedFrame | InvalidRegion> {
   let offset = 0;
   while (offset < buf.length) {
     const frame = decodeFrameAt(buf, offset);
     if (!('error' in frame)) {
-      records.push(frame);
+      yield frame;
       offset += frame.length;
       continue;
     }
     let next = buf.indexOf(MAGIC_BYTES, offset + 1);
     while (next !== -1 && 'error' in decodeFrameAt(buf, next)) next = buf.indexOf(MAGIC_BYTES, next + 1);
     const end = next === -1 ? buf.length : next;
-    invalid.push({ offset, length: end - offset, reason: frame.error, atEnd: next === -1 });
+    yield { offset, length: end - offset, reason: frame.error, atEnd: next === -1 };
     offset = end;
   }
-  return { records, invalid };
 }

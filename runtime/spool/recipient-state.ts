@@ -7,10 +7,12 @@
  * - `done`: one byte per recipient, the outcome code (0: still open); absent while none is
  *   done (most messages, until their last recipient finishes).
  * - `retry`: two numbers per recipient, attempts and the next attempt time (0 attempts:
- *   never deferred); absent until the first deferral.
+ *   never deferred); absent until the first deferral. A message of one recipient (most
+ *   of a big queue) keeps its two in `attempts1` and `next1` instead: no array.
  *
- * A plain `number[]` of two doubles costs about 64 bytes, a `Map` with one entry about
- * 200, a `Set` of one recipient about 150 — per message, a million times.
+ * A plain `number[]` of two doubles costs about 64 bytes, two fields of the entry 32, a
+ * `Map` with one entry about 200, a `Set` of one recipient about 150 — per message, a
+ * million times.
  */
 
 /** What finished a recipient. */
@@ -31,7 +33,11 @@ export interface RecipientStates {
   /** Recipients not done: `to.length` minus those with an outcome. */
   open: number;
   done: Uint8Array | undefined;
+  /** Envelopes of two or more recipients: pairs (attempts, next attempt time). */
   retry: number[] | undefined;
+  /** A one-recipient envelope's attempts (0: never deferred) and next attempt time. */
+  attempts1: number;
+  next1: number;
 }
 
 /** Index lookups on a long envelope use a map, built once per long message (see `indexer`). */
@@ -70,12 +76,18 @@ export function clearDone(s: RecipientStates, i: number): void {
 
 /** Recipient `i`'s retry state; undefined when it was never deferred. */
 export function retryAt(s: RecipientStates, i: number): RetryState | undefined {
+  if (s.to.length === 1) return s.attempts1 > 0 ? { attempts: s.attempts1, nextAttemptAt: s.next1 } : undefined;
   const attempts = s.retry?.[2 * i] ?? 0;
   return attempts > 0 ? { attempts, nextAttemptAt: s.retry![2 * i + 1]! } : undefined;
 }
 
 /** Sets (or, undefined, clears) recipient `i`'s retry state. */
 export function setRetry(s: RecipientStates, i: number, state: RetryState | undefined): void {
+  if (s.to.length === 1) {
+    s.attempts1 = state?.attempts ?? 0;
+    if (state) s.next1 = state.nextAttemptAt;
+    return;
+  }
   if (!state) {
     if (s.retry) s.retry[2 * i] = 0;
     return;

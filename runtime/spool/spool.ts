@@ -121,7 +121,7 @@ import * as nodeFs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SpoolError } from './errors.ts';
-import { decodeFrameAt, encodeFrame, KIND, MAX_BODY, scanFrames, type DecodedFrame, type EncodedFrame } from './frame.ts';
+import { decodeFrameAt, eachFrame, encodeFrame, KIND, MAX_BODY, type DecodedFrame, type EncodedFrame } from './frame.ts';
 import { createIdGenerator } from './ids.ts';
 import { errorCode, freeBytes, isNoSpace, readAll, syncDir, writeAll, type SpoolFs } from './io.ts';
 import { acquireLock, type SpoolLock } from './lock.ts';
@@ -345,7 +345,8 @@ const SETTLED: Promise<void> = Promise.resolve();
 /** A new entry: every recipient open, never deferred. */
 function newEntry(message: Readonly<SpoolMessage>, segment: Segment, offset: number, length: number): Entry {
   const to = message.envelope.to;
-  return { message, to, open: to.length, done: undefined, retry: undefined, segment, offset, length, finishing: false, lastWrite: SETTLED };
+  // Written out, not spread: one literal gets all its fields in the object (a spread adds them one by one, some outside it).
+  return { message, to, open: to.length, done: undefined, retry: undefined, attempts1: 0, next1: 0, segment, offset, length, finishing: false, lastWrite: SETTLED };
 }
 
 /** Puts `entry` in `segment`'s live count. */
@@ -543,6 +544,8 @@ async function listSegments(fs: SpoolFs, segmentsDir: string): Promise<{ segment
 
 /** What recovery found: the live messages of `segments` (each segment's size and live count set). */
 interface Recovered {
+  /** By id, in log order: the spool's index once the messages accepted meanwhile join it. */
+  live: Map<string, Entry>;
   entries: Entry[];
   report: Omit<RecoveryReport, 'reclaimedSegments' | 'ms' | 'unknownFiles'>;
 }
@@ -569,34 +572,58 @@ async function recover(fs: SpoolFs, dir: string, segments: readonly Segment[]): 
   };
 
   const intern = interner();
+  const reader = segmentReader(fs);
   for (const segment of segments) {
-    const buf = await fs.readFile(segment.file);
+    const buf = await reader(segment.file);
     segment.size = buf.length;
     bytesRead += buf.length;
-    const { records, invalid: regions } = scanFrames(buf);
-    for (const region of regions) {
-      if (region.atEnd) tornBytes += region.length;
-      else await saveCorrupt(segment, buf, region.offset, region.length, region.reason);
-    }
-    for (const frame of records) {
-      const record = parseRecord(frame, intern);
-      if (typeof record === 'string') await saveCorrupt(segment, buf, frame.offset, frame.length, record);
-      else replay(record, frame, segment, live, early, find);
+    for (const item of eachFrame(buf)) {
+      if ('reason' in item) {
+        if (item.atEnd) tornBytes += item.length;
+        else await saveCorrupt(segment, buf, item.offset, item.length, item.reason);
+        continue;
+      }
+      const record = parseRecord(item, intern);
+      if (typeof record === 'string') await saveCorrupt(segment, buf, item.offset, item.length, record);
+      else replay(record, item, segment, live, early, find);
     }
   }
 
   // Records about a message whose own record is gone (in `early`) belong to a finished message whose segment was reclaimed.
   const entries: Entry[] = [];
   let recipients = 0;
-  for (const entry of live.values()) {
+  for (const [id, entry] of live) {
     if (entry.open === 0) {
       unplace(entry);
+      live.delete(id);
       continue;
     }
     recipients += entry.open;
     entries.push(entry);
   }
-  return { entries, report: { messages: entries.length, recipients, segments: segments.length, bytesRead, tornBytes, corrupt } };
+  return { live, entries, report: { messages: entries.length, recipients, segments: segments.length, bytesRead, tornBytes, corrupt } };
+}
+
+/**
+ * Reads whole segments one after the other into one buffer, grown when a segment is
+ * larger: recovery of a big spool (40 segments of 64 MiB for a million 2 KB messages)
+ * then holds one segment's bytes outside the heap, not as many as the garbage collector
+ * has not freed yet. A returned buffer is valid until the next call.
+ */
+function segmentReader(fs: SpoolFs): (file: string) => Promise<Buffer> {
+  let buf = Buffer.alloc(0);
+  return async (file) => {
+    const handle = await fs.open(file, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size > buf.length) buf = Buffer.allocUnsafeSlow(size);
+      const into = buf.subarray(0, size);
+      await readAll(handle, into, 0);
+      return into;
+    } finally {
+      await handle.close();
+    }
+  };
 }
 
 /**
@@ -709,7 +736,7 @@ class DiskSpool implements Spool {
   /** The segment being appended to; undefined until the first write, or after one failed. */
   private active: Segment | undefined;
   private nextSeq: number;
-  private readonly entries = new Map<string, Entry>();
+  private entries = new Map<string, Entry>();
   /** The segments found at open are being read: no maintenance until their messages are known. */
   private recovering = true;
   /** That reading, for `close` to wait for. */
@@ -792,8 +819,12 @@ class DiskSpool implements Spool {
       throw error;
     }
     for (const segment of this.segments.slice(0, found.report.segments)) this.diskBytes += segment.size;
+    // The recovered map becomes the index, the messages accepted meanwhile added after
+    // them (log order): a million entries are not copied into a second map, whose table
+    // and the first's would both be garbage for the collector to find.
+    for (const [id, entry] of this.entries) if (!found.live.has(id)) found.live.set(id, entry);
+    this.entries = found.live;
     for (const entry of found.entries) {
-      this.entries.set(entry.message.id, entry);
       this.liveBytes += entry.length;
       this.openMessages++;
       this.openRecipients += entry.open;

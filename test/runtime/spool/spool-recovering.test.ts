@@ -29,11 +29,15 @@ async function put(spool: Spool, to: string[], text: string): Promise<string> {
   return id;
 }
 
-/** File operations whose `readFile` waits for `gate`: recovery stays in progress until the test opens it. */
+/** File operations whose opening of a segment for reading waits for `gate`: recovery stays in progress until the test opens it. */
 function gatedFs(): { fs: SpoolFs; open: () => void } {
   let open!: () => void;
   const gate = new Promise<void>((r) => (open = r));
-  const fs = { ...fsp, readFile: async (...args: Parameters<typeof fsp.readFile>) => (await gate, fsp.readFile(...args)) } as unknown as SpoolFs;
+  const gated = async (...args: Parameters<typeof fsp.open>) => {
+    if (String(args[0]).endsWith('.seg') && args[1] === 'r') await gate;
+    return fsp.open(...args);
+  };
+  const fs = { ...fsp, open: gated } as unknown as SpoolFs;
   return { fs, open };
 }
 
@@ -98,7 +102,9 @@ describe('openSpoolRecovering', () => {
     const first = await openSpool(dir);
     await put(first, ['1@x.test'], 'a');
     await first.close();
-    const failing = { ...fsp, readFile: async () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })) } as unknown as SpoolFs;
+    const eio = () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
+    // Reading a segment fails; every other file operation works.
+    const failing = { ...fsp, open: async (...args: Parameters<typeof fsp.open>) => (String(args[0]).endsWith('.seg') && args[1] === 'r' ? eio() : fsp.open(...args)) } as unknown as SpoolFs;
     const { spool, recovered } = await openSpoolRecovering(dir, { fs: failing });
     await expect(recovered).rejects.toThrow(/EIO/);
     await expect(put(spool, ['2@x.test'], 'b')).rejects.toMatchObject({ code: 'closed' });
