@@ -328,7 +328,17 @@ interface Segment {
  * is kept: `get` and `pending` build one when asked.
  */
 interface Entry extends RecipientStates {
-  readonly message: Readonly<SpoolMessage>;
+  /**
+   * The message's own fields, flat: no message and envelope object per entry (about 100
+   * bytes and two objects for the collector to trace, a million times); `messageOf` and
+   * `viewOf` build them when asked. `to` is the envelope's recipients (frozen).
+   */
+  readonly id: string;
+  readonly from: string;
+  readonly size: number;
+  readonly receivedAt: number;
+  /** Its tenant, pool and campaign when it has any (most have none: no object then). */
+  readonly labels: Labels | undefined;
   /** Where its current copy is (durable). */
   segment: Segment;
   offset: number;
@@ -342,11 +352,25 @@ interface Entry extends RecipientStates {
 /** Shared by every entry with nothing on its way (one promise, not one per message). */
 const SETTLED: Promise<void> = Promise.resolve();
 
-/** A new entry: every recipient open, never deferred. */
+type Labels = Readonly<Pick<SpoolMessage, 'tenant' | 'pool' | 'campaign'>>;
+
+/** A message's tenant, pool and campaign, or undefined when it has none. */
+function labelsOf(message: Readonly<SpoolMessage>): Labels | undefined {
+  if (message.tenant === undefined && message.pool === undefined && message.campaign === undefined) return undefined;
+  const labels: Labels = { ...(message.tenant !== undefined ? { tenant: message.tenant } : {}), ...(message.pool !== undefined ? { pool: message.pool } : {}), ...(message.campaign !== undefined ? { campaign: message.campaign } : {}) };
+  return Object.freeze(labels);
+}
+
+/** The message an entry holds, as submitted (a new frozen object). */
+function messageOf(entry: Entry): Readonly<SpoolMessage> {
+  return Object.freeze({ id: entry.id, envelope: Object.freeze({ from: entry.from, to: entry.to as string[] }), size: entry.size, receivedAt: entry.receivedAt, ...entry.labels });
+}
+
+/** A new entry for a checked, frozen message (its `to` is kept, not copied): every recipient open, never deferred. */
 function newEntry(message: Readonly<SpoolMessage>, segment: Segment, offset: number, length: number): Entry {
   const to = message.envelope.to;
   // Written out, not spread: one literal gets all its fields in the object (a spread adds them one by one, some outside it).
-  return { message, to, open: to.length, done: undefined, retry: undefined, attempts1: 0, next1: 0, segment, offset, length, finishing: false, lastWrite: SETTLED };
+  return { id: message.id, from: message.envelope.from, size: message.size, receivedAt: message.receivedAt, labels: labelsOf(message), to, open: to.length, done: undefined, retry: undefined, attempts1: 0, next1: 0, segment, offset, length, finishing: false, lastWrite: SETTLED };
 }
 
 /** Puts `entry` in `segment`'s live count. */
@@ -433,9 +457,12 @@ function messageHeader(message: Readonly<SpoolMessage>, states?: RecipientStates
   return states ? { ...message, ...statesByAddress(states) } : { ...message };
 }
 
+/** Shared by every record whose header has no per-recipient field (most): never changed. */
+const NONE: ReadonlyMap<string, never> = new Map<string, never>();
+
 /** A per-recipient field of a header: absent is empty; undefined when it is not an object or `read` refuses an entry. */
-function perRecipient<T>(value: unknown, read: (entry: unknown) => T | undefined): Map<string, T> | undefined {
-  if (value === undefined) return new Map();
+function perRecipient<T>(value: unknown, read: (entry: unknown) => T | undefined): ReadonlyMap<string, T> | undefined {
+  if (value === undefined) return NONE;
   if (typeof value !== 'object' || value === null) return undefined;
   const out = new Map<string, T>();
   for (const [rcpt, entry] of Object.entries(value)) {
@@ -452,9 +479,9 @@ const parseRetry = (value: unknown) =>
 const parseDone = (value: unknown) => perRecipient<Outcome>(value, (outcome) => (isString(outcome) && OUTCOMES.has(outcome) ? (outcome as Outcome) : undefined));
 
 type ParsedRecord =
-  | { kind: 'message'; message: Readonly<SpoolMessage>; done: Map<string, Outcome>; retry: Map<string, RetryState> }
+  | { kind: 'message'; message: Readonly<SpoolMessage>; done: ReadonlyMap<string, Outcome>; retry: ReadonlyMap<string, RetryState> }
   | { kind: 'outcome'; id: string; rcpts: string[]; outcome: Outcome }
-  | { kind: 'deferral'; id: string; retry: Map<string, RetryState> };
+  | { kind: 'deferral'; id: string; retry: ReadonlyMap<string, RetryState> };
 
 /** Checks the shape of a decoded record's header; a string says what is wrong. */
 function parseRecord(frame: DecodedFrame, intern: (value: string) => string): ParsedRecord | string {
@@ -512,7 +539,7 @@ function replay(record: ParsedRecord, frame: DecodedFrame, segment: Segment, ent
   }
   place(entry, segment);
   for (const [rcpt, outcome] of record.done) applyTo(entry, { kind: 'outcome', id, rcpts: [rcpt], outcome }, find);
-  applyTo(entry, { kind: 'deferral', id, retry: record.retry }, find);
+  if (record.retry.size > 0) applyTo(entry, { kind: 'deferral', id, retry: record.retry }, find);
 }
 
 /** An outcome or deferral record's effect on one message: a recipient once done stays done; retry states merge. Addresses not in the envelope are ignored. */
@@ -834,7 +861,7 @@ class DiskSpool implements Spool {
     this.recovery = { ...found.report, unknownFiles, reclaimedSegments: this.counters.reclaimedSegments, ms: performance.now() - started };
     const self = this;
     function* open(): IterableIterator<SpooledMessage> {
-      for (const entry of found.entries) if (self.entries.get(entry.message.id) === entry && !entry.finishing) yield self.viewOf(entry);
+      for (const entry of found.entries) if (self.entries.get(entry.id) === entry && !entry.finishing) yield self.viewOf(entry);
     }
     return { report: this.recovery, messages: open() };
   }
@@ -1053,7 +1080,7 @@ class DiskSpool implements Spool {
     const list = isString(rcpt) ? [rcpt] : [...new Set(rcpt)];
     return list.map((r) => {
       const i = this.find(entry.to, r);
-      if (i < 0) throw new SpoolError('unknown-recipient', `\`${r}\` is not a recipient of message \`${entry.message.id}\``);
+      if (i < 0) throw new SpoolError('unknown-recipient', `\`${r}\` is not a recipient of message \`${entry.id}\``);
       return i;
     });
   }
@@ -1066,12 +1093,12 @@ class DiskSpool implements Spool {
       const retry = retryAt(entry, i);
       recipients.push(Object.freeze(retry ? { rcpt, attempts: retry.attempts, nextAttemptAt: retry.nextAttemptAt } : { rcpt, attempts: 0 }));
     });
-    return Object.freeze({ ...entry.message, recipients: Object.freeze(recipients) });
+    return Object.freeze({ id: entry.id, envelope: Object.freeze({ from: entry.from, to: entry.to }), size: entry.size, receivedAt: entry.receivedAt, ...entry.labels, recipients: Object.freeze(recipients) });
   }
 
   private finish(entry: Entry): void {
-    if (this.entries.get(entry.message.id) !== entry) return;
-    this.entries.delete(entry.message.id);
+    if (this.entries.get(entry.id) !== entry) return;
+    this.entries.delete(entry.id);
     unplace(entry);
     this.liveBytes -= entry.length;
     this.counters.finished++;
@@ -1524,18 +1551,18 @@ class DiskSpool implements Spool {
         if (entry.finishing || entry.segment !== segment) continue;
         let raw: Buffer;
         try {
-          const { buf, frame } = await this.readFrame(segment, entry.offset, entry.length, entry.message.id);
+          const { buf, frame } = await this.readFrame(segment, entry.offset, entry.length, entry.id);
           raw = buf.subarray(frame.payloadOffset, frame.payloadOffset + frame.payloadLength);
         } catch (error) {
           segment.compactionFailed = true;
           throw error;
         }
         if (entry.finishing || entry.segment !== segment) continue;
-        const frame = encodeFrame(KIND.message, messageHeader(entry.message, entry), raw);
+        const frame = encodeFrame(KIND.message, messageHeader(messageOf(entry), entry), raw);
         bytes += frame.length;
         copied = true;
         const write = this.enqueue(frame, 'refuse', (target, offset) => {
-          if (this.entries.get(entry.message.id) !== entry) return;
+          if (this.entries.get(entry.id) !== entry) return;
           unplace(entry);
           this.liveBytes += frame.length - entry.length;
           entry.offset = offset;
