@@ -142,6 +142,8 @@ export interface SubmissionServer {
 /** One connection's own state, by smtp-server's session id. */
 interface SessionState {
   authFailures: number;
+  /** Whether the client's address is in a client network (decided once: it does not change). */
+  clientNetwork: boolean;
   /** Sending or spooling a message: closing now would lose the client's reply. */
   busy: boolean;
   /** Past `maxSessionMs`: closed once its message (if any) is answered. */
@@ -174,9 +176,11 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
   const budget = byteBudget(limits.maxBufferedBytes);
   const throttle = createAuthThrottle(options.auth);
   const inbound = options.inbound ? createInboundAuth(options.inbound, options.name) : undefined;
-  const checksInbound = (address: string) => inbound !== undefined && (options.inbound!.checkClientNetworks === true || !fromClientNetwork(address));
   const metrics = submissionMetrics(hooks.registry ?? new Registry(), { gate, budget, throttle });
   const sessions = new Map<string, SessionState>();
+  /** Whether the session's client is in a client network: as decided at connect, or asked anew. */
+  const inClientNetwork = (session: SMTPServerSession) => sessions.get(session.id)?.clientNetwork ?? fromClientNetwork(session.remoteAddress);
+  const checksInbound = (session: SMTPServerSession) => inbound !== undefined && (options.inbound!.checkClientNetworks === true || !inClientNetwork(session));
   const spooling = new Set<Promise<unknown>>();
   let closing: { drained: () => void } | undefined;
 
@@ -227,7 +231,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
         if (!state.busy) closeSession(session.id, 421, '4.4.2 Session time limit reached, closing');
       }, limits.maxSessionMs);
       timer.unref();
-      sessions.set(session.id, { authFailures: 0, busy: false, expired: false, timer });
+      sessions.set(session.id, { authFailures: 0, clientNetwork: fromClientNetwork(session.remoteAddress), busy: false, expired: false, timer });
       callback();
     },
     onClose(session) {
@@ -253,7 +257,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
         return callback(fail(452, '4.5.3 Too many recipients'));
       }
       // smtp-server sets `user` to false (not undefined) after STARTTLS: test truthiness.
-      if (!session.user && !fromClientNetwork(session.remoteAddress) && !hooks.isLocalRecipient?.(address.address)) return callback(fail(550, '5.7.1 Relaying denied'));
+      if (!session.user && !inClientNetwork(session) && !hooks.isLocalRecipient?.(address.address)) return callback(fail(550, '5.7.1 Relaying denied'));
       callback();
     },
     onData: receive,
@@ -315,7 +319,7 @@ export function createSubmissionServer(options: SubmissionOptions & { name: stri
     const { values, message } = takeControlHeadersOfChunks(chunks);
     const envelope = { from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', to: session.envelope.rcptTo.map((r) => r.address) };
     const from: ReceivedFrom = { helo: session.hostNameAppearsAs || undefined, address: session.remoteAddress, hostname: session.clientHostname || undefined, protocol: protocolOf(session) };
-    const checked = checksInbound(session.remoteAddress) ? await inbound!(message, { ip: session.remoteAddress, helo: from.helo, mailFrom: envelope.from }) : message;
+    const checked = checksInbound(session) ? await inbound!(message, { ip: session.remoteAddress, helo: from.helo, mailFrom: envelope.from }) : message;
     return hooks.acceptMessage(envelope, checked, values, from);
   }
 
