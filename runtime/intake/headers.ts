@@ -44,6 +44,16 @@ function hasBareCr(raw: Uint8Array, start: number, end: number): boolean {
   return false;
 }
 
+const PETREL_PREFIX = Buffer.from('x-petrel-', 'latin1');
+
+/** Whether the field `raw[start, end)` starts with `X-Petrel-` (in any case), as every control header does. */
+function isPetrelField(raw: Uint8Array, start: number, end: number): boolean {
+  if (end - start < PETREL_PREFIX.length) return false;
+  // ASCII letters' lowercase is their uppercase | 0x20; '-' has that bit set already.
+  for (let i = 0; i < PETREL_PREFIX.length; i++) if ((raw[start + i]! | 0x20) !== PETREL_PREFIX[i]) return false;
+  return true;
+}
+
 /**
  * Splits the header block off `raw`, takes the control headers out (with their folded
  * continuation lines) and every field holding a bare CR, and returns the control values
@@ -69,7 +79,8 @@ export function takeControlHeaders(raw: Buffer): { values: ControlValues; messag
       taken++;
       continue;
     }
-    const text = raw.toString('latin1', from, to);
+    // Only a field named X-Petrel-… can be a control header: the others are kept unread.
+    const text = isPetrelField(raw, from, to) ? raw.toString('latin1', from, to) : '';
     const m = /^([!-9;-~]+):/.exec(text);
     const key = m ? KEY_OF[m[1]!.toLowerCase() as keyof typeof KEY_OF] : undefined;
     if (key) {
