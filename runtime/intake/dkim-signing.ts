@@ -22,6 +22,7 @@ import { Piscina } from 'piscina';
 import { workerEntry } from '../deliver/worker-file.ts';
 import { signMessage, type DkimAlgorithm, type DkimKeyring } from './dkim.ts';
 import type { SignAnswer, SignTask, SigningThreadReady } from './dkim-worker.ts';
+import { SlabPool } from './shared-slabs.ts';
 
 /** What status shows of a key: never the key. */
 export interface DkimKeyStatus {
@@ -176,6 +177,9 @@ interface SigningPool {
   readonly closed: Promise<void>;
 }
 
+/** At most this many bytes of idle slabs are kept per pool for the copies to the threads. */
+const SLAB_BYTES = 64 * 1024 * 1024;
+
 /** A thread has this long to load its code (it loads mailauth) before `ready` rejects. */
 const READY_TIMEOUT_MS = 30_000;
 
@@ -205,24 +209,29 @@ function startPool(ring: DkimKeyring, threads: number, maxQueue: number, workerF
     failed ??= e;
     waiters.forEach((w) => w());
   });
+  const slabs = new SlabPool(SLAB_BYTES);
   let stop: Promise<void> | undefined;
   let stopped!: () => void;
   const closed = new Promise<void>((r) => (stopped = r));
   return {
     async sign(message, tenant, signAt) {
       if (piscina.queueSize >= maxQueue) throw new DkimBusy(`dkim: ${piscina.queueSize} messages are waiting to be signed; try again later`);
-      // One copy, into a buffer of its own (not from Node's shared pool, not zero-filled
-      // first) that moves to the thread; the caller keeps its chunks for the spool.
-      const bytes = Buffer.allocUnsafeSlow(message.reduce((n, c) => n + c.length, 0));
+      // One copy, into a slab shared with the thread (slabs are reused: shared-slabs.ts);
+      // the caller keeps its chunks for the spool.
+      const length = message.reduce((n, c) => n + c.length, 0);
+      const slab = slabs.take(length);
+      const bytes = Buffer.from(slab, 0, length);
       let offset = 0;
       for (const chunk of message) offset += chunk.copy(bytes, offset);
-      const buffer = bytes.buffer as ArrayBuffer;
+      let answer: SignAnswer;
       try {
-        return await piscina.run({ message: buffer, tenant, signAt }, { transferList: [buffer] });
+        answer = await piscina.run({ message: slab, length, tenant, signAt });
       } catch (e) {
         if ((e as Error).message === 'Task queue is at limit') throw new DkimBusy(`dkim: ${maxQueue} messages are waiting to be signed; try again later`);
         throw new Error(`dkim: a signing thread failed: ${(e as Error).message}`);
       }
+      slabs.give(slab);
+      return answer;
     },
     queued: () => piscina.queueSize,
     ready: () =>

@@ -11,9 +11,10 @@ import { parentPort, threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { signMessage, type DkimKeyring } from './dkim.ts';
 
-/** What the main thread posts: the whole message in one transferred buffer. */
+/** What the main thread posts: the whole message, the first `length` bytes of a shared slab it does not touch until the answer. */
 export interface SignTask {
-  message: ArrayBuffer;
+  message: SharedArrayBuffer;
+  length: number;
   tenant: string | undefined;
   /** `t=`, epoch milliseconds. */
   signAt: number;
@@ -33,7 +34,7 @@ const { ring } = workerData as { ring: DkimKeyring };
 parentPort?.postMessage({ op: 'dkim-thread-ready', threadId } satisfies SigningThreadReady);
 
 /** Signs one message with this thread's keys. */
-export default async function signTask({ message, tenant, signAt }: SignTask): Promise<SignAnswer> {
-  const signature = await signMessage(ring, [Buffer.from(message)], tenant, new Date(signAt));
+export default async function signTask({ message, length, tenant, signAt }: SignTask): Promise<SignAnswer> {
+  const signature = await signMessage(ring, [Buffer.from(message, 0, length)], tenant, new Date(signAt));
   return signature ? { fields: signature.fields.toString('latin1'), domain: signature.choice.domain, fallback: signature.choice.fallback } : null;
 }
