@@ -70,8 +70,12 @@ export interface DecodedFrame {
   payloadLength: number;
 }
 
+/** Reads a record's header text; throws when it is not a header (`JSON.parse` by default). */
+export type HeaderReader = (text: string, kind: RecordKind) => unknown;
+const parseJson: HeaderReader = (text) => JSON.parse(text);
+
 /** Decodes the frame that starts at `offset`, or says why there is none. */
-export function decodeFrameAt(buf: Buffer, offset: number): DecodedFrame | { error: string } {
+export function decodeFrameAt(buf: Buffer, offset: number, readHeader: HeaderReader = parseJson): DecodedFrame | { error: string } {
   if (offset + PREFIX > buf.length) return { error: 'truncated record' };
   if (buf.readUInt32BE(offset) !== FRAME_MAGIC) return { error: 'no record marker' };
   const bodyLength = buf.readUInt32BE(offset + 4);
@@ -88,7 +92,7 @@ export function decodeFrameAt(buf: Buffer, offset: number): DecodedFrame | { err
   const headerStart = offset + PREFIX + BODY_PREFIX;
   let header: unknown;
   try {
-    header = JSON.parse(buf.toString('utf8', headerStart, headerStart + headerLength));
+    header = readHeader(buf.toString('utf8', headerStart, headerStart + headerLength), kind);
   } catch {
     return { error: 'header is not JSON' };
   }
@@ -116,17 +120,17 @@ export interface InvalidRegion {
  * messages would otherwise keep every header of a 64 MiB segment alive together, long
  * enough to reach the old generation of the heap as garbage).
  */
-export function* eachFrame(buf: Buffer): Generator<DecodedFrame | InvalidRegion> {
+export function* eachFrame(buf: Buffer, readHeader: HeaderReader = parseJson): Generator<DecodedFrame | InvalidRegion> {
   let offset = 0;
   while (offset < buf.length) {
-    const frame = decodeFrameAt(buf, offset);
+    const frame = decodeFrameAt(buf, offset, readHeader);
     if (!('error' in frame)) {
       yield frame;
       offset += frame.length;
       continue;
     }
     let next = buf.indexOf(MAGIC_BYTES, offset + 1);
-    while (next !== -1 && 'error' in decodeFrameAt(buf, next)) next = buf.indexOf(MAGIC_BYTES, next + 1);
+    while (next !== -1 && 'error' in decodeFrameAt(buf, next, readHeader)) next = buf.indexOf(MAGIC_BYTES, next + 1);
     const end = next === -1 ? buf.length : next;
     yield { offset, length: end - offset, reason: frame.error, atEnd: next === -1 };
     offset = end;

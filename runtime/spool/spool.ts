@@ -121,7 +121,7 @@ import * as nodeFs from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SpoolError } from './errors.ts';
-import { decodeFrameAt, eachFrame, encodeFrame, KIND, MAX_BODY, type DecodedFrame, type EncodedFrame } from './frame.ts';
+import { decodeFrameAt, eachFrame, encodeFrame, KIND, MAX_BODY, type DecodedFrame, type EncodedFrame, type HeaderReader } from './frame.ts';
 import { createIdGenerator } from './ids.ts';
 import { errorCode, freeBytes, isNoSpace, readAll, syncDir, writeAll, type SpoolFs } from './io.ts';
 import { acquireLock, type SpoolLock } from './lock.ts';
@@ -478,6 +478,48 @@ const parseRetry = (value: unknown) =>
 
 const parseDone = (value: unknown) => perRecipient<Outcome>(value, (outcome) => (isString(outcome) && OUTCOMES.has(outcome) ? (outcome as Outcome) : undefined));
 
+/**
+ * A deferral header as the spool writes it — `{"id":"…","retry":{"<rcpt>":[attempts,time],…}}`,
+ * no whitespace, no escapes — read without `JSON.parse`, straight into the map recovery
+ * uses. `JSON.parse` makes an object keyed by each address: a hidden class and an
+ * internalized (old-generation) string per record, 3x the time of a message header
+ * (1.7-2.1 µs against 0.6), a million times at a restart. Anything else, and any number
+ * not in JSON's own grammar, is left to `JSON.parse` (undefined): the two agree on every
+ * header this accepts.
+ */
+class DeferralHeader {
+  constructor(
+    readonly id: string,
+    readonly retry: ReadonlyMap<string, RetryState>,
+  ) {}
+}
+/** JSON strings without escapes or control characters (so their text is their value); numbers in JSON's grammar. */
+const DEFERRAL_HEAD = /\{"id":"([^"\\\x00-\x1f]*)","retry":\{/y;
+const DEFERRAL_PAIR = /"([^"\\\x00-\x1f]*)":\[(-?(?:0|[1-9]\d*)),(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)\]/y;
+
+function plainDeferral(text: string): DeferralHeader | undefined {
+  DEFERRAL_HEAD.lastIndex = 0;
+  const head = DEFERRAL_HEAD.exec(text);
+  if (!head) return undefined;
+  const retry = new Map<string, RetryState>();
+  let at = DEFERRAL_HEAD.lastIndex;
+  for (;;) {
+    DEFERRAL_PAIR.lastIndex = at;
+    const pair = DEFERRAL_PAIR.exec(text);
+    if (!pair) return undefined;
+    const attempts = Number(pair[2]);
+    const nextAttemptAt = Number(pair[3]);
+    if (!Number.isSafeInteger(attempts) || !Number.isFinite(nextAttemptAt)) return undefined;
+    retry.set(pair[1]!, { attempts, nextAttemptAt });
+    at = DEFERRAL_PAIR.lastIndex;
+    if (text[at] === ',') at++;
+    else return at === text.length - 2 && text.endsWith('}}') ? new DeferralHeader(head[1]!, retry) : undefined;
+  }
+}
+
+/** Recovery's header reader: deferrals as written by `plainDeferral`, the rest (and any other deferral) by `JSON.parse`. */
+const readHeader: HeaderReader = (text, kind) => (kind === KIND.deferral ? plainDeferral(text) : undefined) ?? JSON.parse(text);
+
 type ParsedRecord =
   | { kind: 'message'; message: Readonly<SpoolMessage>; done: ReadonlyMap<string, Outcome>; retry: ReadonlyMap<string, RetryState> }
   | { kind: 'outcome'; id: string; rcpts: string[]; outcome: Outcome }
@@ -485,6 +527,7 @@ type ParsedRecord =
 
 /** Checks the shape of a decoded record's header; a string says what is wrong. */
 function parseRecord(frame: DecodedFrame, intern: (value: string) => string): ParsedRecord | string {
+  if (frame.header instanceof DeferralHeader && frame.kind === KIND.deferral) return { kind: 'deferral', id: frame.header.id, retry: frame.header.retry };
   const h = frame.header as Record<string, unknown> | null;
   if (typeof h !== 'object' || h === null || !isString(h.id)) return 'record header without an id';
   if (frame.kind === KIND.message) {
@@ -604,7 +647,7 @@ async function recover(fs: SpoolFs, dir: string, segments: readonly Segment[]): 
     const buf = await reader(segment.file);
     segment.size = buf.length;
     bytesRead += buf.length;
-    for (const item of eachFrame(buf)) {
+    for (const item of eachFrame(buf, readHeader)) {
       if ('reason' in item) {
         if (item.atEnd) tornBytes += item.length;
         else await saveCorrupt(segment, buf, item.offset, item.length, item.reason);

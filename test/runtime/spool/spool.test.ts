@@ -109,6 +109,30 @@ describe('spool: round trip', () => {
     ]);
   });
 
+  it('keeps retry state across a restart for addresses JSON escapes, fractional and negative times, and one-recipient messages', async () => {
+    const dir = tempDir();
+    let spool = await open(dir);
+    const odd = ['q"uote@x.test', 'back\\slash@x.test', 'ünï@x.test', 'tab\tin@x.test', 'plain@x.test'];
+    const m = await acceptNew(spool, odd);
+    const one = await acceptNew(spool, ['solo@y.test']);
+    const never = await acceptNew(spool, ['never@y.test']);
+    await spool.recordDeferral(m.message.id, odd, 1_800_000_000_000.5);
+    await spool.recordDeferral(m.message.id, odd.slice(0, 2), -3);
+    await spool.recordDeferral(one.message.id, 'solo@y.test', 5e20);
+    await spool.recordDeferral(one.message.id, 'solo@y.test', -2.25);
+    await spool.close();
+    spool = await open(dir);
+    expect(spool.get(m.message.id)?.recipients).toEqual([
+      { rcpt: 'q"uote@x.test', attempts: 2, nextAttemptAt: -3 },
+      { rcpt: 'back\\slash@x.test', attempts: 2, nextAttemptAt: -3 },
+      { rcpt: 'ünï@x.test', attempts: 1, nextAttemptAt: 1_800_000_000_000.5 },
+      { rcpt: 'tab\tin@x.test', attempts: 1, nextAttemptAt: 1_800_000_000_000.5 },
+      { rcpt: 'plain@x.test', attempts: 1, nextAttemptAt: 1_800_000_000_000.5 },
+    ]);
+    expect(spool.get(one.message.id)?.recipients).toEqual([{ rcpt: 'solo@y.test', attempts: 2, nextAttemptAt: -2.25 }]);
+    expect(spool.get(never.message.id)?.recipients).toEqual([{ rcpt: 'never@y.test', attempts: 0 }]);
+  });
+
   it('makes unique ids that sort in the order they were made, even when the clock stalls or goes back', () => {
     let now = 1_800_000_000_000;
     const times = [0, 0, 0, -5, -5, 3, 3, -100, 10];
