@@ -280,6 +280,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     maxBodyBytes: options.smtp.maxMessageBytes ?? 50 * 1024 * 1024,
     routes: (req, res, helpers) => queueRoutes(req, res, helpers) || (options.httpRoutes?.(req, res, helpers) ?? false),
     dashboard: {
+      // The history's queue depth: recipients the spool holds open (waiting or being delivered).
+      totals: () => ({ accepted, ...core.view().counters, queued: spool.counts().recipients }),
       policyDir: options.dashboard?.policyDir,
       search: { index: messageIndex, queued: (id) => spool.get(id) !== undefined, trail: (m) => (acct.flush(), accountingTrail(options.accountingDir, { envelope: m, receivedAt: m.receivedAt }, clock())), clock },
       login: { users: options.smtp.users ?? [], allowed: options.dashboard?.users ?? [], throttle: options.smtp.auth, sessionMinutes: options.dashboard?.sessionMinutes, clock },
