@@ -54,6 +54,14 @@ function isPetrelField(raw: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
+/** The control header one whole field (`text`, folded lines included) is, with its unfolded value; undefined for any other field. */
+function controlField(text: string): { key: keyof ControlValues; value: string } | undefined {
+  const m = /^([!-9;-~]+):/.exec(text);
+  const key = m ? KEY_OF[m[1]!.toLowerCase() as keyof typeof KEY_OF] : undefined;
+  // RFC 5322 unfolding: the line breaks go, the folded lines join with a space.
+  return key && { key, value: text.slice(m![0].length).split(/\r?\n/).map((s) => s.trim()).filter(Boolean).join(' ') };
+}
+
 /**
  * Splits the header block off `raw`, takes the control headers out (with their folded
  * continuation lines) and every field holding a bare CR, and returns the control values
@@ -80,12 +88,9 @@ export function takeControlHeaders(raw: Buffer): { values: ControlValues; messag
       continue;
     }
     // Only a field named X-Petrel-… can be a control header: the others are kept unread.
-    const text = isPetrelField(raw, from, to) ? raw.toString('latin1', from, to) : '';
-    const m = /^([!-9;-~]+):/.exec(text);
-    const key = m ? KEY_OF[m[1]!.toLowerCase() as keyof typeof KEY_OF] : undefined;
-    if (key) {
-      // RFC 5322 unfolding: the line breaks go, the folded lines join with a space.
-      values[key] = text.slice(m![0].length).split(/\r?\n/).map((s) => s.trim()).filter(Boolean).join(' ');
+    const control = isPetrelField(raw, from, to) ? controlField(raw.toString('latin1', from, to)) : undefined;
+    if (control) {
+      values[control.key] = control.value;
       taken++;
       continue;
     }

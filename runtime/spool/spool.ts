@@ -361,10 +361,13 @@ function labelsOf(message: Readonly<SpoolMessage>): Labels | undefined {
   return Object.freeze(labels);
 }
 
-/** The message an entry holds, as submitted (a new frozen object). */
-function messageOf(entry: Entry): Readonly<SpoolMessage> {
-  return Object.freeze({ id: entry.id, envelope: Object.freeze({ from: entry.from, to: entry.to as string[] }), size: entry.size, receivedAt: entry.receivedAt, ...entry.labels });
+/** The message an entry holds, as submitted (a new object: the caller freezes it, with what it adds). */
+function messageFields(entry: Entry): SpoolMessage {
+  return { id: entry.id, envelope: Object.freeze({ from: entry.from, to: entry.to as string[] }), size: entry.size, receivedAt: entry.receivedAt, ...entry.labels };
 }
+
+/** The message an entry holds, as submitted (a new frozen object). */
+const messageOf = (entry: Entry): Readonly<SpoolMessage> => Object.freeze(messageFields(entry));
 
 /** A new entry for a checked, frozen message (its `to` is kept, not copied): every recipient open, never deferred. */
 function newEntry(message: Readonly<SpoolMessage>, segment: Segment, offset: number, length: number): Entry {
@@ -1136,7 +1139,7 @@ class DiskSpool implements Spool {
       const retry = retryAt(entry, i);
       recipients.push(Object.freeze(retry ? { rcpt, attempts: retry.attempts, nextAttemptAt: retry.nextAttemptAt } : { rcpt, attempts: 0 }));
     });
-    return Object.freeze({ id: entry.id, envelope: Object.freeze({ from: entry.from, to: entry.to }), size: entry.size, receivedAt: entry.receivedAt, ...entry.labels, recipients: Object.freeze(recipients) });
+    return Object.freeze(Object.assign(messageFields(entry), { recipients: Object.freeze(recipients) }));
   }
 
   private finish(entry: Entry): void {
